@@ -1,0 +1,34 @@
+/**
+ * The storage seam: the repository speaks SQL through this small interface, so the same statements run on a
+ * PostgreSQL server (`pg`) and on embedded PGlite.
+ */
+
+/** Anything that can run a parameterised statement: the database itself or an open transaction. */
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  /** Which engine this is, for start-up messages and readiness. */
+  readonly description: string;
+  /**
+   * Runs `fn` inside one database transaction (READ COMMITTED). The transaction commits when `fn` resolves
+   * and rolls back when it throws.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** PostgreSQL SQLSTATE codes that mean "try the whole transaction again". */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '23505']);
+
+export function sqlState(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+export function isRetryableConflict(err: unknown): boolean {
+  const code = sqlState(err);
+  return code !== undefined && RETRYABLE_SQLSTATES.has(code);
+}

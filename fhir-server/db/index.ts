@@ -1,0 +1,11 @@
+export type { Database, Queryable } from './database';
+export { isRetryableConflict, sqlState } from './database';
+export { migrate, LATEST_SCHEMA_VERSION } from './migrations';
+import type { Database } from './database';
+import { PgliteDatabase } from './pglite';
+import { PostgresDatabase } from './postgres';
+
+/** PostgreSQL when a connection string is given, otherwise embedded PGlite in `dataDir` (in memory if undefined). */
+export async function openDatabase(databaseUrl: string | undefined, dataDir: string | undefined): Promise<Database> {
+  return databaseUrl ? new PostgresDatabase(databaseUrl) : PgliteDatabase.open(dataDir);
+}

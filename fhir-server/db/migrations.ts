@@ -1,0 +1,119 @@
+/**
+ * Versioned schema migrations, applied at start. All of them run in one transaction under an advisory lock, so
+ * two processes starting at once apply each migration exactly once, and a second run is a no-op.
+ * A migration is never edited once released: add a new one.
+ */
+import type { Database } from './database';
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Arbitrary constant that names "Huimin schema migration" among advisory locks. */
+const MIGRATION_LOCK_KEY = 7_202_611_250;
+
+/** Columns every search index table starts with: which resource the row indexes, and for which parameter. */
+const INDEX_KEY = `res_type text NOT NULL, res_id text NOT NULL, code text NOT NULL`;
+
+const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'resources, history, search indexes, outbox',
+    sql: `
+      -- The current version of every resource (deleted ones stay, flagged, so that ids are never reused silently).
+      CREATE TABLE resource (
+        res_type text NOT NULL,
+        id text NOT NULL,
+        version_id integer NOT NULL,
+        last_updated timestamptz NOT NULL,
+        deleted boolean NOT NULL DEFAULT false,
+        content text,
+        -- 'Patient/{id}' for every patient compartment the resource belongs to.
+        compartments text[] NOT NULL DEFAULT '{}',
+        PRIMARY KEY (res_type, id)
+      );
+      CREATE INDEX resource_type_updated ON resource (res_type, last_updated);
+      CREATE INDEX resource_compartments ON resource USING gin (compartments);
+
+      -- Every version ever written, including deletions (content NULL).
+      CREATE TABLE resource_version (
+        res_type text NOT NULL,
+        id text NOT NULL,
+        version_id integer NOT NULL,
+        last_updated timestamptz NOT NULL,
+        interaction text NOT NULL,
+        content text,
+        PRIMARY KEY (res_type, id, version_id)
+      );
+      CREATE INDEX resource_version_updated ON resource_version (last_updated);
+      CREATE INDEX resource_version_type_updated ON resource_version (res_type, last_updated);
+
+      -- Search indexes: one row per extracted value, rewritten whenever the resource changes.
+      CREATE TABLE search_token (${INDEX_KEY}, system text, value text, display text);
+      CREATE INDEX search_token_lookup ON search_token (res_type, code, value, system);
+      CREATE INDEX search_token_owner ON search_token (res_type, res_id);
+
+      CREATE TABLE search_string (${INDEX_KEY}, value text NOT NULL, value_norm text NOT NULL);
+      CREATE INDEX search_string_lookup ON search_string (res_type, code, value_norm text_pattern_ops);
+      CREATE INDEX search_string_owner ON search_string (res_type, res_id);
+
+      CREATE TABLE search_date (${INDEX_KEY}, low timestamptz NOT NULL, high timestamptz NOT NULL);
+      CREATE INDEX search_date_lookup ON search_date (res_type, code, low, high);
+      CREATE INDEX search_date_owner ON search_date (res_type, res_id);
+
+      CREATE TABLE search_number (${INDEX_KEY}, value numeric NOT NULL, low numeric NOT NULL, high numeric NOT NULL);
+      CREATE INDEX search_number_lookup ON search_number (res_type, code, value);
+      CREATE INDEX search_number_owner ON search_number (res_type, res_id);
+
+      CREATE TABLE search_quantity (${INDEX_KEY}, value numeric NOT NULL, low numeric NOT NULL, high numeric NOT NULL,
+        system text, unit text);
+      CREATE INDEX search_quantity_lookup ON search_quantity (res_type, code, value);
+      CREATE INDEX search_quantity_owner ON search_quantity (res_type, res_id);
+
+      -- References also serve chaining, _has, _include and _revinclude as indexed joins.
+      CREATE TABLE search_reference (${INDEX_KEY}, target_type text, target_id text, target_url text);
+      CREATE INDEX search_reference_lookup ON search_reference (res_type, code, target_id);
+      CREATE INDEX search_reference_target ON search_reference (target_type, target_id);
+      CREATE INDEX search_reference_owner ON search_reference (res_type, res_id);
+
+      CREATE TABLE search_uri (${INDEX_KEY}, value text NOT NULL);
+      CREATE INDEX search_uri_lookup ON search_uri (res_type, code, value);
+      CREATE INDEX search_uri_owner ON search_uri (res_type, res_id);
+
+      -- Transactional outbox: written in the same transaction as the change, relayed to BullMQ after commit.
+      CREATE TABLE outbox (
+        seq bigserial PRIMARY KEY,
+        res_type text NOT NULL,
+        res_id text NOT NULL,
+        version_id integer NOT NULL,
+        interaction text NOT NULL,
+        occurred_at timestamptz NOT NULL
+      );
+    `,
+  },
+];
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+/** Applies every migration not yet applied; returns the versions it applied. */
+export async function migrate(db: Database): Promise<number[]> {
+  return db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migration (
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const rows = await tx.query<{ version: number }>('SELECT version FROM schema_migration');
+    const applied = new Set(rows.map((r) => Number(r.version)));
+    const done: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (applied.has(migration.version)) {
+        continue;
+      }
+      await tx.exec(migration.sql);
+      await tx.query('INSERT INTO schema_migration (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+      done.push(migration.version);
+    }
+    return done;
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * Test databases. Each test file gets its own PostgreSQL schema inside the run's database (so files running in
+ * parallel never collide), or an in-memory PGlite.
+ */
+import { randomBytes } from 'node:crypto';
+import { migrate, openDatabase, type Database } from '../fhir-server/db';
+
+export type Backend = 'postgres' | 'pglite';
+
+export async function createTestDatabase(backend: Backend = 'postgres'): Promise<Database> {
+  let db: Database;
+  if (backend === 'pglite') {
+    db = await openDatabase(undefined, undefined);
+  } else {
+    const base = process.env.TEST_DATABASE_URL;
+    if (!base) {
+      throw new Error('TEST_DATABASE_URL is not set: run the tests through jest (test/global-setup.ts)');
+    }
+    const schema = `t_${randomBytes(6).toString('hex')}`;
+    const admin = await openDatabase(base, undefined);
+    await admin.exec(`CREATE SCHEMA ${schema}`);
+    await admin.close();
+    const url = new URL(base);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    db = await openDatabase(url.toString(), undefined);
+  }
+  await migrate(db);
+  return db;
+}
