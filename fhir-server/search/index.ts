@@ -1,0 +1,15 @@
+/** The public face of search: write-time extraction and indexing, read-time compilation to SQL. */
+export { compartmentsOf, extractIndexRows } from './extract';
+export { deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
+export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
+export {
+  SqlParams,
+  type DateRow,
+  type IndexRows,
+  type NumberRow,
+  type QuantityRow,
+  type ReferenceRow,
+  type StringRow,
+  type TokenRow,
+  type UriRow,
+} from './index-rows';

@@ -1,0 +1,67 @@
+/**
+ * Reference parameters: Reference.reference values that name a resource on this server (`Type/id`) are indexed as
+ * (target_type, target_id), which chaining and includes join on; absolute URLs, URNs and canonicals as target_url.
+ */
+import { Operator, type Filter, type TypedValue } from '@medplum/core';
+import type { Reference } from '@medplum/fhirtypes';
+import type { IndexRows } from './index-rows';
+import { indexMatch, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
+
+/** `Type/id`, optionally followed by `/_history/version`, which a search never distinguishes. */
+const LOCAL_REFERENCE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
+
+/** A `:Type` modifier: filters built with a resource type as their operator restrict the target's type. */
+const RESOURCE_TYPE = /^[A-Z][A-Za-z]+$/;
+
+export function parseLocalReference(reference: string): { targetType: string; targetId: string } | undefined {
+  const match = LOCAL_REFERENCE.exec(reference);
+  return match ? { targetType: match[1], targetId: match[2] } : undefined;
+}
+
+export const referenceType: SearchType = {
+  kind: 'reference',
+
+  extract(code: string, values: TypedValue[], rows: IndexRows): void {
+    for (const { type, value } of values) {
+      // A Reference with only an identifier, or one to a contained resource (#id), has no target to index.
+      const reference = type === 'Reference' ? (value as Reference).reference : typeof value === 'string' ? value : undefined;
+      if (!reference || reference.startsWith('#')) {
+        continue;
+      }
+      const local = type === 'Reference' ? parseLocalReference(reference) : undefined;
+      rows.reference.push(local ? { code, ...local } : { code, targetUrl: reference });
+    }
+  },
+
+  compile(filter: Filter, ctx: FilterContext): string {
+    let requiredType: string | undefined;
+    if (RESOURCE_TYPE.test(filter.operator)) {
+      requiredType = filter.operator;
+    } else if (filter.operator !== Operator.EQUALS) {
+      throw unsupportedModifier(filter, 'reference');
+    }
+    return indexMatch(ctx, 'reference', filter.code, (t) =>
+      orValues(filter)
+        .map((value) => referenceCondition(t, value, requiredType, ctx))
+        .join(' OR '),
+    );
+  },
+};
+
+function referenceCondition(t: string, value: string, requiredType: string | undefined, ctx: FilterContext): string {
+  const p = (v: string) => ctx.params.add(v);
+  const base = ctx.baseUrl?.replace(/\/+$/, '');
+  const relative = base && value.startsWith(base + '/') ? value.slice(base.length + 1) : value;
+  const local = parseLocalReference(relative);
+  if (local) {
+    const typeMatches = requiredType === undefined || requiredType === local.targetType;
+    const byId = `(${t}.target_type = ${p(local.targetType)} AND ${t}.target_id = ${p(local.targetId)})`;
+    // A canonical written as "Type/id" was indexed as a URL.
+    return typeMatches ? `(${byId} OR ${t}.target_url = ${p(value)})` : 'false';
+  }
+  if (/^[A-Za-z0-9\-.]{1,64}$/.test(value)) {
+    const byType = requiredType === undefined ? '' : ` AND ${t}.target_type = ${p(requiredType)}`;
+    return `(${t}.target_id = ${p(value)}${byType})`;
+  }
+  return `${t}.target_url = ${p(value)}`;
+}

@@ -1,0 +1,80 @@
+/**
+ * The one small interface every search-parameter type implements (one module per type): how its values become
+ * index rows at write time, and how a filter on it becomes SQL at read time.
+ */
+import { badRequest, OperationOutcomeError, splitSearchOnComma, type Filter, type TypedValue } from '@medplum/core';
+import type { IndexRows, SqlParams } from './index-rows';
+
+/** The search_* tables, by the IndexRows key that fills them. */
+export const INDEX_TABLES = {
+  token: 'search_token',
+  string: 'search_string',
+  date: 'search_date',
+  number: 'search_number',
+  quantity: 'search_quantity',
+  reference: 'search_reference',
+  uri: 'search_uri',
+} as const satisfies Record<keyof IndexRows, string>;
+
+export type IndexKind = keyof IndexRows;
+
+/** What compiling one filter needs to know. */
+export interface FilterContext {
+  readonly params: SqlParams;
+  /** Alias of the `resource` row being filtered. */
+  readonly alias: string;
+  readonly resourceType: string;
+  /** This server's base URL: absolute references under it count as local. */
+  readonly baseUrl?: string;
+  /** A fresh alias for an index table, so nested subqueries never shadow each other. */
+  nextAlias(): string;
+}
+
+export interface SearchType {
+  readonly kind: IndexKind;
+  /** Adds the index rows for the values one parameter's expression yielded on a resource. */
+  extract(code: string, values: TypedValue[], rows: IndexRows): void;
+  /** A SQL boolean over the resource alias that is true when the resource matches `filter`. */
+  compile(filter: Filter, ctx: FilterContext): string;
+  /** Aggregates over an index alias used to sort: the smallest value ascending, the largest descending. */
+  readonly sort?: { ascending(t: string): string; descending(t: string): string };
+}
+
+/**
+ * True when the resource has an index row of `kind` for `code` that satisfies `condition` (given the index alias).
+ *
+ * Correlated EXISTS rather than `alias.id IN (SELECT res_id … WHERE res_type = $type …)`: measured with EXPLAIN
+ * ANALYZE on PostgreSQL over 200k Patients (+200k Observations), both forms plan as the same semi-join and run
+ * in the same time (selective string 3.2 ms, identifier 0.05 ms, string AND token 92 ms, unselective token with
+ * LIMIT 20 0.1 ms). EXISTS wins on generality: it follows the resource row's own type, so it also serves
+ * searches over several types at once.
+ */
+export function indexMatch(
+  ctx: FilterContext,
+  kind: IndexKind,
+  code: string,
+  condition?: (t: string) => string,
+): string {
+  const t = ctx.nextAlias();
+  const r = ctx.alias;
+  const where = [`${t}.res_type = ${r}.res_type`, `${t}.res_id = ${r}.id`, `${t}.code = ${ctx.params.add(code)}`];
+  if (condition) {
+    where.push(`(${condition(t)})`);
+  }
+  return `EXISTS (SELECT 1 FROM ${INDEX_TABLES[kind]} ${t} WHERE ${where.join(' AND ')})`;
+}
+
+/** The OR'ed values of a filter: "a,b" is two values, "a\,b" one value "a,b". */
+export function orValues(filter: Filter): string[] {
+  return splitSearchOnComma(filter.value);
+}
+
+export function invalidValue(filter: Filter, why: string): OperationOutcomeError {
+  return new OperationOutcomeError(badRequest(`Invalid value '${filter.value}' for search parameter '${filter.code}': ${why}`, filter.code));
+}
+
+export function unsupportedModifier(filter: Filter, type: string): OperationOutcomeError {
+  return new OperationOutcomeError(
+    badRequest(`Modifier or prefix '${filter.operator}' is not supported on ${type} search parameter '${filter.code}'`, filter.code),
+  );
+}
