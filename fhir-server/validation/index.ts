@@ -1,0 +1,55 @@
+/**
+ * The write-time validator. Every create/update runs `validateResourceForWrite`; the caller refuses the write when
+ * any returned issue has severity error or fatal. Steps (see docs/validation.md):
+ *   1. the value is an object of a known resourceType;
+ *   2. structure against the official R4 JSON schema (ajv);
+ *   3. @medplum/core's validator against the base StructureDefinition and registered meta.profile profiles;
+ *   4. required value-set bindings that can be expanded locally, and rules none of the above check (walk.ts).
+ */
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import { loadFhirDefinitions } from '../definitions';
+import { isErrorIssue, isPlainObject, makeIssue } from './issues';
+import { validateAgainstDefinitions } from './profiles';
+import { isKnownResourceType, validateStructure } from './structure';
+import { checkContent } from './walk';
+
+export { registerProfile } from './profiles';
+
+/**
+ * Steps 2-4 overlap (a missing element or an unknown property is seen by both ajv and @medplum/core, a bad code by
+ * the schema's enum and by the binding check). Keep the first error per location, so the client gets one message
+ * per problem: binding messages are preferred (they name the value set), then the schema's, then @medplum/core's.
+ */
+function dropDuplicateErrors(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+  const errorAt = new Set<string>();
+  return issues.filter((issue) => {
+    const at = issue.expression?.[0];
+    if (!at || !isErrorIssue(issue)) {
+      return true;
+    }
+    if (errorAt.has(at)) {
+      return false;
+    }
+    errorAt.add(at);
+    return true;
+  });
+}
+
+export function validateResourceForWrite(resource: unknown): OperationOutcomeIssue[] {
+  if (!isPlainObject(resource)) {
+    const found = Array.isArray(resource) ? 'an array' : resource === null ? 'null' : typeof resource;
+    return [makeIssue('error', 'invalid', `A resource must be a JSON object, found ${found}`)];
+  }
+  const resourceType = resource.resourceType;
+  if (typeof resourceType !== 'string' || resourceType === '') {
+    return [makeIssue('error', 'invalid', 'The resource has no resourceType property')];
+  }
+  if (!isKnownResourceType(resourceType)) {
+    return [makeIssue('error', 'not-supported', `Unknown resourceType "${resourceType}": not a FHIR R4 resource type`)];
+  }
+  loadFhirDefinitions();
+  const contentIssues = checkContent(resource, resourceType);
+  const structureIssues = validateStructure(resource, resourceType);
+  const definitionIssues = validateAgainstDefinitions(resource as unknown as Resource);
+  return dropDuplicateErrors([...contentIssues, ...structureIssues, ...definitionIssues]);
+}

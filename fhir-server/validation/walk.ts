@@ -1,0 +1,98 @@
+/**
+ * Steps 4 and 5: one typed traversal of the resource along the @medplum/core type schemas (which carry each
+ * element's type and ElementDefinition.binding), checking what neither the JSON schema nor `validateResource`
+ * checks: required bindings, empty arrays, data-type rules (datatype-rules.ts) and resource rules
+ * (resource-rules.ts). Nested resources (contained, Bundle.entry.resource, Parameters.parameter.resource) are
+ * walked with their own type, so every rule applies at any depth.
+ */
+import { tryGetDataType } from '@medplum/core';
+import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
+import { CODED_TYPES, checkRequiredBinding } from './bindings';
+import { checkDatatype } from './datatype-rules';
+import { isPlainObject, makeIssue } from './issues';
+import { checkResource } from './resource-rules';
+
+/** How one JSON property of a type is walked. */
+interface PropertyPlan {
+  type: string;
+  /** Canonical URL of a required binding, only for the coded types we check. */
+  valueSet?: string;
+}
+
+/** Per type name: JSON property name → plan; choice elements (`value[x]`) get one entry per type. Built once. */
+const plans = new Map<string, Map<string, PropertyPlan> | null>();
+
+function buildPlan(typeName: string): Map<string, PropertyPlan> | null {
+  const schema = tryGetDataType(typeName);
+  if (!schema) {
+    return null;
+  }
+  const plan = new Map<string, PropertyPlan>();
+  for (const [name, element] of Object.entries(schema.elements)) {
+    const binding = element.binding;
+    const required = binding?.strength === 'required' ? binding.valueSet : undefined;
+    for (const { code } of element.type) {
+      const key = name.endsWith('[x]') ? name.slice(0, -3) + code.charAt(0).toUpperCase() + code.slice(1) : name;
+      plan.set(key, { type: code, valueSet: required && CODED_TYPES.has(code) ? required : undefined });
+    }
+  }
+  return plan;
+}
+
+function getPlan(typeName: string): Map<string, PropertyPlan> | null {
+  let plan = plans.get(typeName);
+  if (plan === undefined) {
+    plan = buildPlan(typeName);
+    plans.set(typeName, plan);
+  }
+  return plan;
+}
+
+function walk(value: Record<string, unknown>, typeName: string, expression: string, issues: OperationOutcomeIssue[]) {
+  const plan = getPlan(typeName);
+  if (!plan) {
+    return;
+  }
+  checkDatatype(typeName, value, expression, issues);
+  for (const [key, raw] of Object.entries(value)) {
+    if (Array.isArray(raw) && raw.length === 0) {
+      const path = `${expression}.${key}`;
+      issues.push(makeIssue('error', 'structure', `${path}: an array must not be empty; omit the property instead`, path));
+      continue;
+    }
+    const property = plan.get(key);
+    if (!property) {
+      continue;
+    }
+    const items = Array.isArray(raw) ? raw : [raw];
+    for (let i = 0; i < items.length; i++) {
+      const item: unknown = items[i];
+      const path = Array.isArray(raw) ? `${expression}.${key}[${i}]` : `${expression}.${key}`;
+      if (property.valueSet) {
+        checkRequiredBinding(property.type, item, property.valueSet, path, issues);
+      }
+      if (!isPlainObject(item)) {
+        continue;
+      }
+      if (property.type === 'Resource') {
+        if (typeof item.resourceType === 'string') {
+          walkResource(item, item.resourceType, path, issues);
+        }
+      } else {
+        walk(item, property.type, path, issues);
+      }
+    }
+  }
+}
+
+function walkResource(resource: Record<string, unknown>, resourceType: string, expression: string, issues: OperationOutcomeIssue[]) {
+  checkResource(resourceType, resource, expression, issues);
+  walk(resource, resourceType, expression, issues);
+}
+
+/** Binding and rule issues for `resource`, with FHIRPath expressions rooted at its resourceType. */
+export function checkContent(resource: Record<string, unknown>, resourceType: string): OperationOutcomeIssue[] {
+  const issues: OperationOutcomeIssue[] = [];
+  walkResource(resource, resourceType, resourceType, issues);
+  return issues;
+}
