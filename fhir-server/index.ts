@@ -1,0 +1,75 @@
+/**
+ * The FHIR store's public face. Other modules use `FhirRepository` (reads, search, transactional writes) and
+ * the resource-change events on the BullMQ queue; none of them touch the store's tables.
+ */
+import type { Logger } from 'pino';
+import type { Database } from './db';
+import { loadFhirDefinitions } from './definitions';
+import { OutboxRelay } from './events';
+import { createHttpApp } from './http/app';
+import { FhirRepository } from './repository';
+import type { RouteContext } from './rest';
+
+export { migrate, openDatabase, type Database, type Queryable } from './db';
+export { loadFhirDefinitions } from './definitions';
+export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type ResourceChangeEvent, type ResourceChangeJob } from './events';
+export { FhirRepository, WriteSession, type StoredResource } from './repository';
+export { route, type FhirRequest, type FhirResponse } from './rest';
+export { validateResourceForWrite, registerProfile } from './validation';
+
+export interface FhirServerOptions {
+  db: Database;
+  logger: Logger;
+  publicBaseUrl: string;
+  fhirBasePath: string;
+  redisUrl: string;
+  redisPrefix: string;
+  maxBodyBytes: number;
+  maxJsonDepth: number;
+  maxPageSize: number;
+  defaultPageSize: number;
+  enforceReferentialIntegrity: boolean;
+}
+
+export interface FhirServer {
+  app: ReturnType<typeof createHttpApp>;
+  repository: FhirRepository;
+  relay: OutboxRelay;
+  stop(): Promise<void>;
+}
+
+/** Wires the store, the outbox relay and the HTTP API. The database must already be migrated. */
+export function createFhirServer(options: FhirServerOptions): FhirServer {
+  loadFhirDefinitions();
+  const baseUrl = `${options.publicBaseUrl}${options.fhirBasePath}`;
+  const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger });
+  const repository = new FhirRepository(
+    options.db,
+    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl },
+    () => relay.notify(),
+  );
+  const ctx: RouteContext = {
+    repo: repository,
+    baseUrl,
+    defaultPageSize: options.defaultPageSize,
+    maxPageSize: options.maxPageSize,
+  };
+  const app = createHttpApp(ctx, {
+    fhirBasePath: options.fhirBasePath,
+    maxBodyBytes: options.maxBodyBytes,
+    maxJsonDepth: options.maxJsonDepth,
+    logger: options.logger,
+    readiness: {
+      database: async () => {
+        await options.db.query('SELECT 1');
+      },
+      redis: async () => {
+        if (!relay.healthy) {
+          throw new Error('the event relay cannot reach Redis; events wait in the outbox');
+        }
+      },
+    },
+  });
+  relay.start();
+  return { app, repository, relay, stop: () => relay.stop() };
+}

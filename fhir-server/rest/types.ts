@@ -1,0 +1,48 @@
+/**
+ * The transport-independent shape of a FHIR interaction. HTTP requests and the entries of batch/transaction
+ * bundles are both turned into a FhirRequest and go through the same router.
+ */
+import type { Resource } from '@medplum/fhirtypes';
+import type { FhirRepository, WriteSession } from '../repository';
+
+export type FhirMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface FhirRequest {
+  method: FhirMethod;
+  /** Path relative to the FHIR base, without leading slash: `Patient/123/_history/2`. */
+  path: string;
+  query: URLSearchParams;
+  body?: unknown;
+  /** Header values that FHIR gives meaning to, lower-case names. */
+  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type', string>>;
+  /** The id a transaction bundle assigned in advance to a resource this request may create. */
+  assignedId?: string;
+}
+
+/** JSON text that is sent as it is: stored resources are never parsed and re-serialised just to be returned. */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
+export interface FhirResponse {
+  status: number;
+  body?: Resource | RawJson;
+  headers?: Record<string, string>;
+}
+
+export interface RouteContext {
+  repo: FhirRepository;
+  /** Public base URL of the FHIR API, e.g. `http://localhost:8080/fhir`. */
+  baseUrl: string;
+  defaultPageSize: number;
+  maxPageSize: number;
+  /** Set while the request runs as an entry of a transaction bundle: every write joins this session. */
+  session?: WriteSession;
+}
+
+export function parseBody<T = Resource>(body: Resource | RawJson | undefined): T | undefined {
+  if (body instanceof RawJson) {
+    return JSON.parse(body.text) as T;
+  }
+  return body as T | undefined;
+}
