@@ -40,8 +40,16 @@ export const SEARCH_TYPES: Partial<Record<SearchParameter['type'], SearchType>> 
 /** Parameters answered from the `resource` row itself, not from index rows. */
 export const RESOURCE_COLUMN_PARAMS: ReadonlySet<string> = new Set(['_id', '_lastUpdated']);
 
-/** Only the standard R4 parameters: @medplum/core adds its own (`_project`, `_compartment`) which are not ours. */
+/**
+ * Only the standard R4 parameters: @medplum/core adds its own (`_project`, `_compartment`), which are not ours.
+ * It also re-issues the R4 Resource-level parameters per type without their url, hence the list of those.
+ */
 const STANDARD_URL_PREFIX = 'http://hl7.org/fhir/SearchParameter/';
+const RESOURCE_LEVEL_PARAMS: ReadonlySet<string> = new Set(['_tag', '_security', '_profile', '_source']);
+
+function isStandard(param: SearchParameter): boolean {
+  return param.url?.startsWith(STANDARD_URL_PREFIX) || RESOURCE_LEVEL_PARAMS.has(param.code);
+}
 
 export interface IndexedParam {
   readonly code: string;
@@ -59,7 +67,7 @@ export function indexedParams(resourceType: string): IndexedParam[] {
     list = [];
     for (const param of Object.values(getSearchParameters(resourceType) ?? {})) {
       const type = SEARCH_TYPES[param.type];
-      if (!type || !param.expression || !param.url?.startsWith(STANDARD_URL_PREFIX) || RESOURCE_COLUMN_PARAMS.has(param.code)) {
+      if (!type || !param.expression || !isStandard(param) || RESOURCE_COLUMN_PARAMS.has(param.code)) {
         continue;
       }
       const expression = getParsedExpressionForResourceType(resourceType, param.expression);
