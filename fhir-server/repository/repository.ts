@@ -8,6 +8,7 @@ import { isRetryableConflict } from '../db';
 import { gone, notFound } from '../errors';
 import type { ResourceChangeEvent } from '../events';
 import { assertValidId, WriteSession, type SessionOptions } from './session';
+import { resolveIncludes, type IncludedRow } from './includes';
 import { compartmentPage, countMatches, searchPage, type CompartmentQuery, type SearchPage, type SearchScope } from './search-sql';
 import { countHistory, readCurrent, readHistory, readVersion, type HistoryQuery, type VersionRow } from './store';
 
@@ -93,6 +94,14 @@ export class FhirRepository {
     q: Queryable = this.db,
   ): Promise<SearchPage> {
     return searchPage(q, request, { ...page, baseUrl: this.options.baseUrl });
+  }
+
+  /** What `_include`/`_revinclude` add to a page of matches. */
+  async includes(request: SearchRequest, matches: Array<{ resourceType: string; id: string }>, q: Queryable = this.db): Promise<IncludedRow[]> {
+    if (!request.include?.length && !request.revInclude?.length) {
+      return [];
+    }
+    return resolveIncludes(q, matches, request.include, request.revInclude);
   }
 
   async count(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {

@@ -7,7 +7,7 @@ import { isR4ResourceType } from '../definitions';
 import type { Resource } from '@medplum/fhirtypes';
 import { badRequest, notSupported } from '../errors';
 import type { SearchScope, WriteSession } from '../repository';
-import { historyBundle, pageLinks, searchsetBundle } from './bundles';
+import { historyBundle, pageLinks, searchsetBundle, type SearchEntry } from './bundles';
 import { informational, parseVersionTag, readResponse, writeResponse } from './http-semantics';
 import { instantParam, pageOf } from './paging';
 import type { FhirRequest, FhirResponse, RouteContext } from './types';
@@ -157,6 +157,10 @@ export async function search(ctx: RouteContext, request: FhirRequest, type: stri
     // The whole result is on this page: the total is known for free.
     total = page.rows.length;
   }
-  const entries = page.rows.map((row) => ({ fullUrl: `${ctx.baseUrl}/${type}/${row.id}`, json: row.content, mode: 'match' as const }));
+  const entries: SearchEntry[] = page.rows.map((row) => ({ fullUrl: `${ctx.baseUrl}/${type}/${row.id}`, json: row.content, mode: 'match' }));
+  const included = await ctx.repo.includes(searchRequest, page.rows.map((row) => ({ resourceType: type, id: row.id })), reader(ctx));
+  for (const row of included) {
+    entries.push({ fullUrl: `${ctx.baseUrl}/${row.resourceType}/${row.id}`, json: row.content, mode: 'include' });
+  }
   return { status: 200, body: searchsetBundle(entries, pageLinks({ selfUrl, offset, count, hasMore: page.hasMore }), total) };
 }

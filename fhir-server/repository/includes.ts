@@ -1,0 +1,106 @@
+/**
+ * `_include` and `_revinclude` (with `:iterate`), resolved through the `search_reference` index as joins, so that
+ * a page's included resources cost one query per include parameter and round, not one per resource.
+ */
+import { getSearchParameter, type IncludeTarget } from '@medplum/core';
+import type { Queryable } from '../db';
+import { badRequest } from '../errors';
+import type { ResourceKey } from './references';
+
+export interface IncludedRow extends ResourceKey {
+  content: string;
+}
+
+/** How many rounds `:iterate` may take; each round follows the references of what the last one added. */
+const MAX_ITERATIONS = 4;
+/** Most resources one page may include, so that `_revinclude` on a popular target stays bounded. */
+const MAX_INCLUDED = 5000;
+
+function checkReferenceParam(target: IncludeTarget, kind: string): void {
+  const param = getSearchParameter(target.resourceType, target.searchParam);
+  if (!param || param.type !== 'reference') {
+    throw badRequest(`${kind}=${target.resourceType}:${target.searchParam}: ${target.resourceType} has no reference search parameter "${target.searchParam}"`);
+  }
+}
+
+/** Resources the `keys` refer to through `target` (an `_include`). */
+async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
+  const sources = keys.filter((k) => k.resourceType === target.resourceType).map((k) => k.id);
+  if (sources.length === 0) {
+    return [];
+  }
+  const params: unknown[] = [target.resourceType, target.searchParam, sources];
+  let typeFilter = '';
+  if (target.targetType) {
+    params.push(target.targetType);
+    typeFilter = ` AND s.target_type = $${params.length}`;
+  }
+  params.push(MAX_INCLUDED);
+  const rows = await q.query<{ res_type: string; id: string; content: string }>(
+    `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
+     JOIN resource r ON r.res_type = s.target_type AND r.id = s.target_id AND NOT r.deleted
+     WHERE s.res_type = $1 AND s.code = $2 AND s.res_id = ANY($3::text[])${typeFilter}
+     LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map((r) => ({ resourceType: r.res_type, id: r.id, content: r.content }));
+}
+
+/** Resources of `target.resourceType` that refer to the `keys` through `target.searchParam` (a `_revinclude`). */
+async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
+  if (keys.length === 0) {
+    return [];
+  }
+  const rows = await q.query<{ res_type: string; id: string; content: string }>(
+    `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
+     JOIN unnest($3::text[], $4::text[]) AS k(t, i) ON s.target_type = k.t AND s.target_id = k.i
+     JOIN resource r ON r.res_type = s.res_type AND r.id = s.res_id AND NOT r.deleted
+     WHERE s.res_type = $1 AND s.code = $2
+     LIMIT $5`,
+    [target.resourceType, target.searchParam, keys.map((k) => k.resourceType), keys.map((k) => k.id), MAX_INCLUDED],
+  );
+  return rows.map((r) => ({ resourceType: r.res_type, id: r.id, content: r.content }));
+}
+
+/**
+ * The resources that `_include`/`_revinclude` add to a page of matches, each once and none that is already a
+ * match.
+ */
+export async function resolveIncludes(
+  q: Queryable,
+  matches: ResourceKey[],
+  include: IncludeTarget[] = [],
+  revInclude: IncludeTarget[] = [],
+): Promise<IncludedRow[]> {
+  include.forEach((t) => checkReferenceParam(t, '_include'));
+  revInclude.forEach((t) => checkReferenceParam(t, '_revinclude'));
+  const seen = new Set(matches.map((k) => `${k.resourceType}/${k.id}`));
+  const added: IncludedRow[] = [];
+  let frontier = matches;
+  for (let round = 0; round < MAX_ITERATIONS && frontier.length > 0; round++) {
+    // The first round applies every include to the matches; later rounds only the `:iterate` ones, to what was just added.
+    const forwardTargets = round === 0 ? include : include.filter((t) => t.modifier === 'iterate');
+    const reverseTargets = round === 0 ? revInclude : revInclude.filter((t) => t.modifier === 'iterate');
+    const found: IncludedRow[] = [];
+    for (const target of forwardTargets) {
+      found.push(...(await forward(q, frontier, target)));
+    }
+    for (const target of reverseTargets) {
+      found.push(...(await reverse(q, frontier, target)));
+    }
+    const fresh = found.filter((row) => {
+      const k = `${row.resourceType}/${row.id}`;
+      if (seen.has(k)) {
+        return false;
+      }
+      seen.add(k);
+      return true;
+    });
+    added.push(...fresh);
+    frontier = fresh;
+    if (added.length >= MAX_INCLUDED) {
+      break;
+    }
+  }
+  return added;
+}
