@@ -11,9 +11,11 @@ function errorAt(issues: OperationOutcomeIssue[], expression: string): Operation
   return errors(issues).find((i) => i.expression?.includes(expression));
 }
 
+const vitalSigns = { system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' };
 const observation = {
   resourceType: 'Observation',
   status: 'final',
+  category: [{ coding: [vitalSigns] }],
   code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
   subject: { reference: 'Patient/123' },
   effectiveDateTime: '2024-05-01T10:00:00Z',
@@ -74,9 +76,16 @@ describe('validateResourceForWrite', () => {
     // Observation.category is bound (extensible) to observation-category.
     const issues = validateResourceForWrite({
       ...observation,
-      category: [{ coding: [{ system: 'http://example.org/categories', code: 'ward-round' }] }],
+      category: [{ coding: [vitalSigns] }, { coding: [{ system: 'http://example.org/categories', code: 'ward-round' }] }],
     });
     expect(errors(issues)).toEqual([]);
+  });
+
+  test('a vital-sign code implies the R4 vital-signs profile', () => {
+    // Heart rate (LOINC 8867-4) must conform to http://hl7.org/fhir/StructureDefinition/heartrate, which requires
+    // the vital-signs category.
+    const { category: _category, ...withoutCategory } = observation;
+    expect(errors(validateResourceForWrite(withoutCategory)).length).toBeGreaterThan(0);
   });
 
   test('CodeableConcept with a required binding needs one coding from the value set', () => {

