@@ -8,7 +8,7 @@ import type { CompartmentDefinition, Resource } from '@medplum/fhirtypes';
 import type { IndexRows } from './index-rows';
 import { indexedParams } from './indexed-params';
 
-export function emptyIndexRows(): IndexRows {
+function emptyIndexRows(): IndexRows {
   return { token: [], string: [], date: [], number: [], quantity: [], reference: [], uri: [] };
 }
 

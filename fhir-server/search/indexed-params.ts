@@ -41,8 +41,8 @@ export const SEARCH_TYPES: Partial<Record<SearchParameter['type'], SearchType>> 
 export const RESOURCE_COLUMN_PARAMS: ReadonlySet<string> = new Set(['_id', '_lastUpdated']);
 
 /**
- * Only the standard R4 parameters: @medplum/core adds its own (`_project`, `_compartment`), which are not ours.
- * It also re-issues the R4 Resource-level parameters per type without their url, hence the list of those.
+ * Only the standard R4 parameters: @medplum/core adds its own (`_project`, `_compartment`), which are not indexed
+ * (`_compartment` is answered from resource.compartments, see compile.ts). It also re-issues the R4 Resource-level parameters per type without their url, hence the list of those.
  */
 const STANDARD_URL_PREFIX = 'http://hl7.org/fhir/SearchParameter/';
 const RESOURCE_LEVEL_PARAMS: ReadonlySet<string> = new Set(['_tag', '_security', '_profile', '_source']);
@@ -88,7 +88,7 @@ export function findIndexedParam(resourceType: string, code: string): IndexedPar
     throw new OperationOutcomeError(badRequest(`Chained and reverse-chained search ('${code}') is not supported`, code));
   }
   const param = getSearchParameter(resourceType, code);
-  if (param && !RESOURCE_COLUMN_PARAMS.has(code) && (param.type === 'composite' || param.type === 'special')) {
+  if (param && (param.type === 'composite' || param.type === 'special')) {
     throw new OperationOutcomeError(
       badRequest(`Search parameter '${code}' of ${resourceType} is of type ${param.type}, which is not supported`, code),
     );

@@ -10,12 +10,12 @@ import { INDEX_TABLES, type FilterContext } from './search-type';
 export function compileSort(resourceType: string, rules: SortRule[], ctx: FilterContext): string[] {
   const r = ctx.alias;
   const keys: string[] = [];
-  let unique = false;
+  let sortedById = false;
   for (const { code, descending } of rules) {
     const direction = descending ? 'DESC' : 'ASC';
     if (code === '_id') {
       keys.push(`${r}.id ${direction}`);
-      unique = true;
+      sortedById = true;
       continue;
     }
     if (code === '_lastUpdated') {
@@ -33,9 +33,10 @@ export function compileSort(resourceType: string, rules: SortRule[], ctx: Filter
         ` AND ${t}.code = ${ctx.params.add(code)}) ${direction} NULLS LAST`,
     );
   }
-  if (!unique) {
-    // Ids are unique within a type; the type makes the key unique across types too.
-    keys.push(`${r}.id ASC`, `${r}.res_type ASC`);
+  // Ids are unique within a type; the type makes the key unique across types too, so paging is stable.
+  if (!sortedById) {
+    keys.push(`${r}.id ASC`);
   }
+  keys.push(`${r}.res_type ASC`);
   return keys;
 }

@@ -289,6 +289,24 @@ describe.each<Backend>(['postgres', 'pglite'])('search on %s', (backend) => {
     await expect(run(db, request)).rejects.toThrow("Search parameter 'code-value-quantity' of Observation is of type composite");
   });
 
+  test('replaceIndexRows is set-based: one delete and at most one insert per table for a whole batch', async () => {
+    const statements: string[] = [];
+    await db.transaction(async (tx) => {
+      const counting = {
+        query: <T>(sql: string, values?: unknown[]) => {
+          statements.push(sql);
+          return tx.query<T>(sql, values);
+        },
+        exec: (sql: string) => tx.exec(sql),
+      };
+      const batch = [...patients, ...observations].map((r) => ({ resourceType: r.resourceType, id: r.id as string, rows: extractIndexRows(r) }));
+      await replaceIndexRows(counting, batch);
+    });
+    expect(statements.filter((s) => s.includes('DELETE'))).toHaveLength(1);
+    expect(statements.filter((s) => s.startsWith('INSERT')).length).toBeLessThanOrEqual(7);
+    expect(await search(db, 'Patient?family=zhang')).toEqual(['p3']);
+  });
+
   test('replaceIndexRows replaces, deleteIndexRows removes', async () => {
     const renamed: Patient = { ...patients[2], name: [{ family: 'Li' }] };
     await db.transaction((tx) => replaceIndexRows(tx, [{ resourceType: 'Patient', id: 'p3', rows: extractIndexRows(renamed) }]));
