@@ -77,7 +77,10 @@ function zoneOffsetMs(zone: string): number {
   return sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6))) * 60_000;
 }
 
-/** Time zones can push a value just past year 9999 or before year 1, which PostgreSQL would not accept. */
-function toIso(ms: number): string {
+/**
+ * The ISO form of an instant, clamped to [FAR_PAST, FAR_FUTURE]: time zones (and widened `ap` ranges) can push a
+ * value past year 9999 or before year 1, which toISOString would write as "+010000-…".
+ */
+export function toIso(ms: number): string {
   return new Date(Math.min(Math.max(ms, FAR_PAST_MS), FAR_FUTURE_MS)).toISOString();
 }

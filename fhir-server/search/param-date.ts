@@ -5,7 +5,7 @@
 import { type Filter, type TypedValue } from '@medplum/core';
 import type { Period, Timing } from '@medplum/fhirtypes';
 import type { IndexRows } from './index-rows';
-import { FAR_FUTURE, FAR_PAST, instantRange, type InstantRange } from './instant';
+import { FAR_FUTURE, FAR_PAST, instantRange, toIso, type InstantRange } from './instant';
 import { prefixedValues, type Prefix } from './prefix';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
@@ -93,8 +93,8 @@ export function dateCondition(low: string, high: string, prefix: Prefix, range: 
       const now = Date.now();
       const lowMs = Date.parse(range.low);
       const highMs = Date.parse(range.high);
-      const wideLow = new Date(lowMs - Math.abs(now - lowMs) * 0.1).toISOString();
-      const wideHigh = new Date(highMs + Math.abs(now - highMs) * 0.1).toISOString();
+      const wideLow = toIso(lowMs - Math.abs(now - lowMs) * 0.1);
+      const wideHigh = toIso(highMs + Math.abs(now - highMs) * 0.1);
       return `(${low} <= ${p(wideHigh)} AND ${high} >= ${p(wideLow)})`;
     }
   }

@@ -176,6 +176,7 @@ describe.each<Backend>(['postgres', 'pglite'])('search on %s', (backend) => {
     ['Patient?birthdate=sa1992', ['p3']],
     ['Patient?birthdate=eb1992', ['p1']],
     ['Patient?birthdate=ap1992-06', ['p2']],
+    ['Patient?birthdate=ap9999', []],
     ['Patient?birthdate=gt1990&birthdate=lt2000', ['p2']],
     ['Patient?birthdate:missing=true', ['p4']],
     ['Observation?date=2024', ['o1']],
