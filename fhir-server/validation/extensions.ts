@@ -31,6 +31,9 @@ const SPECIALIZATIONS: Record<string, string[]> = {
   Quantity: ['Age', 'Count', 'Distance', 'Duration', 'MoneyQuantity', 'SimpleQuantity'],
 };
 
+/** Contexts satisfied by any resource; the last two are R5 interfaces that R4-era extension definitions use. */
+const RESOURCE_CONTEXTS = new Set(['Resource', 'DomainResource', 'CanonicalResource', 'MetadataResource']);
+
 let coreDefinitions: Map<string, StructureDefinition> | undefined;
 const rules = new Map<string, ExtensionRule | null>();
 
@@ -69,7 +72,7 @@ function contextAllows(context: string, host: ExtensionHost): boolean {
     context === host.type ||
     context === host.path ||
     !!SPECIALIZATIONS[context]?.includes(host.type) ||
-    (host.isResource && (context === 'Resource' || context === 'DomainResource'))
+    (host.isResource && RESOURCE_CONTEXTS.has(context))
   );
 }
 

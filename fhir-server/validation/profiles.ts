@@ -16,6 +16,7 @@ import {
 import type { OperationOutcomeIssue, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import { getCoreProfile, impliedProfile } from './core-profiles';
 import { makeIssue } from './issues';
+import { snapshotFromDifferential } from './snapshot';
 
 const profiles = new Map<string, StructureDefinition>();
 /** Parsed profiles by URL. Parsing a profile snapshot costs ~8 ms, so it is done once per profile. */
@@ -25,25 +26,36 @@ export function getRegisteredProfile(url: string): StructureDefinition | undefin
   return profiles.get(url);
 }
 
-export function registerProfile(profile: StructureDefinition): void {
-  if (!profile.url || !profile.snapshot?.element?.length) {
-    throw new Error(`Profile ${profile.url ?? profile.id ?? '(no url)'} needs a url and a snapshot to be registered`);
-  }
-  profiles.set(profile.url, profile);
-  parsed.delete(profile.url);
-}
-
-function getParsedProfile(url: string, profile: StructureDefinition): InternalTypeSchema | undefined {
-  let schema = parsed.get(url);
-  if (!schema) {
-    // Also makes the profile known to @medplum/core by URL, so elements typed with it resolve during validation.
-    loadDataType(profile);
-    schema = tryGetProfile(url);
-    if (schema) {
-      parsed.set(url, schema);
-    }
+/** Parses a complete profile once; @medplum/core then also resolves elements typed with it by URL. */
+function parseProfile(url: string, profile: StructureDefinition): InternalTypeSchema | undefined {
+  // @medplum/core files parsed definitions by name, which a profile may lack; any label will do.
+  loadDataType(profile.name ? profile : { ...profile, name: url });
+  const schema = tryGetProfile(url);
+  if (schema) {
+    parsed.set(url, schema);
   }
   return schema;
+}
+
+/**
+ * Registers a profile by its url. It needs a snapshot, or a differential simple enough for snapshot.ts to derive
+ * one, and @medplum/core must be able to parse it; otherwise this throws, as silently accepting a profile we
+ * cannot check would be misleading.
+ */
+export function registerProfile(profile: StructureDefinition): void {
+  const complete = profile.snapshot?.element?.length ? profile : snapshotFromDifferential(profile);
+  if (!profile.url || !complete) {
+    throw new Error(`Profile ${profile.url ?? profile.id ?? '(no url)'} needs a url and a snapshot to be registered`);
+  }
+  if (!parseProfile(profile.url, complete)) {
+    throw new Error(`Profile ${profile.url} could not be parsed`);
+  }
+  profiles.set(profile.url, complete);
+}
+
+/** The parsed registered profile, or the core one (parsed on first use). */
+function getParsedProfile(url: string, profile: StructureDefinition): InternalTypeSchema | undefined {
+  return parsed.get(url) ?? parseProfile(url, profile);
 }
 
 /**

@@ -1,11 +1,13 @@
 /**
  * Rules on whole resources that the reference Java validator enforces and that neither the JSON schema nor
- * @medplum/core's validator check: Bundle entry URLs, search-set results and links, SearchParameter consistency
- * with the parameter it derives from, CapabilityStatement search parameter types. Called for the written
- * resource and every nested resource.
+ * @medplum/core's validator check: Bundle entry URLs, search-set results and links, references inside documents,
+ * SearchParameter consistency with the parameter it derives from, CapabilityStatement search parameter types,
+ * narrative links. Called for the written resource and every nested resource.
  */
 import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { isPlainObject, makeIssue } from './issues';
+import { checkDocumentReferences } from './bundle-references';
+import { checkNarrativeLinks } from './narrative';
 import { getCoreSearchParameter } from './search-parameters';
 
 const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:/;
@@ -62,6 +64,9 @@ function checkBundle(bundle: Record<string, unknown>, path: string, issues: Oper
       );
     }
   });
+  if (bundle.type === 'document') {
+    checkDocumentReferences(entries, path, issues);
+  }
   const seen = new Set<string>();
   asObjects(bundle.link).forEach((link, i) => {
     const relation = link.relation;
@@ -116,6 +121,7 @@ function checkCapabilityStatement(statement: Record<string, unknown>, path: stri
 }
 
 export function checkResource(resourceType: string, resource: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]) {
+  checkNarrativeLinks(resource, path, issues);
   if (resourceType === 'Bundle') {
     checkBundle(resource, path, issues);
   } else if (resourceType === 'SearchParameter') {
