@@ -64,11 +64,16 @@ describe('validateResourceForWrite', () => {
   });
 
   test('invalid date string fails', () => {
-    expect(errorAt(validateResourceForWrite({ resourceType: 'Patient', birthDate: '1980-13-01' }), 'Patient.birthDate')).toBeDefined();
+    expect(
+      errorAt(validateResourceForWrite({ resourceType: 'Patient', birthDate: '1980-13-01' }), 'Patient.birthDate')
+    ).toBeDefined();
   });
 
   test('unknown property fails', () => {
-    const issue = errorAt(validateResourceForWrite({ resourceType: 'Patient', favouriteColour: 'blue' }), 'Patient.favouriteColour');
+    const issue = errorAt(
+      validateResourceForWrite({ resourceType: 'Patient', favouriteColour: 'blue' }),
+      'Patient.favouriteColour'
+    );
     expect(issue?.diagnostics).toContain('Unknown element "favouriteColour"');
   });
 
@@ -76,7 +81,10 @@ describe('validateResourceForWrite', () => {
     // Observation.category is bound (extensible) to observation-category.
     const issues = validateResourceForWrite({
       ...observation,
-      category: [{ coding: [vitalSigns] }, { coding: [{ system: 'http://example.org/categories', code: 'ward-round' }] }],
+      category: [
+        { coding: [vitalSigns] },
+        { coding: [{ system: 'http://example.org/categories', code: 'ward-round' }] },
+      ],
     });
     expect(errors(issues)).toEqual([]);
   });
@@ -96,7 +104,12 @@ describe('validateResourceForWrite', () => {
     expect(errorAt(bad, 'AllergyIntolerance.clinicalStatus')).toBeDefined();
     const good = validateResourceForWrite({
       ...base,
-      clinicalStatus: { coding: [{ system: 'http://example.org/local', code: 'x' }, { system, code: 'active' }] },
+      clinicalStatus: {
+        coding: [
+          { system: 'http://example.org/local', code: 'x' },
+          { system, code: 'active' },
+        ],
+      },
     });
     expect(errors(good)).toEqual([]);
   });
@@ -110,7 +123,9 @@ describe('validateResourceForWrite', () => {
     const bundle = validateResourceForWrite({
       resourceType: 'Bundle',
       type: 'collection',
-      entry: [{ fullUrl: 'urn:uuid:0b5e1b8e-4f6e-4d8c-9e7b-2f4f0a6f7c11', resource: { ...observation, status: 'finished' } }],
+      entry: [
+        { fullUrl: 'urn:uuid:0b5e1b8e-4f6e-4d8c-9e7b-2f4f0a6f7c11', resource: { ...observation, status: 'finished' } },
+      ],
     });
     expect(errorAt(bundle, 'Bundle.entry[0].resource.status')).toBeDefined();
   });
@@ -124,6 +139,36 @@ describe('validateResourceForWrite', () => {
     const structural = errors(issues).filter((i) => i.code === 'structure');
     expect(structural.map((i) => i.expression?.[0])).toEqual(['Bundle.entry[0].resource.birthDate']);
     expect(structural[0].diagnostics).not.toMatch(/oneOf|must match/);
+  });
+
+  test('rules beyond schema and @medplum/core: empty arrays, narrative, periods, bundle URLs, extensions', () => {
+    const empty = validateResourceForWrite({ resourceType: 'Patient', name: [{ given: [] }] });
+    expect(errorAt(empty, 'Patient.name[0].given')).toBeDefined();
+
+    const div = '<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="x()">Hi</p><script>alert(1)</script></div>';
+    const narrative = validateResourceForWrite({ resourceType: 'Patient', text: { status: 'generated', div } });
+    expect(errors(narrative).filter((i) => i.code === 'security')).toHaveLength(2);
+
+    const period = { start: '2024-05-02T10:00:00Z', end: '2024-05-01T10:00:00Z' };
+    const encounter = { resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' }, period };
+    expect(errorAt(validateResourceForWrite(encounter), 'Encounter.period')).toBeDefined();
+
+    const bundle = validateResourceForWrite({
+      resourceType: 'Bundle',
+      type: 'collection',
+      entry: [{ fullUrl: 'Patient/1', resource: { resourceType: 'Patient', id: '1' } }],
+    });
+    expect(errorAt(bundle, 'Bundle.entry[0].fullUrl')).toBeDefined();
+
+    // humanname-mothers-family is defined for HumanName.family, not for HumanName itself.
+    const url = 'http://hl7.org/fhir/StructureDefinition/humanname-mothers-family';
+    const misplaced = { resourceType: 'Patient', name: [{ family: 'Li', extension: [{ url, valueString: 'Wang' }] }] };
+    expect(errorAt(validateResourceForWrite(misplaced), 'Patient.name[0].extension[0]')).toBeDefined();
+    const placed = {
+      resourceType: 'Patient',
+      name: [{ family: 'Li', _family: { extension: [{ url, valueString: 'Wang' }] } }],
+    };
+    expect(errors(validateResourceForWrite(placed))).toEqual([]);
   });
 
   test('non-objects and unknown resource types get one precise error', () => {
@@ -156,7 +201,9 @@ describe('validateResourceForWrite', () => {
 function patientProfileRequiringBirthDate(url: string): StructureDefinition {
   // Start from the base snapshot: a registered profile must carry a complete snapshot.
   const bundle = readJson('fhir/r4/profiles-resources.json') as { entry: { resource: StructureDefinition }[] };
-  const base = bundle.entry.map((e) => e.resource).find((r) => r.url === 'http://hl7.org/fhir/StructureDefinition/Patient');
+  const base = bundle.entry
+    .map((e) => e.resource)
+    .find((r) => r.url === 'http://hl7.org/fhir/StructureDefinition/Patient');
   if (!base?.snapshot?.element) {
     throw new Error('Patient StructureDefinition not found');
   }

@@ -59,7 +59,11 @@ function forEachReference(value: unknown, path: string, visit: (reference: strin
   }
 }
 
-export function checkDocumentReferences(entries: Record<string, unknown>[], path: string, issues: OperationOutcomeIssue[]) {
+export function checkDocumentReferences(
+  entries: Record<string, unknown>[],
+  path: string,
+  issues: OperationOutcomeIssue[]
+) {
   const targets = entries.map(toTarget);
   entries.forEach((entry, i) => {
     forEachReference(entry.resource, `${path}.entry[${i}].resource`, (reference, at) => {
@@ -67,7 +71,14 @@ export function checkDocumentReferences(entries: Record<string, unknown>[], path
       if (matches === 0) {
         issues.push(makeIssue('error', 'not-found', `${at}: "${reference}" is not in the document bundle`, at));
       } else if (matches !== undefined && matches > 1) {
-        issues.push(makeIssue('error', 'multiple-matches', `${at}: "${reference}" matches ${matches} entries of the document bundle`, at));
+        issues.push(
+          makeIssue(
+            'error',
+            'multiple-matches',
+            `${at}: "${reference}" matches ${matches} entries of the document bundle`,
+            at
+          )
+        );
       }
     });
   });

@@ -14,7 +14,12 @@ function checkAttachment(value: Record<string, unknown>, path: string, issues: O
   const actual = Buffer.from(value.data, 'base64').length;
   if (actual !== value.size) {
     issues.push(
-      makeIssue('error', 'value', `${path}.size is ${value.size} but the attached data is ${actual} bytes`, `${path}.size`)
+      makeIssue(
+        'error',
+        'value',
+        `${path}.size is ${value.size} but the attached data is ${actual} bytes`,
+        `${path}.size`
+      )
     );
   }
 }
@@ -48,7 +53,12 @@ function checkPeriod(value: Record<string, unknown>, path: string, issues: Opera
   }
 }
 
-export function checkDatatype(type: string, value: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]) {
+export function checkDatatype(
+  type: string,
+  value: Record<string, unknown>,
+  path: string,
+  issues: OperationOutcomeIssue[]
+) {
   switch (type) {
     case 'Attachment':
       checkAttachment(value, path, issues);

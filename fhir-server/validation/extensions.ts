@@ -84,12 +84,19 @@ export function checkExtension(extension: unknown, host: ExtensionHost, path: st
   const url = extension.url;
   const rule = getRule(url);
   if (!rule) {
-    issues.push(makeIssue('warning', 'not-supported', `Extension ${url} is not known to this server and was not checked`, path));
+    issues.push(
+      makeIssue('warning', 'not-supported', `Extension ${url} is not known to this server and was not checked`, path)
+    );
     return;
   }
   if (rule.contexts.length > 0 && !rule.contexts.some((c) => contextAllows(c, host))) {
     issues.push(
-      makeIssue('error', 'structure', `Extension ${url} is not allowed on ${host.path} (allowed on: ${rule.contexts.join(', ')})`, path)
+      makeIssue(
+        'error',
+        'structure',
+        `Extension ${url} is not allowed on ${host.path} (allowed on: ${rule.contexts.join(', ')})`,
+        path
+      )
     );
   }
   const valueKey = Object.keys(extension).find((k) => k.startsWith('value'));
@@ -97,8 +104,12 @@ export function checkExtension(extension: unknown, host: ExtensionHost, path: st
     const type = valueKey.slice(5);
     const allowed = rule.valueTypes.some((t) => t.toLowerCase() === type.toLowerCase());
     if (!allowed) {
-      const expected = rule.valueTypes.length ? `a value of type ${rule.valueTypes.join(' | ')}` : 'no value (it is a complex extension)';
-      issues.push(makeIssue('error', 'structure', `Extension ${url} takes ${expected}, found ${valueKey}`, `${path}.${valueKey}`));
+      const expected = rule.valueTypes.length
+        ? `a value of type ${rule.valueTypes.join(' | ')}`
+        : 'no value (it is a complex extension)';
+      issues.push(
+        makeIssue('error', 'structure', `Extension ${url} takes ${expected}, found ${valueKey}`, `${path}.${valueKey}`)
+      );
     }
   }
 }

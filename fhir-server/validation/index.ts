@@ -17,22 +17,26 @@ export { registerProfile } from './profiles';
 
 /**
  * Steps 2-4 overlap (a missing element or an unknown property is seen by both ajv and @medplum/core, a bad code by
- * the schema's enum and by the binding check). Keep the first error per location, so the client gets one message
- * per problem: binding messages are preferred (they name the value set), then the schema's, then @medplum/core's.
+ * the schema's enum and by the binding check). An error is dropped when an earlier step already reported an error
+ * at the same location, so the client gets one message per problem: binding and rule messages first (they are
+ * the most specific), then the schema's, then @medplum/core's. Several errors of one step at a location stay.
  */
-function dropDuplicateErrors(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
-  const errorAt = new Set<string>();
-  return issues.filter((issue) => {
-    const at = issue.expression?.[0];
-    if (!at || !isErrorIssue(issue)) {
-      return true;
+function mergeSteps(steps: OperationOutcomeIssue[][]): OperationOutcomeIssue[] {
+  const reported = new Set<string>();
+  const result: OperationOutcomeIssue[] = [];
+  for (const issues of steps) {
+    const kept = issues.filter((issue) => {
+      const at = issue.expression?.[0];
+      return !at || !isErrorIssue(issue) || !reported.has(at);
+    });
+    for (const issue of kept) {
+      if (issue.expression?.[0] && isErrorIssue(issue)) {
+        reported.add(issue.expression[0]);
+      }
     }
-    if (errorAt.has(at)) {
-      return false;
-    }
-    errorAt.add(at);
-    return true;
-  });
+    result.push(...kept);
+  }
+  return result;
 }
 
 export function validateResourceForWrite(resource: unknown): OperationOutcomeIssue[] {
@@ -48,8 +52,8 @@ export function validateResourceForWrite(resource: unknown): OperationOutcomeIss
     return [makeIssue('error', 'not-supported', `Unknown resourceType "${resourceType}": not a FHIR R4 resource type`)];
   }
   loadFhirDefinitions();
-  const contentIssues = checkContent(resource, resourceType);
   const structureIssues = validateStructure(resource, resourceType);
   const definitionIssues = validateAgainstDefinitions(resource as unknown as Resource);
-  return dropDuplicateErrors([...contentIssues, ...structureIssues, ...definitionIssues]);
+  const contentIssues = checkContent(resource, resourceType);
+  return mergeSteps([contentIssues, structureIssues, definitionIssues]);
 }

@@ -8,8 +8,26 @@ import { isPlainObject, makeIssue } from './issues';
 
 /** Elements the FHIR narrative rules exclude: scripts, forms, frames, objects, document structure, links. */
 const FORBIDDEN_ELEMENTS = new Set([
-  'script', 'head', 'body', 'html', 'form', 'input', 'button', 'select', 'textarea', 'option', 'base', 'link',
-  'meta', 'frame', 'frameset', 'iframe', 'object', 'embed', 'applet', 'param',
+  'script',
+  'head',
+  'body',
+  'html',
+  'form',
+  'input',
+  'button',
+  'select',
+  'textarea',
+  'option',
+  'base',
+  'link',
+  'meta',
+  'frame',
+  'frameset',
+  'iframe',
+  'object',
+  'embed',
+  'applet',
+  'param',
 ]);
 
 const TAG = /<\s*([A-Za-z][\w:.-]*)([^>]*)>/g;
@@ -17,17 +35,28 @@ const ATTRIBUTE = /([A-Za-z_:][\w:.-]*)\s*=\s*("[^"]*"|'[^']*')/g;
 
 export function checkNarrativeDiv(div: string, path: string, issues: OperationOutcomeIssue[]): void {
   if (!/^\s*<div[\s>]/.test(div) || !/xmlns\s*=\s*["']http:\/\/www\.w3\.org\/1999\/xhtml["']/.test(div)) {
-    issues.push(makeIssue('error', 'value', `${path} must be an XHTML <div> in the namespace http://www.w3.org/1999/xhtml`, path));
+    issues.push(
+      makeIssue('error', 'value', `${path} must be an XHTML <div> in the namespace http://www.w3.org/1999/xhtml`, path)
+    );
   }
   for (const [, name, attributes] of div.matchAll(TAG)) {
     const element = name.toLowerCase();
     if (FORBIDDEN_ELEMENTS.has(element)) {
-      issues.push(makeIssue('error', 'security', `${path}: the element <${element}> is not allowed in a narrative (txt-1)`, path));
+      issues.push(
+        makeIssue('error', 'security', `${path}: the element <${element}> is not allowed in a narrative (txt-1)`, path)
+      );
     }
     for (const [, attribute, quoted] of attributes.matchAll(ATTRIBUTE)) {
       const lower = attribute.toLowerCase();
       if (lower.startsWith('on') || /^\s*["']?\s*javascript:/i.test(quoted)) {
-        issues.push(makeIssue('error', 'security', `${path}: the attribute ${attribute} on <${element}> is not allowed in a narrative (txt-1)`, path));
+        issues.push(
+          makeIssue(
+            'error',
+            'security',
+            `${path}: the attribute ${attribute} on <${element}> is not allowed in a narrative (txt-1)`,
+            path
+          )
+        );
       }
     }
   }
@@ -65,7 +94,14 @@ export function checkNarrativeLinks(resource: Record<string, unknown>, path: str
   }
   for (const [, fragment] of div.matchAll(LOCAL_LINK)) {
     if (fragment && !targets.has(fragment)) {
-      issues.push(makeIssue('error', 'value', `${path}.text.div: the link "#${fragment}" does not resolve to anything in the resource`, `${path}.text.div`));
+      issues.push(
+        makeIssue(
+          'error',
+          'value',
+          `${path}.text.div: the link "#${fragment}" does not resolve to anything in the resource`,
+          `${path}.text.div`
+        )
+      );
     }
   }
 }

