@@ -1,6 +1,7 @@
 export type { Database, Queryable } from './database';
 export { isRetryableConflict, sqlState } from './database';
 export { migrate, LATEST_SCHEMA_VERSION } from './migrations';
+export { CompositeWrite, SqlParams } from './statement';
 import type { Database } from './database';
 import { PgliteDatabase } from './pglite';
 import { PostgresDatabase } from './postgres';

@@ -3,6 +3,7 @@
  * transaction, relayed after commit to the BullMQ queue that workflows, subscriptions and supervision consume.
  */
 export {
+  addChangeEvents,
   appendChangeEvents,
   changeEventId,
   RESOURCE_CHANGE_QUEUE,

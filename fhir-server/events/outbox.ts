@@ -2,7 +2,7 @@
  * The write side of the transactional outbox: change events are rows in the same database transaction as the
  * change itself, so an event exists if and only if the change committed, whatever Redis is doing.
  */
-import type { Queryable } from '../db';
+import { CompositeWrite, type Queryable } from '../db';
 
 export type ChangeInteraction = 'create' | 'update' | 'patch' | 'delete';
 
@@ -32,26 +32,28 @@ export function changeEventId(event: Pick<ResourceChangeEvent, 'resourceType' | 
 }
 
 /**
- * Writes the events into the outbox inside the caller's transaction, with one set-based INSERT however many
- * events there are (a transaction bundle of 1000 entries costs one round trip, not 1000). Never touches Redis.
+ * Adds the events' outbox rows to a statement of the caller's transaction: one set-based INSERT however many events
+ * there are (a transaction bundle of 1000 entries costs no extra round trip). Never touches Redis.
  */
-export async function appendChangeEvents(tx: Queryable, events: ResourceChangeEvent[]): Promise<void> {
+export function addChangeEvents(statement: CompositeWrite, events: ResourceChangeEvent[]): void {
   if (events.length === 0) {
     return;
   }
   // ORDER BY ordinality makes the seq values follow the order of `events`.
-  await tx.query(
-    `INSERT INTO outbox (res_type, res_id, version_id, interaction, occurred_at)
+  statement.add(
+    (p) => `INSERT INTO outbox (res_type, res_id, version_id, interaction, occurred_at)
      SELECT res_type, res_id, version_id, interaction, occurred_at
-     FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::timestamptz[])
+     FROM unnest(${p.add(events.map((e) => e.resourceType))}::text[], ${p.add(events.map((e) => e.id))}::text[],
+       ${p.add(events.map((e) => e.versionId))}::integer[], ${p.add(events.map((e) => e.interaction))}::text[],
+       ${p.add(events.map((e) => e.occurredAt))}::timestamptz[])
        WITH ORDINALITY AS e(res_type, res_id, version_id, interaction, occurred_at, ord)
      ORDER BY ord`,
-    [
-      events.map((e) => e.resourceType),
-      events.map((e) => e.id),
-      events.map((e) => e.versionId),
-      events.map((e) => e.interaction),
-      events.map((e) => e.occurredAt),
-    ],
   );
+}
+
+/** Writes the events into the outbox inside the caller's transaction. */
+export async function appendChangeEvents(tx: Queryable, events: ResourceChangeEvent[]): Promise<void> {
+  const statement = new CompositeWrite();
+  addChangeEvents(statement, events);
+  await statement.run(tx);
 }

@@ -6,14 +6,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { applyPatch, parseSearchRequest, type Operation } from '@medplum/core';
 import type { Meta, Resource } from '@medplum/fhirtypes';
-import type { Queryable } from '../db';
+import { CompositeWrite, type Queryable } from '../db';
 import { badRequest, conflict, gone, notFound, preconditionFailed, unprocessable } from '../errors';
-import { appendChangeEvents, type ResourceChangeEvent } from '../events';
-import { compartmentsOf, deleteIndexRows, extractIndexRows, replaceIndexRows } from '../search';
+import { addChangeEvents, type ResourceChangeEvent } from '../events';
+import { addIndexWrites, compartmentsOf, extractIndexRows, type IndexRows } from '../search';
 import { validateResourceForWrite } from '../validation';
 import { localReferencesOf, type ResourceKey } from './references';
 import { findResourceIds } from './search-sql';
-import { existingResources, readCurrent, writeVersions, type CurrentRow, type Interaction, type VersionWrite } from './store';
+import { addVersionWrites, existingResources, readCurrent, type CurrentRow, type Interaction, type VersionWrite } from './store';
 
 const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -31,6 +31,7 @@ export interface WriteOutcome {
 
 interface PendingWrite extends VersionWrite {
   resource?: Resource;
+  rows?: IndexRows;
   /** Skip the reference check for this write (a delete asked with `_force=true`). */
   force: boolean;
 }
@@ -196,16 +197,6 @@ export class WriteSession {
       await this.checkReferencesExist(writes);
       await this.checkNotReferenced(writes);
     }
-    await writeVersions(this.tx, writes);
-    const kept = writes.filter((w) => w.resource);
-    await replaceIndexRows(
-      this.tx,
-      kept.map((w) => ({ resourceType: w.resourceType, id: w.id, rows: extractIndexRows(w.resource as Resource) })),
-    );
-    const deleted = writes.filter((w) => !w.resource);
-    if (deleted.length > 0) {
-      await deleteIndexRows(this.tx, deleted.map((w) => ({ resourceType: w.resourceType, id: w.id })));
-    }
     const events: ResourceChangeEvent[] = writes.map((w) => ({
       resourceType: w.resourceType,
       id: w.id,
@@ -213,7 +204,17 @@ export class WriteSession {
       interaction: w.interaction,
       occurredAt: w.lastUpdated,
     }));
-    await appendChangeEvents(this.tx, events);
+    // Versions, index rows and change events: one statement, one round trip.
+    const statement = new CompositeWrite();
+    addVersionWrites(statement, writes);
+    addIndexWrites(
+      statement,
+      writes.filter((w) => w.rows).map((w) => ({ resourceType: w.resourceType, id: w.id, rows: w.rows as IndexRows })),
+      // A first version has no index rows yet; every later one (update, delete, re-create) replaces or drops them.
+      writes.filter((w) => w.versionId > 1).map((w) => ({ resourceType: w.resourceType, id: w.id })),
+    );
+    addChangeEvents(statement, events);
+    await statement.run(this.tx);
     this.events.push(...events);
   }
 
@@ -269,6 +270,7 @@ export class WriteSession {
   private queue(resource: Resource, interaction: Interaction): void {
     const id = resource.id as string;
     this.claim(resource.resourceType, id);
+    const rows = extractIndexRows(resource);
     this.pending.set(key(resource.resourceType, id), {
       resourceType: resource.resourceType,
       id,
@@ -276,8 +278,9 @@ export class WriteSession {
       lastUpdated: this.now,
       interaction,
       content: JSON.stringify(resource),
-      compartments: compartmentsOf(resource),
+      compartments: compartmentsOf(resource, rows),
       resource,
+      rows,
       force: false,
     });
   }

@@ -1,8 +1,8 @@
 /**
- * SQL for the `resource` and `resource_version` tables. Writes are set-based: one statement per table for a
- * whole batch of versions, however many resources a transaction bundle holds.
+ * SQL for the `resource` and `resource_version` tables. Writes are set-based: one CTE per table for a whole batch
+ * of versions, however many resources a transaction bundle holds.
  */
-import type { Queryable } from '../db';
+import type { CompositeWrite, Queryable } from '../db';
 import type { ResourceKey } from './references';
 
 export type Interaction = 'create' | 'update' | 'patch' | 'delete';
@@ -92,8 +92,8 @@ export async function existingResources(q: Queryable, keys: ResourceKey[]): Prom
   return new Set(rows.map((r) => `${r.res_type}/${r.id}`));
 }
 
-/** Writes new versions: upserts the current rows and appends to history, two statements in all. */
-export async function writeVersions(q: Queryable, writes: VersionWrite[]): Promise<void> {
+/** Adds to `statement` the new versions: the upsert of the current rows and the history rows. */
+export function addVersionWrites(statement: CompositeWrite, writes: VersionWrite[]): void {
   if (writes.length === 0) {
     return;
   }
@@ -102,18 +102,18 @@ export async function writeVersions(q: Queryable, writes: VersionWrite[]): Promi
   const versions = writes.map((w) => w.versionId);
   const times = writes.map((w) => w.lastUpdated);
   const contents = writes.map((w) => w.content ?? null);
-  await q.query(
-    `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, content, compartments)
+  statement.add(
+    (p) => `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, content, compartments)
      SELECT t, i, v, u, c IS NULL, c, ARRAY(SELECT jsonb_array_elements_text(comp::jsonb))
-     FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[]) AS x(t, i, v, u, c, comp)
+     FROM unnest(${p.add(types)}::text[], ${p.add(ids)}::text[], ${p.add(versions)}::int[], ${p.add(times)}::timestamptz[],
+       ${p.add(contents)}::text[], ${p.add(writes.map((w) => JSON.stringify(w.compartments)))}::text[]) AS x(t, i, v, u, c, comp)
      ON CONFLICT (res_type, id) DO UPDATE SET version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated,
        deleted = EXCLUDED.deleted, content = EXCLUDED.content, compartments = EXCLUDED.compartments`,
-    [types, ids, versions, times, contents, writes.map((w) => JSON.stringify(w.compartments))],
   );
-  await q.query(
-    `INSERT INTO resource_version (res_type, id, version_id, last_updated, interaction, content)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[])`,
-    [types, ids, versions, times, writes.map((w) => w.interaction), contents],
+  statement.add(
+    (p) => `INSERT INTO resource_version (res_type, id, version_id, last_updated, interaction, content)
+     SELECT * FROM unnest(${p.add(types)}::text[], ${p.add(ids)}::text[], ${p.add(versions)}::int[], ${p.add(times)}::timestamptz[],
+       ${p.add(writes.map((w) => w.interaction))}::text[], ${p.add(contents)}::text[])`,
   );
 }
 

@@ -63,12 +63,4 @@ export interface IndexRows {
   uri: UriRow[];
 }
 
-/** Collects positional parameters while a statement is being built: `params.add(v)` returns `$n`. */
-export class SqlParams {
-  readonly values: unknown[] = [];
-
-  add(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
-}
+export { SqlParams } from '../db/statement';

@@ -1,6 +1,6 @@
 /** The public face of search: write-time extraction and indexing, read-time compilation to SQL. */
 export { compartmentsOf, extractIndexRows } from './extract';
-export { deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
+export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export {
   SqlParams,

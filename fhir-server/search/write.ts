@@ -1,8 +1,9 @@
 /**
- * Writes index rows set-based: one statement deletes a whole batch's old rows from every search_* table, and one
- * INSERT … SELECT FROM unnest(…) per table inserts all of its new rows, whatever the batch size.
+ * Writes index rows set-based, as CTEs of one CompositeWrite: one DELETE per search_* table for a whole batch's old
+ * rows, and one INSERT … SELECT FROM unnest(…) per table for all its new rows, whatever the batch size.
  */
 import type { Queryable } from '../db/database';
+import { CompositeWrite } from '../db/statement';
 import type { IndexRows } from './index-rows';
 import { INDEX_TABLES, type IndexKind } from './search-type';
 
@@ -50,38 +51,48 @@ const COLUMNS: { [K in IndexKind]: ColumnSpec<K> } = {
 
 const KINDS = Object.keys(INDEX_TABLES) as IndexKind[];
 
-/** Removes every index row of the given resources (one statement for all tables). */
-export async function deleteIndexRows(tx: Queryable, refs: ResourceRef[]): Promise<void> {
-  if (refs.length === 0) {
-    return;
-  }
-  // Data-modifying CTEs: all seven deletes run in one round trip.
-  const deletes = KINDS.map(
-    (kind) =>
-      `d_${kind} AS (DELETE FROM ${INDEX_TABLES[kind]} t USING doomed d WHERE t.res_type = d.res_type AND t.res_id = d.res_id)`,
-  );
-  await tx.query(
-    `WITH doomed AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(res_type, res_id)), ${deletes.join(', ')} SELECT 1`,
-    [refs.map((r) => r.resourceType), refs.map((r) => r.id)],
-  );
-}
+type IndexedItem = { resourceType: string; id: string; rows: IndexRows };
 
-/** Replaces the index rows of every resource in `items` with the given rows. */
-export async function replaceIndexRows(
-  tx: Queryable,
-  items: Array<{ resourceType: string; id: string; rows: IndexRows }>,
-): Promise<void> {
-  await deleteIndexRows(tx, items);
+/**
+ * Adds to `statement` the removal of every index row of the `cleared` resources and the insertion of the rows of
+ * `inserted`. A resource being replaced is in both; a new one (version 1) only needs inserting.
+ */
+export function addIndexWrites(statement: CompositeWrite, inserted: IndexedItem[], cleared: ResourceRef[]): void {
+  if (cleared.length > 0) {
+    addDeletes(statement, cleared);
+  }
   for (const kind of KINDS) {
-    await insertRows(tx, kind, items);
+    addInsert(statement, kind, inserted);
   }
 }
 
-async function insertRows<K extends IndexKind>(
-  tx: Queryable,
-  kind: K,
-  items: Array<{ resourceType: string; id: string; rows: IndexRows }>,
-): Promise<void> {
+function addDeletes(statement: CompositeWrite, owners: ResourceRef[]): void {
+  const doomed = statement.add(
+    (p) =>
+      `SELECT * FROM unnest(${p.add(owners.map((r) => r.resourceType))}::text[], ${p.add(owners.map((r) => r.id))}::text[]) AS u(res_type, res_id)`,
+  );
+  for (const kind of KINDS) {
+    statement.add(
+      () => `DELETE FROM ${INDEX_TABLES[kind]} t USING ${doomed} d WHERE t.res_type = d.res_type AND t.res_id = d.res_id`,
+    );
+  }
+}
+
+/** Removes every index row of the given resources. */
+export async function deleteIndexRows(tx: Queryable, refs: ResourceRef[]): Promise<void> {
+  const statement = new CompositeWrite();
+  addIndexWrites(statement, [], refs);
+  await statement.run(tx);
+}
+
+/** Replaces the index rows of every resource in `items` with the given rows, in one statement. */
+export async function replaceIndexRows(tx: Queryable, items: IndexedItem[]): Promise<void> {
+  const statement = new CompositeWrite();
+  addIndexWrites(statement, items, items);
+  await statement.run(tx);
+}
+
+function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, items: IndexedItem[]): void {
   const columns = COLUMNS[kind] as ColumnSpec<K>;
   const arrays: unknown[][] = [[], [], [], ...columns.map(() => [])];
   for (const item of items) {
@@ -97,8 +108,8 @@ async function insertRows<K extends IndexKind>(
   }
   const names = ['res_type', 'res_id', 'code', ...columns.map(([name]) => name)];
   const types = ['text', 'text', 'text', ...columns.map(([, sqlType]) => sqlType)];
-  await tx.query(
-    `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM unnest(${types.map((type, i) => `$${i + 1}::${type}[]`).join(', ')})`,
-    arrays,
+  statement.add(
+    (p) =>
+      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')})`,
   );
 }
