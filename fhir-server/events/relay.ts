@@ -77,6 +77,22 @@ function toJob(row: OutboxRow): ResourceChangeJob {
   return { ...event, eventId: changeEventId(event), seq: Number(row.seq) };
 }
 
+/**
+ * Settles when the client's first connection attempt succeeds or fails (bounded by connectTimeout), so that the
+ * relay's first pass does not find the connection still opening and report start-up as an outage.
+ */
+function firstConnectionAttempt(redis: Redis): Promise<void> {
+  return new Promise((resolve) => {
+    const settled = (): void => {
+      redis.off('ready', settled);
+      redis.off('error', settled);
+      resolve();
+    };
+    redis.on('ready', settled);
+    redis.on('error', settled);
+  });
+}
+
 export class OutboxRelay {
   private readonly logger: RelayLogger;
   private readonly batchSize: number;
@@ -88,6 +104,7 @@ export class OutboxRelay {
   private queue: Queue<ResourceChangeJob> | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   /** Set by notify(); tells the loop that events may have been committed since its last look. */
   private notified = false;
   /** Whether notify() may cut the current wait short (not while backing off, or an outage would be hammered). */
@@ -139,7 +156,7 @@ export class OutboxRelay {
     // Connection errors are reported by the relay (once per outage, see markRedis); without a listener ioredis
     // would print every failed reconnection attempt.
     this.redis.on('error', () => undefined);
-    this.loop = this.run();
+    this.loop = firstConnectionAttempt(this.redis).then(() => this.run());
   }
 
   /** Wakes the relay now. Cheap: calls while a batch is running coalesce into one more pass. */
@@ -151,19 +168,25 @@ export class OutboxRelay {
   }
 
   /** Finishes the batch in progress, then closes the queue and the Redis connection. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    this.wake?.();
-    await this.loop;
-    await this.discardQueue();
-    // Every command has been awaited by now, so there is nothing for a graceful QUIT to flush.
-    this.redis?.disconnect();
+  stop(): Promise<void> {
+    // Idempotent: disconnecting an ioredis client twice leaves a timer behind that delays process exit.
+    this.stopped ??= this.shutDown();
+    return this.stopped;
   }
 
   /** Events waiting in the outbox (for /readyz and metrics). */
   async pending(): Promise<number> {
     const rows = await this.db.query<{ n: number | string }>('SELECT count(*) AS n FROM outbox');
     return Number(rows[0].n);
+  }
+
+  private async shutDown(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loop;
+    await this.discardQueue();
+    // Every command has been awaited by now, so there is nothing for a graceful QUIT to flush.
+    this.redis?.disconnect();
   }
 
   private async run(): Promise<void> {
