@@ -15,6 +15,11 @@ export interface ExtensionHost {
   type: string;
   path: string;
   isResource: boolean;
+  /**
+   * For backbone elements, the path of the element that defines them: a nested `PlanDefinition.action.action`
+   * reuses `PlanDefinition.action` (contentReference), so contexts naming the latter apply to it too.
+   */
+  definitionPath?: string;
 }
 
 interface ExtensionRule {
@@ -71,6 +76,7 @@ function contextAllows(context: string, host: ExtensionHost): boolean {
     context === 'Element' ||
     context === host.type ||
     context === host.path ||
+    context === host.definitionPath ||
     !!SPECIALIZATIONS[context]?.includes(host.type) ||
     (host.isResource && RESOURCE_CONTEXTS.has(context))
   );

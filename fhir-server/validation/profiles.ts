@@ -17,9 +17,27 @@ import type { OperationOutcomeIssue, Resource, StructureDefinition } from '@medp
 import { checkProfileBindings } from './bindings';
 import { getCoreProfile, impliedProfile } from './core-profiles';
 import { makeIssue } from './issues';
+import { dropFalsePositives } from './medplum-quirks';
 import { snapshotFromDifferential } from './snapshot';
 
 const profiles = new Map<string, StructureDefinition>();
+/**
+ * A required slice inside a slice (e.g. bp's `component:SystolicBP.code.coding:SBPCode`). @medplum/core parses
+ * such a nested slice as a sibling of the outer slices, so it matches no value and every resource fails with
+ * "Incorrect number of values provided for slice ...". Such profiles are not run through @medplum/core.
+ */
+const NESTED_SLICE = /:[^.]+\..*:[^.]+$/;
+const unsupported = new Map<string, boolean>();
+
+function hasRequiredNestedSlice(url: string, profile: StructureDefinition): boolean {
+  let result = unsupported.get(url);
+  if (result === undefined) {
+    result = (profile.snapshot?.element ?? []).some((e) => !!e.id && NESTED_SLICE.test(e.id) && (e.min ?? 0) > 0);
+    unsupported.set(url, result);
+  }
+  return result;
+}
+
 /** Parsed profiles by URL. Parsing a profile snapshot costs ~8 ms, so it is done once per profile. */
 const parsed = new Map<string, InternalTypeSchema>();
 
@@ -52,6 +70,7 @@ export function registerProfile(profile: StructureDefinition): void {
     throw new Error(`Profile ${profile.url} could not be parsed`);
   }
   profiles.set(profile.url, complete);
+  unsupported.delete(profile.url);
 }
 
 /** The parsed registered profile, or the core one (parsed on first use). */
@@ -64,12 +83,16 @@ function getParsedProfile(url: string, profile: StructureDefinition): InternalTy
  * every issue (errors and warnings) as soon as there is an error. Any other exception means the validator itself
  * choked on the input; it becomes one error issue rather than a crash of the write.
  */
-function collectIssues(run: () => OperationOutcomeIssue[], against: string): OperationOutcomeIssue[] {
+function collectIssues(
+  resource: Resource,
+  run: () => OperationOutcomeIssue[],
+  against: string
+): OperationOutcomeIssue[] {
   try {
     return run();
   } catch (err) {
     if (err instanceof OperationOutcomeError) {
-      return err.outcome.issue ?? [];
+      return dropFalsePositives(resource as unknown as Record<string, unknown>, err.outcome.issue ?? []);
     }
     return [makeIssue('error', 'exception', `Could not validate against ${against}: ${normalizeErrorString(err)}`)];
   }
@@ -85,7 +108,7 @@ function validateWithProfile(resource: Resource, url: string, schema: InternalTy
   const key = `huimin-validation-profile:${url}`;
   registry[key] = schema;
   try {
-    return collectIssues(() => validateTypedValue({ type: key, value: resource }), `profile ${url}`);
+    return collectIssues(resource, () => validateTypedValue({ type: key, value: resource }), `profile ${url}`);
   } finally {
     delete registry[key];
   }
@@ -96,7 +119,7 @@ function validateWithProfile(resource: Resource, url: string, schema: InternalTy
  * vital-signs profile implied by an Observation's code.
  */
 export function validateAgainstDefinitions(resource: Resource): OperationOutcomeIssue[] {
-  const issues = collectIssues(() => validateResource(resource), resource.resourceType);
+  const issues = collectIssues(resource, () => validateResource(resource), resource.resourceType);
   const urls = new Set((resource.meta?.profile ?? []).map((canonical) => canonical.split('|')[0]));
   const implied = impliedProfile(resource);
   if (implied) {
@@ -115,6 +138,11 @@ export function validateAgainstDefinitions(resource: Resource): OperationOutcome
       issues.push(
         makeIssue('error', 'invalid', `Profile ${url} constrains ${profile.type}, not ${resource.resourceType}`, at)
       );
+      continue;
+    }
+    if (hasRequiredNestedSlice(url, profile)) {
+      const message = `Profile ${url} uses required slices within slices, which this server cannot evaluate; not checked`;
+      issues.push(makeIssue('warning', 'not-supported', message, at));
       continue;
     }
     const schema = getParsedProfile(url, profile);

@@ -43,6 +43,21 @@ function replaceResourceList(node: unknown): unknown {
   return copy;
 }
 
+/**
+ * The schema's primitive patterns were written for XML Schema regular expressions, where `\s` is only space, tab,
+ * CR and LF. In JavaScript `\s` also matches U+00A0 and other Unicode spaces, so `string`'s `[ \r\n\t\S]` would
+ * reject a name containing a no-break space. Translate them to the XSD meaning.
+ */
+function toJavaScriptPattern(pattern: string): string {
+  if (pattern === '^[ \\r\\n\\t\\S]+$') {
+    return '^[\\s\\S]+$';
+  }
+  return pattern
+    .replace(/\[\^\\s\]/g, '[^ \\t\\n\\r]')
+    .replace(/\\S/g, '[^ \\t\\n\\r]')
+    .replace(/\\s/g, '[ \\t\\n\\r]');
+}
+
 function getState(): SchemaState {
   if (state) {
     return state;
@@ -62,7 +77,12 @@ function getState(): SchemaState {
   };
   ajv.addKeyword({ keyword: 'fhirResource', errors: true, validate: makeResourceKeyword(fresh) });
   // The root `oneOf`/`discriminator` is dropped: we always start from a known resource type.
-  const definitions = replaceResourceList(official.definitions);
+  const definitions = replaceResourceList(official.definitions) as Record<string, Record<string, unknown>>;
+  for (const definition of Object.values(definitions)) {
+    if (typeof definition.pattern === 'string') {
+      definition.pattern = toJavaScriptPattern(definition.pattern);
+    }
+  }
   ajv.addSchema({ $schema: official.$schema, $id: SCHEMA_ID, definitions }, SCHEMA_ID);
   state = fresh;
   return fresh;

@@ -80,7 +80,14 @@ function walkItems(
         walkResource(item, item.resourceType, path, issues);
       }
     } else {
-      walk(item, property.type, { type: property.type, path: property.path, isResource: false }, path, issues);
+      const definitionPath = tryGetDataType(property.type)?.path;
+      walk(
+        item,
+        property.type,
+        { type: property.type, path: property.path, isResource: false, definitionPath },
+        path,
+        issues
+      );
     }
   }
 }
