@@ -171,6 +171,34 @@ describe('validateResourceForWrite', () => {
     expect(errors(validateResourceForWrite(placed))).toEqual([]);
   });
 
+  test('R4-valid data that naive checks would refuse is accepted', () => {
+    // No-break space in a string; base64 with line breaks between groups (R4 allows both).
+    const patient = { resourceType: 'Patient', name: [{ text: 'Sean\u00a0Stover' }], photo: [{ data: 'SGVs\nbG8h' }] };
+    expect(errors(validateResourceForWrite(patient))).toEqual([]);
+    // LOINC 2713-6 is not in R4's vital-signs table, so the oxygensat profile (which demands 2708-6) does not apply.
+    const oxygen = { ...observation, code: { coding: [{ system: 'http://loinc.org', code: '2713-6' }] } };
+    expect(errors(validateResourceForWrite(oxygen))).toEqual([]);
+  });
+
+  test('blood pressure: the bp profile (nested slices) is reported as not checked instead of failing', () => {
+    const loinc = (code: string) => ({ coding: [{ system: 'http://loinc.org', code }] });
+    const mmHg = (value: number) => ({ value, unit: 'mmHg', system: 'http://unitsofmeasure.org', code: 'mm[Hg]' });
+    const { valueQuantity: _value, ...withoutValue } = observation;
+    const bp = {
+      ...withoutValue,
+      code: loinc('85354-9'),
+      component: [
+        { code: loinc('8480-6'), valueQuantity: mmHg(120) },
+        { code: loinc('8462-4'), valueQuantity: mmHg(80) },
+      ],
+    };
+    const issues = validateResourceForWrite(bp);
+    expect(errors(issues)).toEqual([]);
+    expect(issues.some((i) => i.severity === 'warning' && i.diagnostics?.includes('/bp uses required slices'))).toBe(
+      true
+    );
+  });
+
   test('non-objects and unknown resource types get one precise error', () => {
     expect(validateResourceForWrite('Patient')).toMatchObject([{ severity: 'error', code: 'invalid' }]);
     expect(validateResourceForWrite({ name: 'x' })).toMatchObject([{ severity: 'error', code: 'invalid' }]);

@@ -66,6 +66,13 @@ export function registerProfile(profile: StructureDefinition): void {
   if (!profile.url || !complete) {
     throw new Error(`Profile ${profile.url ?? profile.id ?? '(no url)'} needs a url and a snapshot to be registered`);
   }
+  // @medplum/core files a definition whose url is a base type's in place of that base type, for every caller.
+  if (
+    profile.derivation !== 'constraint' ||
+    profile.url === `http://hl7.org/fhir/StructureDefinition/${profile.type}`
+  ) {
+    throw new Error(`${profile.url} is not a profile (derivation "constraint" of a base type)`);
+  }
   if (!parseProfile(profile.url, complete)) {
     throw new Error(`Profile ${profile.url} could not be parsed`);
   }
