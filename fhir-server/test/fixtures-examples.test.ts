@@ -39,9 +39,6 @@ const KNOWN_INVALID_EXAMPLES: Record<string, string> = {
   'CapabilityStatement-measure-processor.json': 'searchParam "version" declared type string, but SearchParameter Measure-version is token in R4',
   'CapabilityStatement-terminology-server.json':
     'searchParam types disagree with R4 definitions: ValueSet-reference is uri (declared token), ConceptMap-source is reference (declared uri), ...',
-  // R4 observation-vitalsigns: an Observation with a vital-sign LOINC code SHALL conform to that vital-signs profile
-  // (here bodytemp, code 8310-5), which makes effective[x] 1..1; the example has no effective[x] at all.
-  'Observation-f202.json': 'LOINC 8310-5 (body temperature) implies the bodytemp profile: "Missing required property @ Observation.effective[x]"',
   // Questionnaire.item.linkId is 1..1 in R4; the nested items of this example have no linkId.
   'Questionnaire-qs1.json': '"Missing required property @ Questionnaire.item[0].item[0].linkId" (and 20+ more nested items without linkId)',
 };
@@ -50,36 +47,7 @@ const KNOWN_INVALID_EXAMPLES: Record<string, string> = {
  * TO FIX: valid examples our server refuses or alters. File name → diagnosis (module at fault). These are bugs in
  * files this test does not own; they are listed here so that the suite stays green and the list stays visible.
  */
-const KNOWN_SERVER_BUGS: Record<string, string> = {
-  // TO FIX (validation step 3, fhir-server/validation/profiles.ts via @medplum/core validateBase64Binary): base64Binary
-  // with whitespace is refused with "Invalid base64Binary format". The R4 regex is (\s*([0-9a-zA-Z\+/=]){4}\s*)+,
-  // i.e. whitespace is allowed; the reference validator only warns for R4 (TYPE_SPECIFIC_CHECKS_DT_BASE64_NO_WS_WARNING).
-  // Fix: strip whitespace before @medplum/core's check (or downgrade to a warning).
-  'Binary-example.json': 'Binary.data is base64 with a space every 76 chars: "Invalid base64Binary format @ Binary.data"',
-  'Media-example.json': 'Media.content.data is base64 with embedded spaces: "Invalid base64Binary format @ Media.content.data"',
-  // TO FIX, two bugs: (1) the base64 one above (presentedForm[0].data); (2) validation step 2,
-  // fhir-server/validation/structure.ts: the schema's string pattern ^[ \r\n\t\S]+$ is run as a JavaScript RegExp,
-  // where \s includes U+00A0 (no-break space) so \S excludes it; in the FHIR/XML-Schema regex dialect \s is only
-  // [ \t\n\r], so "BS,\u00a0DVM" is a valid string. Fix: rewrite \S to [^ \t\n\r] (and \s to [ \t\n\r]) in patterns.
-  'DiagnosticReport-gingival-mass.json':
-    '"resultsInterpreter[0].display: string \"Sean Stover, BS,\u00a0DVM, ...\" is not a valid FHIR string" and "Invalid base64Binary format @ presentedForm[0].data"',
-  // TO FIX (validation step 3, vital-signs profile applied via core-profiles.ts + profiles.ts/@medplum/core): the bp
-  // profile slices Observation.component by value discriminators code.coding.code / code.coding.system whose fixed
-  // values (8480-6 / 8462-4, http://loinc.org) sit on the nested coding slices SBPCode/DBPCode; @medplum/core does not
-  // find them there, so no component matches SystolicBP. The components do carry LOINC 8480-6 and 8462-4; these are
-  // the spec's own blood-pressure examples and the reference validator accepts them.
-  'Observation-blood-pressure.json': '"Incorrect number of values provided for slice \'SystolicBP\': expected 1..1, but found 0 @ Observation.component"',
-  'Observation-blood-pressure-cancel.json': 'same as Observation-blood-pressure.json (SystolicBP found 0)',
-  'Observation-blood-pressure-dar.json': 'same as Observation-blood-pressure.json (SystolicBP found 0)',
-  // TO FIX (fhir-server/validation/extensions.ts, extension context check): timing-daysOfCycle has context
-  // PlanDefinition.action / RequestGroup.action; the nested action.action is defined by contentReference
-  // #PlanDefinition.action (#RequestGroup.action), i.e. it IS that element. The context check compares the literal
-  // path only; the reference validator also matches the logical (contentReference) path.
-  'PlanDefinition-KDN5.json':
-    '"Extension .../timing-daysOfCycle is not allowed on PlanDefinition.action.action (allowed on: PlanDefinition.action, RequestGroup.action)"',
-  'RequestGroup-kdn5-example.json':
-    '"Extension .../timing-daysOfCycle is not allowed on RequestGroup.action.action (allowed on: PlanDefinition.action, RequestGroup.action)"',
-};
+const KNOWN_SERVER_BUGS: Record<string, string> = {};
 
 /** The resource without meta.versionId/meta.lastUpdated, and without meta when nothing else is left in it. */
 function withoutVersionMeta(resource: Record<string, unknown>): Record<string, unknown> {

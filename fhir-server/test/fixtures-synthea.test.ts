@@ -44,32 +44,7 @@ interface KnownBug {
  * bundles load on PostgreSQL and PGlite, the per-type counts match (24/24 types, 16 257 resources) and the
  * $everything / reference checks pass.
  */
-const KNOWN_SERVER_BUGS: Record<string, KnownBug> = {
-  // validation step 3 (fhir-server/validation/profiles.ts -> @medplum/core validateResource with the core
-  // http://hl7.org/fhir/StructureDefinition/bp profile from core-profiles.ts). Every Synthea patient has blood
-  // pressure Observations claiming meta.profile bp + vitalsigns, with components coded LOINC 8480-6 / 8462-4 exactly
-  // as the profile wants. The bp profile slices Observation.component with value discriminators on
-  // code.coding.code / code.coding.system, whose fixed values sit on the nested coding slices SBPCode/DBPCode;
-  // @medplum/core cannot evaluate a discriminator through a nested slice and matches no component ("SystolicBP ...
-  // found 0"; reproduced with @medplum/core validateResource(obs, { profile: bp }) directly, both slices fail).
-  // The spec's own Observation-blood-pressure example fails the same way (see fixtures-examples.test.ts).
-  bpSlicing: {
-    files: 'all',
-    signature: /Incorrect number of values provided for slice 'SystolicBP': expected 1\.\.1, but found 0/,
-    diagnosis: 'bp profile component slices (value discriminator through nested coding slice) never match in @medplum/core',
-  },
-  // validation, fhir-server/validation/core-profiles.ts (impliedProfile): an Observation coded only LOINC 2713-6
-  // ("Oxygen saturation Calculated ... in Blood", no meta.profile) gets the R4 oxygensat profile applied, whose
-  // code.coding slice OxygenSatCode requires LOINC 2708-6 (1..1): it can never conform. R4's vital-signs table
-  // (observation-vitalsigns.html) names 2708-6 only; the longer code list in core-profiles.ts comes from later
-  // validator versions and must not imply an R4 profile that rejects those very codes. These two bundles currently
-  // stop on bpSlicing first; once that is fixed they fail with OxygenSatCode.
-  oxygenSatImplied: {
-    files: ['53eac4c0-8d6b-72da-2768-a6d08e687f48.json', 'c0697745-be05-4abc-07e0-f78ca6cb7230.json'],
-    signature: /slice 'OxygenSatCode': expected 1\.\.1, but found 0|slice 'SystolicBP'/,
-    diagnosis: 'oxygensat profile implied for LOINC 2713-6, but it requires coding 2708-6',
-  },
-};
+const KNOWN_SERVER_BUGS: Record<string, KnownBug> = {};
 
 function knownBugsOf(file: string): KnownBug[] {
   return Object.values(KNOWN_SERVER_BUGS).filter((b) => b.files === 'all' || b.files.includes(file));

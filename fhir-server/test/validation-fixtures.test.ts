@@ -159,7 +159,7 @@ function isValid(c: Case): boolean {
     return false;
   }
   registerSupporting(c.supporting);
-  return !validateResourceForWrite(resource).some((i) => i.severity === 'error' || i.severity === 'fatal');
+  return !validateResourceForWrite(resource, { impliedProfiles: 'error' }).some((i) => i.severity === 'error' || i.severity === 'fatal');
 }
 
 const describeIfFixtures = existsSync(FIXTURES) ? describe : describe.skip;

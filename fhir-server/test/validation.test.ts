@@ -89,11 +89,14 @@ describe('validateResourceForWrite', () => {
     expect(errors(issues)).toEqual([]);
   });
 
-  test('a vital-sign code implies the R4 vital-signs profile', () => {
+  test('a vital-sign code implies the R4 vital-signs profile: a warning on writes, an error when asked', () => {
     // Heart rate (LOINC 8867-4) must conform to http://hl7.org/fhir/StructureDefinition/heartrate, which requires
     // the vital-signs category.
     const { category: _category, ...withoutCategory } = observation;
-    expect(errors(validateResourceForWrite(withoutCategory)).length).toBeGreaterThan(0);
+    const lenient = validateResourceForWrite(withoutCategory);
+    expect(errors(lenient)).toEqual([]);
+    expect(lenient.some((i) => i.severity === 'warning' && i.diagnostics?.includes('heartrate'))).toBe(true);
+    expect(errors(validateResourceForWrite(withoutCategory, { impliedProfiles: 'error' })).length).toBeGreaterThan(0);
   });
 
   test('CodeableConcept with a required binding needs one coding from the value set', () => {

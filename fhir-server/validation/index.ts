@@ -9,7 +9,7 @@
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { loadFhirDefinitions } from '../definitions';
 import { isErrorIssue, isPlainObject, makeIssue } from './issues';
-import { validateAgainstDefinitions } from './profiles';
+import { validateAgainstDefinitions, type ImpliedProfileSeverity } from './profiles';
 import { isKnownResourceType, validateStructure } from './structure';
 import { checkContent } from './walk';
 
@@ -39,7 +39,12 @@ function mergeSteps(steps: OperationOutcomeIssue[][]): OperationOutcomeIssue[] {
   return result;
 }
 
-export function validateResourceForWrite(resource: unknown): OperationOutcomeIssue[] {
+export interface ValidationOptions {
+  /** Severity of violations of R4's implied vital-signs profiles (default: warning; the reference validator: error). */
+  impliedProfiles?: ImpliedProfileSeverity;
+}
+
+export function validateResourceForWrite(resource: unknown, options: ValidationOptions = {}): OperationOutcomeIssue[] {
   if (!isPlainObject(resource)) {
     const found = Array.isArray(resource) ? 'an array' : resource === null ? 'null' : typeof resource;
     return [makeIssue('error', 'invalid', `A resource must be a JSON object, found ${found}`)];
@@ -53,7 +58,7 @@ export function validateResourceForWrite(resource: unknown): OperationOutcomeIss
   }
   loadFhirDefinitions();
   const structureIssues = validateStructure(resource, resourceType);
-  const definitionIssues = validateAgainstDefinitions(resource as unknown as Resource);
+  const definitionIssues = validateAgainstDefinitions(resource as unknown as Resource, options.impliedProfiles);
   const contentIssues = checkContent(resource, resourceType);
   return mergeSteps([contentIssues, structureIssues, definitionIssues]);
 }

@@ -122,13 +122,21 @@ function validateWithProfile(resource: Resource, url: string, schema: InternalTy
 }
 
 /**
+ * How a violation of a profile the resource does not claim, but that R4 implies (the vital-signs profiles implied
+ * by an Observation's LOINC code), is reported. The reference validator reports errors; a regional platform must
+ * not refuse a hospital's result because its category coding is imperfect, so writes get warnings by default.
+ */
+export type ImpliedProfileSeverity = 'error' | 'warning';
+
+/**
  * Issues from the base definition, each claimed profile (unknown profiles yield a warning, not a check) and the
  * vital-signs profile implied by an Observation's code.
  */
-export function validateAgainstDefinitions(resource: Resource): OperationOutcomeIssue[] {
+export function validateAgainstDefinitions(resource: Resource, impliedSeverity: ImpliedProfileSeverity = 'warning'): OperationOutcomeIssue[] {
   const issues = collectIssues(resource, () => validateResource(resource), resource.resourceType);
   const urls = new Set((resource.meta?.profile ?? []).map((canonical) => canonical.split('|')[0]));
   const implied = impliedProfile(resource);
+  const onlyImplied = implied !== undefined && !urls.has(implied);
   if (implied) {
     urls.add(implied);
   }
@@ -154,8 +162,17 @@ export function validateAgainstDefinitions(resource: Resource): OperationOutcome
     }
     const schema = getParsedProfile(url, profile);
     if (schema) {
-      issues.push(...validateWithProfile(resource, url, schema), ...checkProfileBindings(resource, schema));
+      const found = [...validateWithProfile(resource, url, schema), ...checkProfileBindings(resource, schema)];
+      issues.push(...(url === implied && onlyImplied && impliedSeverity === 'warning' ? found.map((i) => asImpliedWarning(i, url)) : found));
     }
   }
   return issues;
+}
+
+function asImpliedWarning(issue: OperationOutcomeIssue, url: string): OperationOutcomeIssue {
+  if (issue.severity !== 'error' && issue.severity !== 'fatal') {
+    return issue;
+  }
+  const text = issue.diagnostics ?? issue.details?.text ?? 'does not conform';
+  return { ...issue, severity: 'warning', diagnostics: `${text} (R4 implies profile ${url} for this code; not claimed in meta.profile)` };
 }
