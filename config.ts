@@ -2,6 +2,7 @@
  * Platform configuration, read once from the environment. Every setting has a default that works on a
  * developer machine, so `npm start` needs no configuration at all.
  */
+import os from 'node:os';
 import path from 'node:path';
 
 export interface PlatformConfig {
@@ -13,6 +14,10 @@ export interface PlatformConfig {
   publicBaseUrl: string;
   /** PostgreSQL connection string; unset means embedded PGlite in `dataDir`. */
   databaseUrl?: string;
+  /** Connections per process to PostgreSQL. */
+  databasePoolSize: number;
+  /** HTTP worker processes (PostgreSQL only; embedded PGlite always runs in one process). */
+  workers: number;
   dataDir: string;
   redisUrl: string;
   /** Key prefix for BullMQ/ioredis so several platforms can share one Redis. */
@@ -65,6 +70,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     fhirBasePath,
     publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`).replace(/\/+$/, ''),
     databaseUrl: env.DATABASE_URL || undefined,
+    databasePoolSize: intFromEnv(env, 'DATABASE_POOL_SIZE', 10),
+    workers: intFromEnv(env, 'HUIMIN_WORKERS', os.availableParallelism()),
     dataDir: path.resolve(env.DATA_DIR || './data'),
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
     redisPrefix: env.REDIS_PREFIX || 'huimin',

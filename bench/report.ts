@@ -12,12 +12,12 @@ const DOC = path.resolve(__dirname, '../../docs/performance.md');
 export async function machineDescription(databaseUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
-  const { rows } = await client.query<{ version: string }>('SHOW server_version');
+  const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
   await client.end();
   const cpus = os.cpus();
   return [
     `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
-    `Node ${process.version}, PostgreSQL ${rows[0].version} (durable commits: synchronous_commit on), Redis on the same machine`,
+    `Node ${process.version}, PostgreSQL ${rows[0].server_version} (durable commits: synchronous_commit on), Redis on the same machine`,
     'application, database and harness all on this machine',
   ].join('; ');
 }

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay } from './events';
-import { createHttpApp } from './http/app';
+import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository } from './repository';
 import type { RouteContext } from './rest';
 
@@ -32,7 +32,8 @@ export interface FhirServerOptions {
 }
 
 export interface FhirServer {
-  app: ReturnType<typeof createHttpApp>;
+  /** The request listener: pass it to http.createServer (or to supertest). */
+  app: HttpHandler;
   repository: FhirRepository;
   relay: OutboxRelay;
   stop(): Promise<void>;
@@ -54,7 +55,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
   };
-  const app = createHttpApp(ctx, {
+  const app = createHttpHandler(ctx, {
     fhirBasePath: options.fhirBasePath,
     maxBodyBytes: options.maxBodyBytes,
     maxJsonDepth: options.maxJsonDepth,

@@ -7,6 +7,6 @@ import { PgliteDatabase } from './pglite';
 import { PostgresDatabase } from './postgres';
 
 /** PostgreSQL when a connection string is given, otherwise embedded PGlite in `dataDir` (in memory if undefined). */
-export async function openDatabase(databaseUrl: string | undefined, dataDir: string | undefined): Promise<Database> {
-  return databaseUrl ? new PostgresDatabase(databaseUrl) : PgliteDatabase.open(dataDir);
+export async function openDatabase(databaseUrl: string | undefined, dataDir: string | undefined, poolSize?: number): Promise<Database> {
+  return databaseUrl ? new PostgresDatabase(databaseUrl, poolSize) : PgliteDatabase.open(dataDir);
 }

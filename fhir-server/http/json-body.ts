@@ -1,8 +1,8 @@
 /**
- * Request bodies: size-limited, depth-limited JSON. Parsing is ours rather than express.json()'s so that the
+ * Request bodies: size-limited, depth-limited JSON. Parsing is ours rather than a body-parser's so that the
  * errors are FHIR OperationOutcomes with a precise message.
  */
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import { FhirError, badRequest, outcome, issue } from '../errors';
 
 const JSON_TYPES = /^application\/(fhir\+json|json|json-patch\+json)\b/i;
@@ -24,7 +24,7 @@ function exceedsDepth(value: unknown, limit: number, depth = 0): boolean {
 }
 
 /** The raw body, refused with 413 once it passes `maxBytes`. */
-export async function readRawBody(req: Request, maxBytes: number): Promise<Buffer> {
+export async function readRawBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > maxBytes) {
     throw new FhirError(413, outcome([issue('error', 'too-costly', `The request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`)]));
@@ -41,7 +41,7 @@ export async function readRawBody(req: Request, maxBytes: number): Promise<Buffe
   return Buffer.concat(chunks);
 }
 
-export async function readJsonBody(req: Request, maxBytes: number, maxDepth: number): Promise<unknown> {
+export async function readJsonBody(req: IncomingMessage, maxBytes: number, maxDepth: number): Promise<unknown> {
   const raw = await readRawBody(req, maxBytes);
   if (raw.length === 0) {
     return undefined;
