@@ -30,6 +30,11 @@ export interface OutboxRelayOptions {
    * over after a crash, and checks that Redis is reachable (default 1000 ms).
    */
   idleIntervalMs?: number;
+  /**
+   * How long the relay lets events gather after a notify() before it moves them (default 20 ms): under a steady
+   * write load one relay transaction then carries many events instead of one each.
+   */
+  coalesceMs?: number;
   /** Longest wait between attempts while Redis or the database keeps failing (default 30 s). */
   maxBackoffMs?: number;
   /** Longest one Redis command may take before the attempt counts as failed (default 5000 ms). */
@@ -97,6 +102,7 @@ export class OutboxRelay {
   private readonly logger: RelayLogger;
   private readonly batchSize: number;
   private readonly idleIntervalMs: number;
+  private readonly coalesceMs: number;
   private readonly maxBackoffMs: number;
   private readonly commandTimeoutMs: number;
 
@@ -110,6 +116,7 @@ export class OutboxRelay {
   /** Whether notify() may cut the current wait short (not while backing off, or an outage would be hammered). */
   private wakeOnNotify = false;
   private wake: (() => void) | undefined;
+  private wakeTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   /** Last non-Redis failure logged, so that a persistent failure is logged once, not once per attempt. */
   private loggedFailure: string | undefined;
@@ -126,6 +133,7 @@ export class OutboxRelay {
     };
     this.batchSize = options.batchSize ?? 500;
     this.idleIntervalMs = options.idleIntervalMs ?? 1000;
+    this.coalesceMs = options.coalesceMs ?? 20;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 5000;
   }
@@ -159,11 +167,16 @@ export class OutboxRelay {
     this.loop = firstConnectionAttempt(this.redis).then(() => this.run());
   }
 
-  /** Wakes the relay now. Cheap: calls while a batch is running coalesce into one more pass. */
+  /** Wakes the relay within coalesceMs. Cheap: calls in the meantime, or while a batch runs, make one more pass. */
   notify(): void {
     this.notified = true;
-    if (this.wakeOnNotify) {
-      this.wake?.();
+    if (this.wakeOnNotify && !this.wakeTimer) {
+      this.wakeTimer = setTimeout(() => {
+        this.wakeTimer = undefined;
+        if (this.wakeOnNotify) {
+          this.wake?.();
+        }
+      }, this.coalesceMs);
     }
   }
 
@@ -182,6 +195,7 @@ export class OutboxRelay {
 
   private async shutDown(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.wakeTimer);
     this.wake?.();
     await this.loop;
     await this.discardQueue();
@@ -200,12 +214,13 @@ export class OutboxRelay {
           await this.reachRedis(() => this.ping());
         }
         this.succeeded();
-        delayMs = relayed === this.batchSize || this.notified ? 0 : this.idleIntervalMs;
+        delayMs = relayed === this.batchSize ? 0 : this.notified ? this.coalesceMs : this.idleIntervalMs;
       } catch (err) {
         delayMs = this.failed(err);
       }
       if (delayMs > 0 && !this.stopping) {
-        await this.sleep(delayMs, this.failures === 0);
+        // Only the idle wait may be cut short by notify(); a coalescing or backoff wait runs its course.
+        await this.sleep(delayMs, this.failures === 0 && delayMs === this.idleIntervalMs);
       }
     }
   }
