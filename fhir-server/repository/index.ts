@@ -3,3 +3,4 @@ export { WriteSession, assertValidId, type SessionOptions, type WriteOutcome } f
 export { parseLocalReference, visitReferences, type ResourceKey } from './references';
 export type { CompartmentQuery, SearchPage, SearchScope } from './search-sql';
 export type { HistoryQuery, VersionRow } from './store';
+export type { ResourcePatch } from './patch';

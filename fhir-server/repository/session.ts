@@ -4,13 +4,14 @@
  * costs a handful of statements, not hundreds.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { applyPatch, parseSearchRequest, type Operation } from '@medplum/core';
+import { parseSearchRequest } from '@medplum/core';
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import { CompositeWrite, type Queryable } from '../db';
 import { badRequest, conflict, gone, notFound, preconditionFailed, unprocessable } from '../errors';
 import { addChangeEvents, type ResourceChangeEvent } from '../events';
 import { addIndexWrites, compartmentsOf, extractIndexRows, type IndexRows } from '../search';
 import { validateResourceForWrite } from '../validation';
+import { applyResourcePatch, type ResourcePatch } from './patch';
 import { localReferencesOf, type ResourceKey } from './references';
 import { findResourceIds } from './search-sql';
 import { addVersionWrites, existingResources, readCurrent, type CurrentRow, type Interaction, type VersionWrite } from './store';
@@ -84,7 +85,7 @@ export class WriteSession {
     return { resource, created };
   }
 
-  async patch(resourceType: string, id: string, operations: Operation[], ifMatch?: number): Promise<Resource> {
+  async patch(resourceType: string, id: string, patch: ResourcePatch, ifMatch?: number): Promise<Resource> {
     const current = await this.lockCurrent(resourceType, id);
     if (!current) {
       throw notFound(`${resourceType}/${id} does not exist`);
@@ -94,12 +95,7 @@ export class WriteSession {
     }
     checkIfMatch(resourceType, id, current, ifMatch);
     const patched = JSON.parse(current.content) as Resource;
-    const errors = applyPatch(patched, operations).filter((e) => e !== null);
-    if (errors.length > 0) {
-      throw unprocessable(
-        errors.map((e) => ({ severity: 'error', code: 'processing', diagnostics: `JSON Patch failed: ${e.message}` })),
-      );
-    }
+    applyResourcePatch(patched, patch);
     if (patched.resourceType !== resourceType || patched.id !== id) {
       throw unprocessable([{ severity: 'error', code: 'processing', diagnostics: 'A patch may not change resourceType or id' }]);
     }

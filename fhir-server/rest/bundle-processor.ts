@@ -62,7 +62,8 @@ function parseEntry(ctx: RouteContext, entry: BundleEntry, index: number): Parse
     'if-none-exist': entry.request?.ifNoneExist,
     'if-modified-since': entry.request?.ifModifiedSince,
   };
-  if (method === 'PATCH') {
+  if (method === 'PATCH' && entry.resource?.resourceType !== 'Parameters') {
+    // FHIRPath Patch travels as the Parameters resource itself; JSON Patch inside a Binary.
     body = patchBody(entry.resource, where);
     headers['content-type'] = 'application/json-patch+json';
   }
@@ -72,7 +73,7 @@ function parseEntry(ctx: RouteContext, entry: BundleEntry, index: number): Parse
 /** In a bundle a JSON Patch travels as a Binary resource holding the patch document. */
 function patchBody(resource: Resource | undefined, where: string): unknown {
   if (resource?.resourceType !== 'Binary' || !resource.data) {
-    throw badRequest(`${where}: a PATCH entry carries its JSON Patch as a Binary resource (contentType application/json-patch+json)`, [`${where}.resource`]);
+    throw badRequest(`${where}: a PATCH entry carries a FHIRPath Patch (Parameters) or a JSON Patch in a Binary resource (contentType application/json-patch+json)`, [`${where}.resource`]);
   }
   try {
     return JSON.parse(Buffer.from(resource.data, 'base64').toString('utf8'));

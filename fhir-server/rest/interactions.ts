@@ -4,9 +4,9 @@
  */
 import { parseSearchRequest, type Operation } from '@medplum/core';
 import { isR4ResourceType } from '../definitions';
-import type { Resource } from '@medplum/fhirtypes';
+import type { Parameters, Resource } from '@medplum/fhirtypes';
 import { badRequest, notSupported } from '../errors';
-import type { SearchScope, WriteSession } from '../repository';
+import type { ResourcePatch, SearchScope, WriteSession } from '../repository';
 import { historyBundle, pageLinks, searchsetBundle, type SearchEntry } from './bundles';
 import { informational, parseVersionTag, readResponse, writeResponse } from './http-semantics';
 import { instantParam, pageOf } from './paging';
@@ -76,15 +76,20 @@ export async function conditionalUpdate(ctx: RouteContext, request: FhirRequest,
   return writeResponse(request, ctx.baseUrl, outcome.created ? 201 : 200, outcome.resource, outcome.created ? 'Created' : 'Updated');
 }
 
-function patchOperations(request: FhirRequest): Operation[] {
+/** JSON Patch (an array, `application/json-patch+json`) or FHIRPath Patch (a Parameters resource). */
+function patchOperations(request: FhirRequest): ResourcePatch {
   const contentType = request.headers['content-type'] ?? '';
-  if (contentType && !contentType.includes('json-patch')) {
-    throw notSupported(415, `PATCH takes JSON Patch (Content-Type: application/json-patch+json), got "${contentType}"`);
+  const body = request.body as Resource | unknown[] | undefined;
+  if (!contentType.includes('json-patch') && !Array.isArray(body) && (body as Resource | undefined)?.resourceType === 'Parameters') {
+    return { format: 'fhirpath-patch', parameters: body as Parameters };
   }
-  if (!Array.isArray(request.body)) {
+  if (contentType && !contentType.includes('json-patch')) {
+    throw notSupported(415, `PATCH takes JSON Patch (Content-Type: application/json-patch+json) or FHIRPath Patch (a Parameters resource), got "${contentType}"`);
+  }
+  if (!Array.isArray(body)) {
     throw badRequest('A JSON Patch body is an array of operations');
   }
-  return request.body as Operation[];
+  return { format: 'json-patch', operations: body as Operation[] };
 }
 
 export async function patch(ctx: RouteContext, request: FhirRequest, type: string, id: string): Promise<FhirResponse> {

@@ -96,6 +96,26 @@ describe.each<Backend>(['postgres', 'pglite'])('FHIR REST interactions on %s', (
     expect(invalid.status).toBe(400);
   });
 
+  it('patches with FHIRPath Patch (a Parameters body)', async () => {
+    const created = (await api().post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(patient())).body as Patient;
+    const parameters = {
+      resourceType: 'Parameters',
+      parameter: [
+        { name: 'operation', part: [{ name: 'type', valueCode: 'replace' }, { name: 'path', valueString: 'Patient.birthDate' }, { name: 'value', valueDate: '1981-03-04' }] },
+        { name: 'operation', part: [{ name: 'type', valueCode: 'add' }, { name: 'path', valueString: 'Patient' }, { name: 'name', valueString: 'active' }, { name: 'value', valueBoolean: true }] },
+      ],
+    };
+    const patched = await api().patch(`/fhir/Patient/${created.id}`).set('Content-Type', FHIR_JSON).send(parameters);
+    expect(patched.status).toBe(200);
+    expect(patched.body.birthDate).toBe('1981-03-04');
+    expect(patched.body.active).toBe(true);
+    const bad = await api().patch(`/fhir/Patient/${created.id}`).set('Content-Type', FHIR_JSON).send({
+      resourceType: 'Parameters', parameter: [{ name: 'operation', part: [{ name: 'type', valueCode: 'delete' }, { name: 'path', valueString: 'Patient.(' }] }],
+    });
+    expect(bad.status).toBe(422);
+    expect(bad.body.issue[0].diagnostics).toMatch(/^FHIRPath Patch failed/);
+  });
+
   it('deletes softly: 410 on read, history keeps the deletion, a new version revives it', async () => {
     const created = (await api().post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(patient())).body as Patient;
     expect((await api().delete(`/fhir/Patient/${created.id}`)).status).toBe(200);
