@@ -43,32 +43,29 @@ export interface SearchEntry {
   mode: 'match' | 'include' | 'outcome';
 }
 
-export function searchsetBundle(entries: SearchEntry[], links: BundleLink[], total?: number): RawJson {
+/** A bundle's JSON text with `entries` (already JSON) as its entry array. */
+function bundleJson(type: 'searchset' | 'history', entries: string[], links: BundleLink[], total?: number): RawJson {
   const head = {
     resourceType: 'Bundle',
     id: randomUUID(),
     meta: { lastUpdated: new Date().toISOString() },
-    type: 'searchset',
+    type,
     ...(total !== undefined ? { total } : {}),
     link: links,
   };
+  return new RawJson(`${JSON.stringify(head).slice(0, -1)},"entry":[${entries.join(',')}]}`);
+}
+
+export function searchsetBundle(entries: SearchEntry[], links: BundleLink[], total?: number): RawJson {
   const body = entries.map(
     (e) => `{"fullUrl":${JSON.stringify(e.fullUrl)},"resource":${e.json},"search":{"mode":"${e.mode}"}}`,
   );
-  return new RawJson(`${JSON.stringify(head).slice(0, -1)},"entry":[${body.join(',')}]}`);
+  return bundleJson('searchset', body, links, total);
 }
 
 const METHODS: Record<VersionRow['interaction'], string> = { create: 'POST', update: 'PUT', patch: 'PATCH', delete: 'DELETE' };
 
 export function historyBundle(baseUrl: string, rows: VersionRow[], links: BundleLink[], total?: number): RawJson {
-  const head = {
-    resourceType: 'Bundle',
-    id: randomUUID(),
-    meta: { lastUpdated: new Date().toISOString() },
-    type: 'history',
-    ...(total !== undefined ? { total } : {}),
-    link: links,
-  };
   const body = rows.map((row) => {
     const fullUrl = `${baseUrl}/${row.resourceType}/${row.id}`;
     const method = METHODS[row.interaction];
@@ -82,5 +79,5 @@ export function historyBundle(baseUrl: string, rows: VersionRow[], links: Bundle
     const resource = row.content === null ? '' : `"resource":${row.content},`;
     return `{"fullUrl":${JSON.stringify(fullUrl)},${resource}"request":${JSON.stringify({ method, url })},"response":${JSON.stringify(response)}}`;
   });
-  return new RawJson(`${JSON.stringify(head).slice(0, -1)},"entry":[${body.join(',')}]}`);
+  return bundleJson('history', body, links, total);
 }
