@@ -48,7 +48,9 @@ export function describeError(err: unknown): { status: number; outcome: Operatio
     return { status: err.status, outcome: err.outcome, unexpected: false };
   }
   if (err instanceof OperationOutcomeError) {
-    return { status: getStatus(err.outcome), outcome: err.outcome, unexpected: false };
+    // @medplum/core puts its message in details.text; clients of this server read diagnostics.
+    const issues = (err.outcome.issue ?? []).map((i) => ({ ...i, diagnostics: i.diagnostics ?? i.details?.text }));
+    return { status: getStatus(err.outcome), outcome: { ...err.outcome, issue: issues }, unexpected: false };
   }
   return {
     status: 500,

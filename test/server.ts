@@ -3,7 +3,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import { createFhirServer, type Database, type FhirServer } from '../fhir-server';
+import { createFhirServer, type Database, type FhirServer, type FhirServerOptions } from '../fhir-server';
 import { createTestDatabase, type Backend } from './databases';
 
 export interface TestServer extends FhirServer {
@@ -16,7 +16,7 @@ export const TEST_PUBLIC_URL = 'http://127.0.0.1:8080';
 
 export async function createTestServer(
   backend: Backend = 'postgres',
-  overrides: { enforceReferentialIntegrity?: boolean } = {},
+  overrides: Partial<Omit<FhirServerOptions, 'db' | 'logger'>> = {},
 ): Promise<TestServer> {
   const db = await createTestDatabase(backend);
   const server = createFhirServer({
@@ -30,7 +30,8 @@ export async function createTestServer(
     maxJsonDepth: 64,
     maxPageSize: 1000,
     defaultPageSize: 20,
-    enforceReferentialIntegrity: overrides.enforceReferentialIntegrity ?? true,
+    enforceReferentialIntegrity: true,
+    ...overrides,
   });
   return {
     ...server,
