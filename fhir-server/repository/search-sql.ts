@@ -72,7 +72,7 @@ export async function compartmentPage(
   const params = new SqlParams();
   const where = ['NOT r.deleted', `r.compartments @> ARRAY[${params.add(query.compartment)}]::text[]`];
   if (query.since) {
-    where.push(`r.last_updated > ${params.add(query.since)}::timestamptz`);
+    where.push(`r.last_updated >= ${params.add(query.since)}::timestamptz`);
   }
   if (query.types.length > 0) {
     where.push(`r.res_type = ANY(${params.add(query.types)}::text[])`);

@@ -160,7 +160,7 @@ function historyFilter(query: Omit<HistoryQuery, 'count' | 'offset'>, params: un
     where.push(`v.id = ${add(query.id)}`);
   }
   if (query.since) {
-    where.push(`v.last_updated > ${add(query.since)}::timestamptz`);
+    where.push(`v.last_updated >= ${add(query.since)}::timestamptz`);
   }
   if (query.at) {
     const at = add(query.at);
@@ -173,7 +173,7 @@ function historyFilter(query: Omit<HistoryQuery, 'count' | 'offset'>, params: un
 
 /**
  * Versions newest first. `at` gives, per resource, the version current at that instant; `since` those written
- * after it. One extra row is fetched so the caller knows whether a next page exists.
+ * at or after it (http.html#history). One extra row is fetched so the caller knows whether a next page exists.
  */
 export async function readHistory(q: Queryable, query: HistoryQuery): Promise<VersionRow[]> {
   const params: unknown[] = [];
