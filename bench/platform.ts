@@ -69,7 +69,11 @@ export async function startPlatform(port: number): Promise<BenchPlatform> {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
-      await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      if (process.env.BENCH_KEEP_DATABASE) {
+        console.error(`kept the database ${dbName} (BENCH_KEEP_DATABASE is set)`);
+      } else {
+        await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      }
       const redis = new Redis(REDIS_URL);
       let cursor = '0';
       do {

@@ -82,11 +82,12 @@ async function main(): Promise<void> {
     // The platform process is idle while we load through the repository on the same database.
     const loadRate = await load(platform.databaseUrl, total);
     const machine = await machineDescription(platform.databaseUrl);
-    const patient = await (await fetch(`${platform.baseUrl}/Patient?family=Bench7`)).json() as { entry: Array<{ resource: { id: string } }> };
+    // Patient i has the Observations j with j % PATIENTS = i, so its code is CODES[i % CODES.length].
+    const patient = await (await fetch(`${platform.baseUrl}/Patient?family:exact=Bench7`)).json() as { entry: Array<{ resource: { id: string } }> };
     const queries: Record<string, string> = {
       'rare code (1 in 1000)': 'Observation?code=http://loinc.org|1558-6',
       'common code, first page': 'Observation?code=http://loinc.org|718-7',
-      'patient and code': `Observation?patient=${patient.entry[0].resource.id}&code=http://loinc.org|718-7`,
+      'patient and code': `Observation?patient=${patient.entry[0].resource.id}&code=http://loinc.org|${CODES[7 % CODES.length]}`,
     };
     const lines = [`loaded ${total} Observations (+${PATIENTS} Patients) at ${loadRate.toFixed(0)} resources/s in-process`];
     for (const [name, query] of Object.entries(queries)) {
