@@ -93,6 +93,14 @@ const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'reference index on target URL',
+    sql: `
+      -- Searches by absolute or canonical URL (reference and canonical parameters) were scans of the parameter's rows.
+      CREATE INDEX search_reference_url ON search_reference (res_type, code, target_url) WHERE target_url IS NOT NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -28,8 +28,9 @@ export const referenceType: SearchType = {
       if (!reference || reference.startsWith('#')) {
         continue;
       }
-      const local = type === 'Reference' ? parseLocalReference(reference) : undefined;
-      rows.reference.push(local ? { code, ...local } : { code, targetUrl: reference });
+      const local = parseLocalReference(reference);
+      // A canonical or uri written as "Type/id" keeps its text too, so that it is found both ways.
+      rows.reference.push(local ? { code, ...local, ...(type === 'Reference' ? {} : { targetUrl: reference }) } : { code, targetUrl: reference });
     }
   },
 
@@ -55,9 +56,13 @@ function referenceCondition(t: string, value: string, requiredType: string | und
   const local = parseLocalReference(relative);
   if (local) {
     const typeMatches = requiredType === undefined || requiredType === local.targetType;
+    if (!typeMatches) {
+      return 'false';
+    }
+    // One equality on the indexed (target_type, target_id): canonicals written as "Type/id" are indexed that way too.
     const byId = `(${t}.target_type = ${p(local.targetType)} AND ${t}.target_id = ${p(local.targetId)})`;
-    // A canonical written as "Type/id" was indexed as a URL.
-    return typeMatches ? `(${byId} OR ${t}.target_url = ${p(value)})` : 'false';
+    // An absolute URL at this server's base may also be stored as written (the index does not know the base).
+    return relative === value ? byId : `(${byId} OR ${t}.target_url = ${p(value)})`;
   }
   if (/^[A-Za-z0-9\-.]{1,64}$/.test(value)) {
     const byType = requiredType === undefined ? '' : ` AND ${t}.target_type = ${p(requiredType)}`;
