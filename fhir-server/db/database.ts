@@ -3,9 +3,17 @@
  * PostgreSQL server (`pg`) and on embedded PGlite.
  */
 
+export interface QueryOptions {
+  /**
+   * Keep the statement prepared on the connection (PostgreSQL) and let the server reuse its plan. Planning a
+   * search's joins costs more than running them on this kind of machine (measured: 1.9 ms against 1.3 ms).
+   */
+  prepare?: boolean;
+}
+
 /** Anything that can run a parameterised statement: the database itself or an open transaction. */
 export interface Queryable {
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], options?: QueryOptions): Promise<T[]>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
 }

@@ -1,4 +1,4 @@
-export type { Database, Queryable } from './database';
+export type { Database, Queryable, QueryOptions } from './database';
 export { isRetryableConflict, sqlState } from './database';
 export { migrate, LATEST_SCHEMA_VERSION } from './migrations';
 export { CompositeWrite, SqlParams } from './statement';

@@ -3,7 +3,8 @@ import type { Database, Queryable } from './database';
 
 /**
  * Embedded PostgreSQL (WASM) for running without a database server. PGlite has one connection, so its
- * transactions are serialised; correctness is the same, throughput is that of one session.
+ * transactions are serialised; correctness is the same, throughput is that of one session. QueryOptions.prepare is
+ * a hint for PostgreSQL servers; PGlite's API does not take it.
  */
 export class PgliteDatabase implements Database {
   readonly description: string;

@@ -42,6 +42,7 @@ async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget)
      WHERE s.res_type = $1 AND s.code = $2 AND s.res_id = ANY($3::text[])${typeFilter}
      LIMIT $${params.length}`,
     params,
+    { prepare: true },
   );
   return rows.map((r) => ({ resourceType: r.res_type, id: r.id, content: r.content }));
 }
@@ -58,6 +59,7 @@ async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget)
      WHERE s.res_type = $1 AND s.code = $2
      LIMIT $5`,
     [target.resourceType, target.searchParam, keys.map((k) => k.resourceType), keys.map((k) => k.id), MAX_INCLUDED],
+    { prepare: true },
   );
   return rows.map((r) => ({ resourceType: r.res_type, id: r.id, content: r.content }));
 }

@@ -40,7 +40,9 @@ export async function searchPage(
   const order = orderBy.length > 0 ? orderBy.join(', ') : 'r.id';
   const limit = params.add(options.count + 1);
   const offset = params.add(options.offset);
-  const rows = await q.query<{ id: string; content: string }>(`${sql} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`, params.values);
+  const rows = await q.query<{ id: string; content: string }>(`${sql} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`, params.values, {
+    prepare: true,
+  });
   return { rows: rows.slice(0, options.count), hasMore: rows.length > options.count };
 }
 

@@ -60,6 +60,7 @@ export async function readCurrent(
   const rows = await q.query<RawCurrent>(
     `SELECT version_id, last_updated, deleted, content FROM resource WHERE res_type = $1 AND id = $2${lock ? ' FOR UPDATE' : ''}`,
     [resourceType, id],
+    { prepare: true },
   );
   return rows.length > 0 ? toCurrent(rows[0]) : undefined;
 }
