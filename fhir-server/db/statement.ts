@@ -4,7 +4,7 @@
  * trip. All CTEs of a statement see the same snapshot: deleting a resource's old index rows and inserting its new
  * ones in one statement is correct, since the DELETE cannot see the rows the INSERT adds.
  */
-import type { Queryable } from './database';
+import type { Queryable, QueryOptions } from './database';
 
 /** Collects positional parameters while a statement is being built: `params.add(v)` returns `$n`. */
 export class SqlParams {
@@ -27,9 +27,10 @@ export class CompositeWrite {
     return name;
   }
 
-  async run(q: Queryable): Promise<void> {
+  /** Runs the statement; one whose text never varies can ask to stay prepared. */
+  async run(q: Queryable, options?: QueryOptions): Promise<void> {
     if (this.ctes.length > 0) {
-      await q.query(`WITH ${this.ctes.join(',\n')} SELECT 1`, this.params.values);
+      await q.query(`WITH ${this.ctes.join(',\n')} SELECT 1`, this.params.values, options);
     }
   }
 }

@@ -200,7 +200,7 @@ export class WriteSession {
       interaction: w.interaction,
       occurredAt: w.lastUpdated,
     }));
-    // Versions, index rows and change events: one statement, one round trip.
+    // Versions, index rows and change events: one statement of one fixed shape, one round trip, planned once.
     const statement = new CompositeWrite();
     addVersionWrites(statement, writes);
     addIndexWrites(
@@ -210,7 +210,7 @@ export class WriteSession {
       writes.filter((w) => w.versionId > 1).map((w) => ({ resourceType: w.resourceType, id: w.id })),
     );
     addChangeEvents(statement, events);
-    await statement.run(this.tx);
+    await statement.run(this.tx, { prepare: true });
     this.events.push(...events);
   }
 

@@ -89,6 +89,7 @@ export async function existingResources(q: Queryable, keys: ResourceKey[]): Prom
      JOIN unnest($1::text[], $2::text[]) AS k(res_type, id) ON r.res_type = k.res_type AND r.id = k.id
      WHERE NOT r.deleted`,
     [keys.map((k) => k.resourceType), keys.map((k) => k.id)],
+    { prepare: true },
   );
   return new Set(rows.map((r) => `${r.res_type}/${r.id}`));
 }

@@ -58,9 +58,9 @@ type IndexedItem = { resourceType: string; id: string; rows: IndexRows };
  * `inserted`. A resource being replaced is in both; a new one (version 1) only needs inserting.
  */
 export function addIndexWrites(statement: CompositeWrite, inserted: IndexedItem[], cleared: ResourceRef[]): void {
-  if (cleared.length > 0) {
-    addDeletes(statement, cleared);
-  }
+  // Every table gets its DELETE and INSERT even when there is nothing to do (empty arrays cost nothing): the
+  // statement's text is then always the same, so it can stay prepared instead of being planned on every write.
+  addDeletes(statement, cleared);
   for (const kind of KINDS) {
     addInsert(statement, kind, inserted);
   }
@@ -102,9 +102,6 @@ function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, item
       arrays[2].push(row.code);
       columns.forEach(([, , get], i) => arrays[3 + i].push(get(row)));
     }
-  }
-  if (arrays[0].length === 0) {
-    return;
   }
   const names = ['res_type', 'res_id', 'code', ...columns.map(([name]) => name)];
   const types = ['text', 'text', 'text', ...columns.map(([, sqlType]) => sqlType)];
