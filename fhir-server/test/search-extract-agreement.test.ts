@@ -5,12 +5,13 @@
  */
 import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadFhirDefinitions } from '../definitions';
 import { indexedParams } from '../search/indexed-params';
+import { describeWithFixtures, fixturePath } from '../../test/fixtures';
 
-const EXAMPLES = path.resolve(__dirname, '../../../shared/fixtures/fhir-r4-examples/examples');
+const EXAMPLES = fixturePath('fhir-r4-examples', 'examples');
 
 function exampleResources(): Resource[] {
   const resources: Resource[] = [];
@@ -36,12 +37,7 @@ function canonical(values: Array<{ type: string; value: unknown }>): string[] {
   return [...new Set(values.map((v) => JSON.stringify([v.type, v.value])))].sort();
 }
 
-const describeIfFixtures = existsSync(EXAMPLES) ? describe : describe.skip;
-if (!existsSync(EXAMPLES)) {
-  console.warn(`Skipping the extraction agreement test: no R4 examples at ${EXAMPLES}`);
-}
-
-describeIfFixtures('cut-down search expressions agree with the full R4 expressions', () => {
+describeWithFixtures('fhir-r4-examples/examples', 'cut-down search expressions agree with the full R4 expressions', () => {
   beforeAll(() => loadFhirDefinitions());
 
   test('every indexed parameter of every example resource', () => {

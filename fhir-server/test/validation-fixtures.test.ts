@@ -14,8 +14,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StructureDefinition } from '@medplum/fhirtypes';
 import { registerProfile, validateResourceForWrite } from '../validation';
+import { describeWithFixtures, fixturePath } from '../../test/fixtures';
 
-const FIXTURES = path.resolve(__dirname, '../../../shared/fixtures/fhir-validator-tests');
+const FIXTURES = fixturePath('fhir-validator-tests');
 const REQUIRED_AGREEMENT = 0.95;
 /** Raw agreement over all cases, as measured when this test was written: a regression floor. */
 const RAW_FLOOR = 0.88;
@@ -162,16 +163,11 @@ function isValid(c: Case): boolean {
   return !validateResourceForWrite(resource, { impliedProfiles: 'error' }).some((i) => i.severity === 'error' || i.severity === 'fatal');
 }
 
-const describeIfFixtures = existsSync(FIXTURES) ? describe : describe.skip;
-if (!existsSync(FIXTURES)) {
-  console.warn(`Skipping validator agreement tests: fixtures not found at ${FIXTURES}`);
-}
-
 function percent(part: number, whole: number): string {
   return `${((part / whole) * 100).toFixed(1)}% (${part}/${whole})`;
 }
 
-describeIfFixtures('agreement with the reference Java validator', () => {
+describeWithFixtures('fhir-validator-tests', 'agreement with the reference Java validator', () => {
   test(`verdicts agree on at least ${REQUIRED_AGREEMENT * 100}% of the scored JSON cases`, () => {
     const cases = loadCases();
     const results = cases.map((c) => ({ c, agrees: isValid(c) === c.expectValid }));
