@@ -4,12 +4,11 @@
  * costs a handful of statements, not hundreds.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { parseSearchRequest } from '@medplum/core';
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import { CompositeWrite, type Queryable } from '../db';
 import { badRequest, conflict, gone, notFound, preconditionFailed, unprocessable } from '../errors';
 import { addChangeEvents, type ResourceChangeEvent } from '../events';
-import { addIndexWrites, compartmentsOf, extractIndexRows, type IndexRows } from '../search';
+import { addIndexWrites, compartmentsOf, extractIndexRows, parseSearch, queryRecord, type IndexRows } from '../search';
 import { validateResourceForWrite } from '../validation';
 import { applyResourcePatch, type ResourcePatch } from './patch';
 import { localReferencesOf, type ResourceKey } from './references';
@@ -172,7 +171,7 @@ export class WriteSession {
 
   /** Ids of the resources a search URL's query matches (at most `limit`), as a conditional operation sees them. */
   async find(resourceType: string, query: string, limit = 2): Promise<string[]> {
-    const request = parseSearchRequest(`${resourceType}?${query}`);
+    const request = parseSearch(resourceType, queryRecord(new URLSearchParams(query)));
     if (!request.filters || request.filters.length === 0) {
       throw badRequest(`A conditional operation needs search criteria, "${resourceType}?${query}" has none`);
     }

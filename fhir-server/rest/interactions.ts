@@ -2,8 +2,9 @@
  * The FHIR RESTful interactions on resources: read, vread, create, update, patch, delete (plain and
  * conditional), history and search.
  */
-import { parseSearchRequest, type Operation } from '@medplum/core';
+import type { Operation } from '@medplum/core';
 import { isR4ResourceType } from '../definitions';
+import { parseSearch, queryRecord } from '../search';
 import type { Parameters, Resource } from '@medplum/fhirtypes';
 import { badRequest, notSupported } from '../errors';
 import type { ResourcePatch, SearchScope, WriteSession } from '../repository';
@@ -137,18 +138,9 @@ export async function history(ctx: RouteContext, request: FhirRequest, type?: st
   return { status: 200, body: historyBundle(ctx.baseUrl, result.rows, pageLinks({ selfUrl, offset, count, hasMore: result.hasMore }), result.total) };
 }
 
-/** Search parameters of the query as @medplum/core's parser wants them. */
-function queryRecord(query: URLSearchParams): Record<string, string[]> {
-  const record: Record<string, string[]> = {};
-  for (const [name, value] of query) {
-    (record[name] ??= []).push(value);
-  }
-  return record;
-}
-
 export async function search(ctx: RouteContext, request: FhirRequest, type: string, scope: SearchScope = {}, path = type): Promise<FhirResponse> {
   const { count, offset } = pageOf(request.query, ctx);
-  const searchRequest = parseSearchRequest(type, queryRecord(request.query));
+  const searchRequest = parseSearch(type, queryRecord(request.query));
   const selfUrl = new URL(`${ctx.baseUrl}/${path}?${request.query}`);
   if (request.query.get('_summary') === 'count') {
     const total = await ctx.repo.count(searchRequest, scope, reader(ctx));

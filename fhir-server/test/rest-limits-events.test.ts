@@ -42,6 +42,14 @@ describe('input limits', () => {
     expect(res.body.issue[0].diagnostics).toContain('shoe-size');
   });
 
+  it('answers searches the server cannot run with a 400, never a 500', async () => {
+    for (const query of ['Observation?code-value-quantity=http://loinc.org|1$gt5', 'Observation?subject.name=x', 'Patient?birthdate=notadate']) {
+      const res = await api().get(`/fhir/${query}`);
+      expect({ query, status: res.status }).toEqual({ query, status: 400 });
+      expect(res.body.issue[0].diagnostics).toBeTruthy();
+    }
+  });
+
   it('answers unknown paths outside the FHIR base with a 404 OperationOutcome and carries a request id', async () => {
     const res = await api().get('/nothing-here').set('X-Request-Id', 'trace-123');
     expect(res.status).toBe(404);
