@@ -19,6 +19,23 @@ export class SqlParams {
 export class CompositeWrite {
   readonly params = new SqlParams();
   private readonly ctes: string[] = [];
+  private guardName: string | undefined;
+
+  /**
+   * Makes every write of the statement conditional on `build`'s query returning a row (a version check, say):
+   * it must be added first, and the writes take their rows through `rows()`.
+   */
+  guard(build: (params: SqlParams) => string): void {
+    this.guardName = this.add(build);
+  }
+
+  /**
+   * A write's row source: `source` (e.g. `unnest(…) AS u0(a, b)`, aliased) as it is, or, under a guard, a subquery
+   * named `alias` that yields its rows only while the guard holds.
+   */
+  rows(source: string, alias: string): string {
+    return this.guardName ? `(SELECT * FROM ${source} WHERE EXISTS (SELECT 1 FROM ${this.guardName})) AS ${alias}` : source;
+  }
 
   /** Adds a CTE whose body `build` writes with `params`; returns the CTE's name for later CTEs to use. */
   add(build: (params: SqlParams) => string): string {
@@ -27,10 +44,16 @@ export class CompositeWrite {
     return name;
   }
 
-  /** Runs the statement; one whose text never varies can ask to stay prepared. */
-  async run(q: Queryable, options?: QueryOptions): Promise<void> {
-    if (this.ctes.length > 0) {
-      await q.query(`WITH ${this.ctes.join(',\n')} SELECT 1`, this.params.values, options);
+  /**
+   * Runs the statement; one whose text never varies can ask to stay prepared. Returns false when a guard did not
+   * hold (and so nothing was written).
+   */
+  async run(q: Queryable, options?: QueryOptions): Promise<boolean> {
+    if (this.ctes.length === 0) {
+      return true;
     }
+    const result = this.guardName ? `EXISTS (SELECT 1 FROM ${this.guardName})` : 'true';
+    const rows = await q.query<{ ok: boolean }>(`WITH ${this.ctes.join(',\n')} SELECT ${result} AS ok`, this.params.values, options);
+    return rows[0].ok;
   }
 }

@@ -3,11 +3,12 @@
  * transactional writes through a WriteSession.
  */
 import type { SearchRequest } from '@medplum/core';
+import type { Resource } from '@medplum/fhirtypes';
 import type { Database, Queryable } from '../db';
 import { isRetryableConflict } from '../db';
 import { gone, notFound } from '../errors';
 import type { ResourceChangeEvent } from '../events';
-import { assertValidId, WriteSession, type SessionOptions } from './session';
+import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
 import { compartmentPage, countMatches, searchPage, type CompartmentQuery, type SearchPage, type SearchScope } from './search-sql';
 import { countHistory, readCurrent, readHistory, readVersion, type HistoryQuery, type VersionRow } from './store';
@@ -54,6 +55,30 @@ export class FhirRepository {
         }
       }
     }
+  }
+
+  /**
+   * An update with If-Match, outside any bundle: one guarded statement in autocommit (the version check and the row
+   * lock are part of it) instead of a transaction of four round trips. When the expected version is not current,
+   * nothing was written, and the ordinary transactional update answers with the right 412, 404 or re-creation.
+   */
+  async updateIfMatch(resourceType: string, id: string, input: Resource, ifMatch: number): Promise<WriteOutcome> {
+    const session = new WriteSession(this.db, this.options);
+    const resource = session.updateExpecting(resourceType, id, input, ifMatch);
+    let written: boolean;
+    try {
+      written = await session.flush();
+    } catch (err) {
+      if (!isRetryableConflict(err)) {
+        throw err;
+      }
+      written = false;
+    }
+    if (!written) {
+      return this.write((s) => s.update(resourceType, id, input, ifMatch));
+    }
+    this.onCommit(session.events);
+    return { resource, created: false };
   }
 
   async read(resourceType: string, id: string, q: Queryable = this.db): Promise<StoredResource> {

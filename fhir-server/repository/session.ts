@@ -50,6 +50,8 @@ export class WriteSession {
   private readonly pending = new Map<string, PendingWrite>();
   /** Change events of everything flushed so far, for the relay once the transaction has committed. */
   readonly events: ResourceChangeEvent[] = [];
+  /** Set by updateExpecting: the version the write statement must find current. */
+  private expected: { resourceType: string; id: string; versionId: number } | undefined;
 
   constructor(
     readonly tx: Queryable,
@@ -64,24 +66,29 @@ export class WriteSession {
 
   /** Update, or update-as-create when the resource does not exist (or was deleted). */
   async update(resourceType: string, id: string, input: Resource, ifMatch?: number): Promise<WriteOutcome> {
-    assertValidId(id);
-    if (input.resourceType !== resourceType) {
-      throw badRequest(`Resource type "${input.resourceType}" does not match the URL's type "${resourceType}"`);
-    }
-    if (input.id !== id) {
-      throw badRequest(
-        input.id === undefined
-          ? `The resource has no id; an update must carry the id of the URL ("${id}")`
-          : `The resource id "${input.id}" does not match the URL's id "${id}"`,
-        [`${resourceType}.id`],
-      );
-    }
+    checkUpdateTarget(resourceType, id, input);
     const current = await this.lockCurrent(resourceType, id);
     checkIfMatch(resourceType, id, current, ifMatch);
     const created = !current || current.deleted;
     const resource = this.prepare(input, id, (current?.versionId ?? 0) + 1);
     this.queue(resource, created ? 'create' : 'update');
     return { resource, created };
+  }
+
+  /**
+   * An If-Match update without reading the current row first: the write statement itself checks (and locks) the
+   * expected version, so that the session needs no transaction of its own. `flush()` then says whether it held;
+   * when it did not, nothing was written and the caller takes the ordinary path to find out why.
+   */
+  updateExpecting(resourceType: string, id: string, input: Resource, ifMatch: number): Resource {
+    checkUpdateTarget(resourceType, id, input);
+    if (this.pending.size > 0 || this.expected) {
+      throw new Error('An update that expects a version must be the only write of its session');
+    }
+    const resource = this.prepare(input, id, ifMatch + 1);
+    this.queue(resource, 'update');
+    this.expected = { resourceType, id, versionId: ifMatch };
+    return resource;
   }
 
   async patch(resourceType: string, id: string, patch: ResourcePatch, ifMatch?: number): Promise<Resource> {
@@ -181,12 +188,13 @@ export class WriteSession {
   /**
    * Writes everything queued: checks references, then the versions, the search indexes and the change events,
    * each set-based. The events are kept in `events` so that the caller can wake the relay after the commit.
+   * Returns false when the version updateExpecting expected was not current: then nothing was written.
    */
-  async flush(): Promise<void> {
+  async flush(): Promise<boolean> {
     const writes = [...this.pending.values()];
     this.pending.clear();
     if (writes.length === 0) {
-      return;
+      return true;
     }
     if (this.options.enforceReferentialIntegrity) {
       await this.checkReferencesExist(writes);
@@ -201,6 +209,13 @@ export class WriteSession {
     }));
     // Versions, index rows and change events: one statement of one fixed shape, one round trip, planned once.
     const statement = new CompositeWrite();
+    const expected = this.expected;
+    if (expected) {
+      statement.guard(
+        (p) => `SELECT 1 FROM resource WHERE res_type = ${p.add(expected.resourceType)} AND id = ${p.add(expected.id)}
+          AND version_id = ${p.add(expected.versionId)} AND NOT deleted FOR UPDATE`,
+      );
+    }
     addVersionWrites(statement, writes);
     addIndexWrites(
       statement,
@@ -209,8 +224,11 @@ export class WriteSession {
       writes.filter((w) => w.versionId > 1).map((w) => ({ resourceType: w.resourceType, id: w.id })),
     );
     addChangeEvents(statement, events);
-    await statement.run(this.tx, { prepare: true });
-    this.events.push(...events);
+    const written = await statement.run(this.tx, { prepare: true });
+    if (written) {
+      this.events.push(...events);
+    }
+    return written;
   }
 
   private async lockCurrent(resourceType: string, id: string): Promise<CurrentRow | undefined> {
@@ -327,6 +345,22 @@ export class WriteSession {
           'Delete or update those first, or repeat the delete with _force=true to leave the references dangling.',
       );
     }
+  }
+}
+
+/** An update's body names the URL's type and id. */
+function checkUpdateTarget(resourceType: string, id: string, input: Resource): void {
+  assertValidId(id);
+  if (input.resourceType !== resourceType) {
+    throw badRequest(`Resource type "${input.resourceType}" does not match the URL's type "${resourceType}"`);
+  }
+  if (input.id !== id) {
+    throw badRequest(
+      input.id === undefined
+        ? `The resource has no id; an update must carry the id of the URL ("${id}")`
+        : `The resource id "${input.id}" does not match the URL's id "${id}"`,
+      [`${resourceType}.id`],
+    );
   }
 }
 

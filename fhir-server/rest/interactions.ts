@@ -66,7 +66,11 @@ export async function create(ctx: RouteContext, request: FhirRequest, type: stri
 export async function update(ctx: RouteContext, request: FhirRequest, type: string, id: string): Promise<FhirResponse> {
   const resource = bodyResource(request, type);
   const ifMatch = parseVersionTag(request.headers['if-match'], 'If-Match');
-  const outcome = await write(ctx, (s) => s.update(type, id, resource, ifMatch));
+  // Outside a bundle, an If-Match update can go as one guarded statement without a transaction of its own.
+  const outcome =
+    ifMatch !== undefined && !ctx.session
+      ? await ctx.repo.updateIfMatch(type, id, resource, ifMatch)
+      : await write(ctx, (s) => s.update(type, id, resource, ifMatch));
   return writeResponse(request, ctx.baseUrl, outcome.created ? 201 : 200, outcome.resource, outcome.created ? 'Created' : 'Updated');
 }
 

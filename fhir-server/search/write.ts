@@ -69,7 +69,7 @@ export function addIndexWrites(statement: CompositeWrite, inserted: IndexedItem[
 function addDeletes(statement: CompositeWrite, owners: ResourceRef[]): void {
   const doomed = statement.add(
     (p) =>
-      `SELECT * FROM unnest(${p.add(owners.map((r) => r.resourceType))}::text[], ${p.add(owners.map((r) => r.id))}::text[]) AS u(res_type, res_id)`,
+      `SELECT * FROM ${statement.rows(`unnest(${p.add(owners.map((r) => r.resourceType))}::text[], ${p.add(owners.map((r) => r.id))}::text[]) AS u0(res_type, res_id)`, 'u')}`,
   );
   for (const kind of KINDS) {
     statement.add(
@@ -107,6 +107,6 @@ function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, item
   const types = ['text', 'text', 'text', ...columns.map(([, sqlType]) => sqlType)];
   statement.add(
     (p) =>
-      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')})`,
+      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM ${statement.rows(`unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')}) AS r0`, 'r')}`,
   );
 }

@@ -62,6 +62,19 @@ describe.each<Backend>(['postgres', 'pglite'])('FHIR REST interactions on %s', (
     expect(history.entry?.map((e) => e.request?.method)).toEqual(['PUT', 'POST']);
   });
 
+  it('If-Match on an unknown resource answers 412; on a deleted one, matching its deletion, re-creates it', async () => {
+    const unknown = await api().put('/fhir/Patient/never-was').set('Content-Type', FHIR_JSON).set('If-Match', 'W/"1"').send(patient('X', { id: 'never-was' }));
+    expect(unknown.status).toBe(412);
+    const created = (await api().post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(patient())).body as Patient;
+    await api().delete(`/fhir/Patient/${created.id}`);
+    const revived = await api().put(`/fhir/Patient/${created.id}`).set('Content-Type', FHIR_JSON).set('If-Match', 'W/"2"').send(created);
+    expect(revived.status).toBe(201);
+    expect(revived.body.meta.versionId).toBe('3');
+    const history = (await api().get(`/fhir/Patient/${created.id}/_history`)).body as Bundle;
+    expect(history.entry?.map((e) => e.response?.etag)).toEqual(['W/"3"', 'W/"2"', 'W/"1"']);
+    expect(history.entry?.[1].request?.method).toBe('DELETE');
+  });
+
   it('update-as-create with a client id answers 201; id mismatch answers 400', async () => {
     const res = await api().put('/fhir/Patient/client-chosen-1').set('Content-Type', FHIR_JSON).send(patient('Li', { id: 'client-chosen-1' }));
     expect(res.status).toBe(201);
