@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import { deleteKeysWithPrefix } from '../test/redis-keys';
 import pg from 'pg';
 
 export interface BenchPlatform {
@@ -74,16 +74,7 @@ export async function startPlatform(port: number): Promise<BenchPlatform> {
       } else {
         await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
       }
-      const redis = new Redis(REDIS_URL);
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) {
-          await redis.del(...keys);
-        }
-      } while (cursor !== '0');
-      redis.disconnect();
+      await deleteKeysWithPrefix(REDIS_URL, prefix);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { deleteKeysWithPrefix } from './redis-keys';
 import pg from 'pg';
 
 export default async function globalTeardown(): Promise<void> {
@@ -15,19 +15,6 @@ export default async function globalTeardown(): Promise<void> {
   }
   const prefix = process.env.TEST_REDIS_PREFIX;
   if (prefix && process.env.TEST_REDIS_URL) {
-    const redis = new Redis(process.env.TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await redis.connect();
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) {
-          await redis.del(...keys);
-        }
-      } while (cursor !== '0');
-    } finally {
-      redis.disconnect();
-    }
+    await deleteKeysWithPrefix(process.env.TEST_REDIS_URL, prefix);
   }
 }
