@@ -8,13 +8,25 @@ import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository } from './repository';
-import type { RouteContext } from './rest';
+import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
 
-export { migrate, openDatabase, type Database, type Queryable } from './db';
+export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
 export { loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type ResourceChangeEvent, type ResourceChangeJob } from './events';
 export { FhirRepository, WriteSession, type StoredResource } from './repository';
-export { route, type FhirRequest, type FhirResponse } from './rest';
+export {
+  route,
+  operationParameters,
+  parameterValue,
+  OperationRegistry,
+  RawJson,
+  type FhirOperation,
+  type FhirRequest,
+  type FhirResponse,
+  type OperationTarget,
+  type RouteContext,
+} from './rest';
+export { FhirError, badRequest, notFound, notSupported, outcome, issue } from './errors';
 export { validateResourceForWrite, registerProfile } from './validation';
 
 export interface FhirServerOptions {
@@ -29,6 +41,8 @@ export interface FhirServerOptions {
   maxPageSize: number;
   defaultPageSize: number;
   enforceReferentialIntegrity: boolean;
+  /** Operations from other modules (terminology, MPI, …), answered beside the store's own. */
+  operations?: readonly FhirOperation[];
 }
 
 export interface FhirServer {
@@ -54,6 +68,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     baseUrl,
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
+    operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
   };
   const app = createHttpHandler(ctx, {
     fhirBasePath: options.fhirBasePath,

@@ -3,11 +3,12 @@
  * parallel never collide), or an in-memory PGlite.
  */
 import { randomBytes } from 'node:crypto';
-import { migrate, openDatabase, type Database } from '../fhir-server/db';
+import { migrate, openDatabase, type Database, type Migration } from '../fhir-server/db';
 
 export type Backend = 'postgres' | 'pglite';
 
-export async function createTestDatabase(backend: Backend = 'postgres'): Promise<Database> {
+/** A migrated database; `migrations` are the tables of the modules under test beside the store's. */
+export async function createTestDatabase(backend: Backend = 'postgres', migrations: readonly Migration[] = []): Promise<Database> {
   let db: Database;
   if (backend === 'pglite') {
     db = await openDatabase(undefined, undefined);
@@ -24,6 +25,6 @@ export async function createTestDatabase(backend: Backend = 'postgres'): Promise
     url.searchParams.set('options', `-c search_path=${schema}`);
     db = await openDatabase(url.toString(), undefined);
   }
-  await migrate(db);
+  await migrate(db, migrations);
   return db;
 }

@@ -1,6 +1,6 @@
 export type { Database, Queryable, QueryOptions } from './database';
 export { isRetryableConflict, sqlState } from './database';
-export { migrate, LATEST_SCHEMA_VERSION } from './migrations';
+export { migrate, LATEST_SCHEMA_VERSION, type Migration } from './migrations';
 export { CompositeWrite, SqlParams } from './statement';
 import type { Database } from './database';
 import { PgliteDatabase } from './pglite';

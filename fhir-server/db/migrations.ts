@@ -5,7 +5,12 @@
  */
 import type { Database } from './database';
 
-interface Migration {
+/**
+ * One schema change. Versions are unique across the platform: the store uses 1–999 and each other module that
+ * keeps tables of its own passes its migrations to `migrate` from its own range (security 1000–1999, terminology
+ * 2000–2999, adapters 3000–3999, referral workflow 4000–4999, supervision 5000–5999, portal 6000–6999).
+ */
+export interface Migration {
   version: number;
   name: string;
   sql: string;
@@ -105,8 +110,16 @@ const MIGRATIONS: Migration[] = [
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
-/** Applies every migration not yet applied; returns the versions it applied. */
-export async function migrate(db: Database): Promise<number[]> {
+/** Applies every migration (the store's and the given modules') not yet applied; returns the versions it applied. */
+export async function migrate(db: Database, moduleMigrations: readonly Migration[] = []): Promise<number[]> {
+  const all = [...MIGRATIONS, ...moduleMigrations].sort((a, b) => a.version - b.version);
+  const versions = new Set<number>();
+  for (const m of all) {
+    if (versions.has(m.version)) {
+      throw new Error(`Two migrations share version ${m.version}; each module has its own range (see Migration)`);
+    }
+    versions.add(m.version);
+  }
   return db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await tx.query(`CREATE TABLE IF NOT EXISTS schema_migration (
@@ -114,7 +127,7 @@ export async function migrate(db: Database): Promise<number[]> {
     const rows = await tx.query<{ version: number }>('SELECT version FROM schema_migration');
     const applied = new Set(rows.map((r) => Number(r.version)));
     const done: number[] = [];
-    for (const migration of MIGRATIONS) {
+    for (const migration of all) {
       if (applied.has(migration.version)) {
         continue;
       }

@@ -5,8 +5,10 @@
 import { getSearchParameters } from '@medplum/core';
 import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { r4ResourceTypes } from '../definitions';
+import type { OperationRegistry } from './operations';
 
-const cache = new Map<string, CapabilityStatement>();
+/** Built once per registry and base URL: the statement only changes when the code does. */
+const cache = new WeakMap<OperationRegistry, Map<string, CapabilityStatement>>();
 
 /** SearchParameter types that are extracted at write time and searchable (composite and special are not yet). */
 const INDEXED_PARAMETER_TYPES = new Set(['string', 'token', 'date', 'reference', 'number', 'quantity', 'uri']);
@@ -23,7 +25,7 @@ const RESULT_PARAMETERS = [
   { name: '_summary', type: 'token', documentation: 'count: return only the total' },
 ] as const;
 
-function resourceEntry(type: string): CapabilityStatementRestResource {
+function resourceEntry(type: string, operations: OperationRegistry): CapabilityStatementRestResource {
   const params = Object.values(getSearchParameters(type) ?? {})
     .filter((p) => INDEXED_PARAMETER_TYPES.has(p.type as string))
     .map((p) => ({ name: p.code as string, definition: p.url, type: p.type }))
@@ -46,15 +48,20 @@ function resourceEntry(type: string): CapabilityStatementRestResource {
       ...params.filter((p) => p.name !== '_id' && p.name !== '_lastUpdated'),
       ...RESULT_PARAMETERS.map((p) => ({ ...p })),
     ],
-    operation: [
-      { name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' },
-      ...(type === 'Patient' ? [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }] : []),
-    ],
+    operation: operations
+      .all()
+      .filter((op) => op.levels.some((l) => l !== 'system') && (!op.resourceTypes || op.resourceTypes.includes(type)))
+      .map((op) => ({ name: op.name, definition: op.definition })),
   };
 }
 
-export function capabilityStatement(baseUrl: string): CapabilityStatement {
-  let statement = cache.get(baseUrl);
+export function capabilityStatement(baseUrl: string, operations: OperationRegistry): CapabilityStatement {
+  let byBase = cache.get(operations);
+  if (!byBase) {
+    byBase = new Map();
+    cache.set(operations, byBase);
+  }
+  let statement = byBase.get(baseUrl);
   if (!statement) {
     statement = {
       resourceType: 'CapabilityStatement',
@@ -72,12 +79,16 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
       rest: [
         {
           mode: 'server',
-          resource: [...r4ResourceTypes()].sort().map(resourceEntry),
+          resource: [...r4ResourceTypes()].sort().map((type) => resourceEntry(type, operations)),
           interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
+          operation: operations
+            .all()
+            .filter((op) => op.levels.includes('system'))
+            .map((op) => ({ name: op.name, definition: op.definition })),
         },
       ],
     };
-    cache.set(baseUrl, statement);
+    byBase.set(baseUrl, statement);
   }
   return statement;
 }

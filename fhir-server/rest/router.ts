@@ -5,14 +5,28 @@
 import { notSupported } from '../errors';
 import { processBundle } from './bundle-processor';
 import { capabilityStatement } from './capability';
-import { everything } from './everything';
 import * as rest from './interactions';
+import type { OperationTarget } from './operations';
 import type { FhirRequest, FhirResponse, RouteContext } from './types';
-import { validateOperation } from './validate';
 
 const unsupported = (request: FhirRequest): never => {
   throw notSupported(405, `${request.method} ${request.path || '/'} is not supported by this server`);
 };
+
+/** `$name` at the given level: 404 for an operation this server does not know there, 405 for GET on one that changes state. */
+function invokeOperation(ctx: RouteContext, request: FhirRequest, segment: string, target: OperationTarget): Promise<FhirResponse> {
+  const name = segment.slice(1);
+  const operation = ctx.operations.find(name, target);
+  const where = target.level === 'system' ? 'at system level' : `on ${target.type}${target.level === 'instance' ? ' instances' : ''}`;
+  if (!operation) {
+    throw notSupported(404, `The operation $${name} is not supported ${where}`);
+  }
+  const get = request.method === 'GET' || request.method === 'HEAD';
+  if (!(request.method === 'POST' || (get && !operation.affectsState))) {
+    throw notSupported(405, `$${name} ${where} is invoked with POST${operation.affectsState ? '' : ' or GET'}, not ${request.method}`);
+  }
+  return operation.invoke(ctx, request, target);
+}
 
 export async function route(ctx: RouteContext, request: FhirRequest): Promise<FhirResponse> {
   const segments = request.path.split('/').filter((s) => s !== '');
@@ -27,7 +41,10 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
   }
   const [first, second, third, fourth] = segments;
   if (first === 'metadata' && segments.length === 1 && get) {
-    return { status: 200, body: capabilityStatement(ctx.baseUrl) };
+    return { status: 200, body: capabilityStatement(ctx.baseUrl, ctx.operations) };
+  }
+  if (first.startsWith('$') && segments.length === 1) {
+    return invokeOperation(ctx, request, first, { level: 'system' });
   }
   if (first === '_history' && segments.length === 1 && get) {
     return rest.history(ctx, request);
@@ -46,8 +63,8 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
     case 2:
       if (second === '_history' && get) return rest.history(ctx, request, type);
       if (second === '_search' && method === 'POST') return rest.search(ctx, request, type);
-      if (second === '$validate' && method === 'POST') return validateOperation(ctx, request, type);
-      if (second.startsWith('$') || second.startsWith('_')) break;
+      if (second.startsWith('$')) return invokeOperation(ctx, request, second, { level: 'type', type });
+      if (second.startsWith('_')) break;
       if (get) return rest.read(ctx, request, type, second);
       if (method === 'PUT') return rest.update(ctx, request, type, second);
       if (method === 'PATCH') return rest.patch(ctx, request, type, second);
@@ -55,8 +72,7 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
       break;
     case 3:
       if (third === '_history' && get) return rest.history(ctx, request, type, second);
-      if (third === '$validate' && method === 'POST') return validateOperation(ctx, request, type, second);
-      if (third === '$everything' && type === 'Patient' && (get || method === 'POST')) return everything(ctx, request, second);
+      if (third.startsWith('$')) return invokeOperation(ctx, request, third, { level: 'instance', type, id: second });
       if (type === 'Patient' && get && !third.startsWith('$') && !third.startsWith('_')) {
         rest.assertResourceType(third);
         return rest.search(ctx, request, third, { compartment: `Patient/${second}` }, `Patient/${second}/${third}`);

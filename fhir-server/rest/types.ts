@@ -4,6 +4,7 @@
  */
 import type { Resource } from '@medplum/fhirtypes';
 import type { FhirRepository, WriteSession } from '../repository';
+import type { OperationRegistry } from './operations';
 
 export type FhirMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -36,6 +37,8 @@ export interface RouteContext {
   baseUrl: string;
   defaultPageSize: number;
   maxPageSize: number;
+  /** The `$operations` this server answers: the store's own and those other modules registered. */
+  operations: OperationRegistry;
   /** Set while the request runs as an entry of a transaction bundle: every write joins this session. */
   session?: WriteSession;
 }
