@@ -106,6 +106,22 @@ const MIGRATIONS: Migration[] = [
       CREATE INDEX search_reference_url ON search_reference (res_type, code, target_url) WHERE target_url IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'index rows grouped by repeating element (composite parameters, identifier :of-type)',
+    sql: `
+      -- Rows extracted from one repeating element (an Observation.component, an Identifier with its type) share a
+      -- grp number within their resource, so that a composite search can ask for both values in the same element.
+      -- NULL for ordinary rows; a nullable column without default is added without rewriting the tables.
+      ALTER TABLE search_token ADD COLUMN grp integer;
+      ALTER TABLE search_string ADD COLUMN grp integer;
+      ALTER TABLE search_date ADD COLUMN grp integer;
+      ALTER TABLE search_number ADD COLUMN grp integer;
+      ALTER TABLE search_quantity ADD COLUMN grp integer;
+      ALTER TABLE search_reference ADD COLUMN grp integer;
+      ALTER TABLE search_uri ADD COLUMN grp integer;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

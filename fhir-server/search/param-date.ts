@@ -4,9 +4,10 @@
  */
 import { type Filter, type TypedValue } from '@medplum/core';
 import type { Period, Timing } from '@medplum/fhirtypes';
+import { unescape } from './escape';
 import type { IndexRows } from './index-rows';
 import { FAR_FUTURE, FAR_PAST, instantRange, toIso, type InstantRange } from './instant';
-import { prefixedValues, type Prefix } from './prefix';
+import { prefixedValues, splitPrefix, type Prefix } from './prefix';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
 export const dateType: SearchType = {
@@ -36,6 +37,15 @@ export const dateType: SearchType = {
     return indexMatch(ctx, 'date', filter.code, (t) =>
       conditions.map(({ prefix, range }) => dateCondition(`${t}.low`, `${t}.high`, prefix, range, ctx)).join(' OR '),
     );
+  },
+
+  valueCondition(value: string, t: string, ctx: FilterContext, filter: Filter): string {
+    const { prefix, value: date } = splitPrefix(unescape(value));
+    const range = instantRange(date);
+    if (!range) {
+      throw invalidValue(filter, `'${date}' is not a FHIR date or dateTime`);
+    }
+    return dateCondition(`${t}.low`, `${t}.high`, prefix, range, ctx);
   },
 
   sort: {

@@ -7,10 +7,10 @@ import type { Filter, TypedValue } from '@medplum/core';
 import type { Money, Quantity } from '@medplum/fhirtypes';
 import { decimalRange } from './decimal';
 import type { IndexRows } from './index-rows';
-import { splitEscaped } from './normalize';
+import { splitEscaped } from './escape';
 import { numberCondition, requireDecimal, requirePrefix } from './param-number';
-import { prefixedValues } from './prefix';
-import { indexMatch, orValues, type FilterContext, type SearchType } from './search-type';
+import { prefixedValues, splitPrefix, type Prefix } from './prefix';
+import { indexMatch, orValuesEscaped, type FilterContext, type SearchType } from './search-type';
 
 /** Money's currency is an ISO 4217 code. */
 const CURRENCY_SYSTEM = 'urn:iso:std:iso:4217';
@@ -40,24 +40,15 @@ export const quantityType: SearchType = {
   },
 
   compile(filter: Filter, ctx: FilterContext): string {
-    const values = prefixedValues(filter, orValues(filter)).map(({ prefix, value }) => {
-      const [amount, system = '', unit = ''] = splitEscaped(value, '|');
-      return { prefix: requirePrefix(filter, prefix), range: requireDecimal(filter, amount), system, unit };
-    });
+    const values = prefixedValues(filter, orValuesEscaped(filter)).map(({ prefix, value }) => ({ prefix: requirePrefix(filter, prefix), value }));
     return indexMatch(ctx, 'quantity', filter.code, (t) =>
-      values
-        .map(({ prefix, range, system, unit }) => {
-          const parts = [numberCondition(`${t}.value`, prefix, range, ctx)];
-          if (system) {
-            parts.push(`${t}.system = ${ctx.params.add(system)}`);
-          }
-          if (unit) {
-            parts.push(`${t}.unit = ${ctx.params.add(unit)}`);
-          }
-          return `(${parts.join(' AND ')})`;
-        })
-        .join(' OR '),
+      values.map(({ prefix, value }) => quantityCondition(prefix, value, t, ctx, filter)).join(' OR '),
     );
+  },
+
+  valueCondition(value: string, t: string, ctx: FilterContext, filter: Filter): string {
+    const { prefix, value: rest } = splitPrefix(value);
+    return quantityCondition(prefix, rest, t, ctx, filter);
   },
 
   sort: {
@@ -65,3 +56,16 @@ export const quantityType: SearchType = {
     descending: (t) => `max(${t}.value)`,
   },
 };
+
+/** `number`, `number|system|code` or `number||code` (escapes kept in `value`) against the index alias `t`. */
+function quantityCondition(prefix: Prefix, value: string, t: string, ctx: FilterContext, filter: Filter): string {
+  const [amount, system = '', unit = ''] = splitEscaped(value, '|');
+  const parts = [numberCondition(`${t}.value`, prefix, requireDecimal(filter, amount), ctx)];
+  if (system) {
+    parts.push(`${t}.system = ${ctx.params.add(system)}`);
+  }
+  if (unit) {
+    parts.push(`${t}.unit = ${ctx.params.add(unit)}`);
+  }
+  return `(${parts.join(' AND ')})`;
+}

@@ -5,6 +5,7 @@
 import { Operator, type Filter, type TypedValue } from '@medplum/core';
 import type { Address, HumanName } from '@medplum/fhirtypes';
 import type { IndexRows, StringRow } from './index-rows';
+import { unescape } from './escape';
 import { escapeLike, normalizeString } from './normalize';
 import { indexMatch, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
@@ -42,6 +43,10 @@ export const stringType: SearchType = {
         throw unsupportedModifier(filter, 'string');
     }
     return indexMatch(ctx, 'string', filter.code, (t) => values.map((v) => match(t, v)).join(' OR '));
+  },
+
+  valueCondition(value: string, t: string, ctx: FilterContext): string {
+    return `${t}.value_norm LIKE ${ctx.params.add(escapeLike(normalizeString(unescape(value))) + '%')}`;
   },
 
   sort: {

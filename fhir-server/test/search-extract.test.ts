@@ -2,7 +2,8 @@ import type { Observation, Patient, RiskAssessment } from '@medplum/fhirtypes';
 import { loadFhirDefinitions } from '../definitions';
 import { decimalRange } from '../search/decimal';
 import { instantRange } from '../search/instant';
-import { normalizeString, splitEscaped } from '../search/normalize';
+import { splitEscaped } from '../search/escape';
+import { normalizeString } from '../search/normalize';
 import { compartmentsOf, extractIndexRows } from '../search';
 
 beforeAll(() => loadFhirDefinitions());
