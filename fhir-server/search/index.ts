@@ -3,6 +3,7 @@ export { compartmentsOf, extractIndexRows } from './extract';
 export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';
+export { ALL_REFERENCE_PARAMS } from './include-parse';
 export {
   SqlParams,
   type DateRow,
