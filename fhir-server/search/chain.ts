@@ -8,9 +8,8 @@
  * next parameter; when several have it, the chain is ambiguous and answered with a 400 that asks for `:Type`.
  */
 import { getSearchParameter, type Filter } from '@medplum/core';
-import { badRequest } from '../errors';
 import { keyCode, parseFilter } from './filter-parse';
-import { contextFor, type FilterContext } from './search-type';
+import { contextFor, type FilterContext, searchError } from './search-type';
 
 export type FilterCompiler = (filter: Filter, ctx: FilterContext) => string;
 
@@ -21,7 +20,7 @@ export function compileChain(filter: Filter, ctx: FilterContext, compileFilter: 
   const links = filter.code.split('.');
   const last = links.pop() as string;
   if (links.some((l) => l === '') || last === '') {
-    throw badRequest(`Invalid chained parameter '${filter.code}'`);
+    throw searchError(`Invalid chained parameter '${filter.code}'`);
   }
   const step = (i: number, at: FilterContext): string => {
     if (i === links.length) {
@@ -30,7 +29,7 @@ export function compileChain(filter: Filter, ctx: FilterContext, compileFilter: 
     const [code, explicitType, ...extra] = links[i].split(':');
     const param = getSearchParameter(at.resourceType, code);
     if (!param || param.type !== 'reference' || extra.length > 0) {
-      throw badRequest(`Cannot chain through '${links[i]}' in '${filter.code}': ${at.resourceType} has no reference search parameter '${code}'`);
+      throw searchError(`Cannot chain through '${links[i]}' in '${filter.code}': ${at.resourceType} has no reference search parameter '${code}'`);
     }
     const nextCode = keyCode(i + 1 < links.length ? links[i + 1] : last);
     const targetType = chainTarget(at.resourceType, code, param.target ?? [], explicitType, nextCode, filter.code);
@@ -56,7 +55,7 @@ function chainTarget(
 ): string {
   if (explicitType !== undefined) {
     if (!targets.includes(explicitType)) {
-      throw badRequest(`In '${chain}': ${resourceType}.${code} cannot refer to ${explicitType} (it refers to ${targets.join(', ')})`);
+      throw searchError(`In '${chain}': ${resourceType}.${code} cannot refer to ${explicitType} (it refers to ${targets.join(', ')})`);
     }
     return explicitType;
   }
@@ -65,9 +64,9 @@ function chainTarget(
     return candidates[0];
   }
   if (candidates.length === 0) {
-    throw badRequest(`In '${chain}': no type that ${resourceType}.${code} refers to (${targets.join(', ')}) has a search parameter '${nextCode}'`);
+    throw searchError(`In '${chain}': no type that ${resourceType}.${code} refers to (${targets.join(', ')}) has a search parameter '${nextCode}'`);
   }
-  throw badRequest(
+  throw searchError(
     `'${chain}' is ambiguous: ${resourceType}.${code} may refer to ${candidates.join(', ')}, which all have '${nextCode}'; ` +
       `name the type, e.g. '${code}:${candidates[0]}.${chain.slice(chain.indexOf('.') + 1)}'`,
   );

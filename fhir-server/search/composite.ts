@@ -8,7 +8,6 @@
  * condition being its type's plain-equality meaning (`valueCondition`).
  */
 import { evalFhirPathTyped, getSearchParameters, Operator, parseFhirPath, type Filter, type FhirPathAtom, type TypedValue } from '@medplum/core';
-import { badRequest } from '../errors';
 import { splitUnescaped } from './escape';
 import { emptyIndexRows, newGroup, type IndexRows } from './index-rows';
 import { SEARCH_TYPES } from './indexed-params';
@@ -110,8 +109,5 @@ export function compileComposite(param: CompositeParam, filter: Filter, ctx: Fil
       return [`(${first.type.valueCondition(parts[0], a0, ctx, filter)})`, ...joined].join(' AND ');
     });
   });
-  if (conditions.length === 0) {
-    throw badRequest(`Search parameter '${filter.code}' needs a value`);
-  }
   return `(${conditions.join(' OR ')})`;
 }

@@ -4,14 +4,14 @@
  * include applies to, resolved in repository/includes.ts.
  */
 import { Operator, type IncludeTarget } from '@medplum/core';
-import { badRequest } from '../errors';
+import { searchError } from './search-type';
 
 export const ALL_REFERENCE_PARAMS = '*';
 
 export function parseInclude(key: string, value: string): IncludeTarget {
   const modifier = key.includes(':') ? key.slice(key.indexOf(':') + 1) : undefined;
   if (modifier !== undefined && modifier !== 'iterate') {
-    throw badRequest(`${key}: the only modifier of _include and _revinclude is :iterate`);
+    throw searchError(`${key}: the only modifier of _include and _revinclude is :iterate`);
   }
   const iterate = modifier === 'iterate' ? { modifier: Operator.ITERATE } : {};
   if (value === ALL_REFERENCE_PARAMS) {
@@ -19,7 +19,7 @@ export function parseInclude(key: string, value: string): IncludeTarget {
   }
   const parts = value.split(':');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) {
-    throw badRequest(`Invalid ${key} value '${value}': expected ResourceType:search-parameter[:TargetType], or *`);
+    throw searchError(`Invalid ${key} value '${value}': expected ResourceType:search-parameter[:TargetType], or *`);
   }
   const [resourceType, searchParam, targetType] = parts;
   return { resourceType, searchParam, ...(targetType ? { targetType } : {}), ...iterate };

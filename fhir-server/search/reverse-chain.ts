@@ -6,26 +6,25 @@
  */
 import { getSearchParameter, type Filter } from '@medplum/core';
 import { isR4ResourceType } from '../definitions';
-import { badRequest } from '../errors';
 import type { FilterCompiler } from './chain';
 import { parseFilter } from './filter-parse';
-import { contextFor, type FilterContext } from './search-type';
+import { contextFor, type FilterContext, searchError } from './search-type';
 
 export function compileReverseChain(filter: Filter, ctx: FilterContext, compileFilter: FilterCompiler): string {
   const [, sourceType, code, ...rest] = filter.code.split(':');
   const usage = `expected _has:Type:reference-parameter:parameter, e.g. _has:Observation:patient:code`;
   if (!sourceType || !code || rest.length === 0 || rest[0] === '') {
-    throw badRequest(`Invalid reverse chain '${filter.code}': ${usage}`);
+    throw searchError(`Invalid reverse chain '${filter.code}': ${usage}`);
   }
   if (!isR4ResourceType(sourceType)) {
-    throw badRequest(`Invalid reverse chain '${filter.code}': '${sourceType}' is not a FHIR R4 resource type`);
+    throw searchError(`Invalid reverse chain '${filter.code}': '${sourceType}' is not a FHIR R4 resource type`);
   }
   const param = getSearchParameter(sourceType, code);
   if (!param || param.type !== 'reference') {
-    throw badRequest(`Invalid reverse chain '${filter.code}': ${sourceType} has no reference search parameter '${code}'`);
+    throw searchError(`Invalid reverse chain '${filter.code}': ${sourceType} has no reference search parameter '${code}'`);
   }
   if (!(param.target ?? []).includes(ctx.resourceType as never)) {
-    throw badRequest(`Invalid reverse chain '${filter.code}': ${sourceType}.${code} never refers to ${ctx.resourceType}`);
+    throw searchError(`Invalid reverse chain '${filter.code}': ${sourceType}.${code} never refers to ${ctx.resourceType}`);
   }
   const s = ctx.nextAlias();
   const source = ctx.nextAlias();

@@ -88,6 +88,11 @@ export function orValuesEscaped(filter: Filter): string[] {
   return splitUnescaped(filter.value, ',');
 }
 
+/** A search the client got wrong: a 400 whose OperationOutcome says why. */
+export function searchError(message: string, code?: string): OperationOutcomeError {
+  return new OperationOutcomeError(badRequest(message, code));
+}
+
 export function invalidValue(filter: Filter, why: string): OperationOutcomeError {
   return new OperationOutcomeError(badRequest(`Invalid value '${filter.value}' for search parameter '${filter.code}': ${why}`, filter.code));
 }
