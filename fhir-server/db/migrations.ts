@@ -122,6 +122,17 @@ const MIGRATIONS: Migration[] = [
       ALTER TABLE search_uri ADD COLUMN grp integer;
     `,
   },
+  {
+    version: 4,
+    name: 'UCUM canonical value and unit of quantities',
+    sql: `
+      -- A UCUM quantity also in base units (5.1 mmol/L and 0.0051 mol/L alike), so that a search in another unit
+      -- of the same dimension compares on an index. NULL where UCUM cannot convert the unit.
+      ALTER TABLE search_quantity ADD COLUMN canonical_value numeric, ADD COLUMN canonical_unit text;
+      CREATE INDEX search_quantity_canonical ON search_quantity (res_type, code, canonical_unit, canonical_value)
+        WHERE canonical_unit IS NOT NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

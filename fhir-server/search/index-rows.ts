@@ -45,6 +45,9 @@ export interface NumberRow extends Grouped {
 export interface QuantityRow extends NumberRow {
   system?: string;
   unit?: string;
+  /** For UCUM units UCUM can convert: the value in base units, and those units (see ucum.ts). */
+  canonicalValue?: string;
+  canonicalUnit?: string;
 }
 
 export interface ReferenceRow extends Grouped {

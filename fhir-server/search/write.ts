@@ -40,6 +40,8 @@ const COLUMNS: { [K in IndexKind]: ColumnSpec<K> } = {
     ['high', 'numeric', (r) => r.high],
     ['system', 'text', (r) => r.system ?? null],
     ['unit', 'text', (r) => r.unit ?? null],
+    ['canonical_value', 'numeric', (r) => r.canonicalValue ?? null],
+    ['canonical_unit', 'text', (r) => r.canonicalUnit ?? null],
   ],
   reference: [
     ['target_type', 'text', (r) => r.targetType ?? null],

@@ -78,6 +78,14 @@ const resources: Resource[] = [
     valueQuantity: quantity(5.1, 'mmol/L'),
   },
   {
+    resourceType: 'Observation',
+    id: 'chol1',
+    status: 'final',
+    code: { coding: [{ system: LOINC, code: '2093-3' }] },
+    subject: { reference: 'Patient/p3' },
+    valueQuantity: quantity(180, 'mg/dL'),
+  },
+  {
     // Refers to its patient only by identifier.
     resourceType: 'Observation',
     id: 'note1',
@@ -162,7 +170,7 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
     test.each([
       ['/fhir/Patient?_has:Observation:patient:code=8480-6', ['p2']],
       ['/fhir/Patient?_has:Observation:patient:code=http://loinc.org|85354-9,http://loinc.org|8480-6', ['p1', 'p2']],
-      ['/fhir/Patient?_has:Observation:subject:value-quantity=gt5', ['p1', 'p2']],
+      ['/fhir/Patient?_has:Observation:subject:value-quantity=gt5', ['p1', 'p2', 'p3']],
       ['/fhir/Patient?_has:Observation:subject:value-quantity=lt6', ['p1']],
       // Nested: patients with an observation that an audit event by dr1 is about.
       ['/fhir/Patient?_has:Observation:patient:_has:AuditEvent:entity:agent=Practitioner/dr1', ['p1']],
@@ -191,8 +199,8 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       ['/fhir/Patient?family:missing=false', ['p1', 'p2', 'p3']],
       ['/fhir/Observation?value-quantity:missing=true', ['bp1', 'note1']],
       ['/fhir/ValueSet?url:missing=false', ['vs1', 'vs2']],
-      ['/fhir/Observation?code-value-quantity:missing=false', ['glu1', 'sys2']],
-      ['/fhir/Observation?component-code-value-quantity:missing=true', ['glu1', 'note1', 'sys2']],
+      ['/fhir/Observation?code-value-quantity:missing=false', ['chol1', 'glu1', 'sys2']],
+      ['/fhir/Observation?component-code-value-quantity:missing=true', ['chol1', 'glu1', 'note1', 'sys2']],
       // a reference with only an identifier is not missing
       ['/fhir/Observation?subject:missing=true', []],
       ['/fhir/Patient?_id:missing=false', ['p1', 'p2', 'p3']],
@@ -250,7 +258,7 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       ['/fhir/Patient?birthdate=1970,1985', ['p1', 'p3']],
       ['/fhir/Patient?birthdate=lt1971,gt1984', ['p1', 'p3']],
       ['/fhir/Patient?birthdate=ge1970&birthdate=lt1980', ['p1']],
-      ['/fhir/Observation?value-quantity=lt6,gt120', ['glu1']],
+      ['/fhir/Observation?value-quantity=lt6,gt120', ['chol1', 'glu1']],
       ['/fhir/Observation?value-quantity=95,5.1', ['glu1', 'sys2']],
       // \, \| and \$ are literal characters of a value
       ['/fhir/Patient?identifier=urn:odd|a\\,b\\|c\\$d', ['p1']],
@@ -260,6 +268,29 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       ['/fhir/Observation?value-string=Pain,left', ['note1']],
     ])('%s', async (url, expected) => {
       expect(await ids(url.replace(/\\/g, '%5C').replace(/\|/g, '%7C').replace(/\$/g, '%24'))).toEqual(expected);
+    });
+  });
+
+  describe('quantity units', () => {
+    test.each([
+      // 5.1 mmol/L, in other units of the same dimension (UCUM canonical comparison)
+      [`/fhir/Observation?value-quantity=0.0051|${UCUM}|mol/L`, ['glu1']],
+      [`/fhir/Observation?value-quantity=5100|${UCUM}|umol/L`, ['glu1']],
+      [`/fhir/Observation?value-quantity=gt0.005|${UCUM}|mol/L`, ['glu1']],
+      [`/fhir/Observation?value-quantity=lt0.005|${UCUM}|mol/L`, []],
+      [`/fhir/Observation?value-quantity=5.1|${UCUM}|mmol/L`, ['glu1']],
+      // 180 mg/dL is 1.8 g/L and 1800 mg/L
+      [`/fhir/Observation?value-quantity=1.8|${UCUM}|g/L`, ['chol1']],
+      [`/fhir/Observation?value-quantity=ge1800|${UCUM}|mg/L`, ['chol1']],
+      // a unit of another dimension matches nothing, whatever the number
+      [`/fhir/Observation?value-quantity=5.1|${UCUM}|mmol`, []],
+      // without a system, or in another system, the code is compared as written
+      ['/fhir/Observation?value-quantity=5.1||mmol/L', ['glu1']],
+      ['/fhir/Observation?value-quantity=0.0051||mol/L', []],
+      ['/fhir/Observation?value-quantity=5.1|http://other/units|mmol/L', []],
+      [`/fhir/Observation?code-value-quantity=2345-7$0.0051|${UCUM}|mol/L`, ['glu1']],
+    ])('%s', async (url, expected) => {
+      expect(await ids(url.replace(/\|/g, '%7C').replace(/\$/g, '%24'))).toEqual(expected);
     });
   });
 
