@@ -34,7 +34,8 @@ export const stringType: SearchType = {
         match = (t, v) => `${t}.value_norm LIKE ${ctx.params.add(escapeLike(normalizeString(v)) + '%')}`;
         break;
       case Operator.EXACT:
-        match = (t, v) => `${t}.value = ${ctx.params.add(v)}`;
+        // The value_norm equality adds nothing to the result but lets the lookup index find the rows.
+        match = (t, v) => `(${t}.value_norm = ${ctx.params.add(normalizeString(v))} AND ${t}.value = ${ctx.params.add(v)})`;
         break;
       case Operator.CONTAINS:
         match = (t, v) => `${t}.value_norm LIKE ${ctx.params.add('%' + escapeLike(normalizeString(v)) + '%')}`;

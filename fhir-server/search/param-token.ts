@@ -157,12 +157,13 @@ function ofType(filter: Filter, ctx: FilterContext): string {
         throw invalidValue(filter, ':of-type takes type-system|type-code|value');
       }
       const [typeSystem, typeCode, value] = parts;
-      return indexMatch(ctx, 'token', ofTypeCode(filter.code), (k) => {
+      // From the identifier's value, which is selective, to its type codings (which are not: most are MR).
+      return indexMatch(ctx, 'token', filter.code, (k) => {
         const t = ctx.nextAlias();
         return (
-          `${k}.system = ${ctx.params.add(typeSystem)} AND ${k}.value = ${ctx.params.add(typeCode)} AND EXISTS (SELECT 1 FROM search_token ${t}` +
-          ` WHERE ${t}.res_type = ${k}.res_type AND ${t}.res_id = ${k}.res_id AND ${t}.grp = ${k}.grp` +
-          ` AND ${t}.code = ${ctx.params.add(filter.code)} AND ${t}.value = ${ctx.params.add(value)})`
+          `${k}.value = ${ctx.params.add(value)} AND EXISTS (SELECT 1 FROM search_token ${t}` +
+          ` WHERE ${t}.res_type = ${k}.res_type AND ${t}.res_id = ${k}.res_id AND ${t}.grp = ${k}.grp AND ${t}.code = ${ctx.params.add(ofTypeCode(filter.code))}` +
+          ` AND ${t}.system = ${ctx.params.add(typeSystem)} AND ${t}.value = ${ctx.params.add(typeCode)})`
         );
       });
     })
