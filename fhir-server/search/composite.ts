@@ -53,6 +53,11 @@ export function findCompositeParam(resourceType: string, code: string): Composit
   return compositeParams(resourceType).find((p) => p.code === code);
 }
 
+/** Whether `code` is a composite parameter of `resourceType` that this server searches (for the CapabilityStatement). */
+export function isSearchableComposite(resourceType: string, code: string): boolean {
+  return findCompositeParam(resourceType, code) !== undefined;
+}
+
 const componentCode = (code: string, i: number) => `${code}$${i}`;
 
 /** Adds the grouped component rows of every composite parameter of the resource's type. */

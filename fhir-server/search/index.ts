@@ -4,6 +4,7 @@ export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } f
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';
 export { ALL_REFERENCE_PARAMS } from './include-parse';
+export { isSearchableComposite } from './composite';
 export {
   SqlParams,
   type DateRow,

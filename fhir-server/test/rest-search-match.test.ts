@@ -3,7 +3,7 @@
  * Every expected id below is read off the resources seeded here, by hand.
  */
 import request from 'supertest';
-import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, CapabilityStatement, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { createTestServer, type TestServer } from '../../test/server';
 import type { Backend } from '../../test/databases';
 
@@ -313,6 +313,15 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       ['/fhir/Patient?_has:Observation:patient:component-code-value-quantity=8480-6$gt100', ['p1']],
     ])('%s', async (url, expected) => {
       expect(await ids(url.replace(/\|/g, '%7C').replace(/\$/g, '%24'))).toEqual(expected);
+    });
+
+    test('the CapabilityStatement lists the composite parameters', async () => {
+      const res = await api().get('/fhir/metadata');
+      const observation = (res.body as CapabilityStatement).rest?.[0]?.resource?.find((r) => r.type === 'Observation');
+      const composites = (observation?.searchParam ?? []).filter((p) => p.type === 'composite').map((p) => p.name);
+      expect(composites).toEqual(
+        expect.arrayContaining(['code-value-quantity', 'component-code-value-quantity', 'combo-code-value-quantity', 'code-value-concept']),
+      );
     });
 
     test('a composite value with the wrong number of components is a 400', async () => {
