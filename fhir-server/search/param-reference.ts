@@ -64,6 +64,9 @@ export const referenceType: SearchType = {
           .join(' OR '),
       );
     }
+    if (filter.operator === Operator.ABOVE || filter.operator === Operator.BELOW) {
+      return canonicalHierarchy(filter, ctx);
+    }
     let requiredType: string | undefined;
     if (RESOURCE_TYPE.test(filter.operator)) {
       if (!isR4ResourceType(filter.operator)) {
@@ -84,6 +87,23 @@ export const referenceType: SearchType = {
     return referenceCondition(t, unescape(value), undefined, ctx);
   },
 };
+
+/**
+ * `:below`/`:above` on canonical references, as on uri parameters: the stored URL starts with the value (`:below`,
+ * so `questionnaire:below=http://x/Questionnaire/q` finds `…/q|1.0` and `…/q|2.0`), or the value starts with it
+ * (`:above`). Only URLs are compared: a reference to a resource on this server has no hierarchy.
+ */
+function canonicalHierarchy(filter: Filter, ctx: FilterContext): string {
+  return indexMatch(ctx, 'reference', filter.code, (t) =>
+    orValues(filter)
+      .map((v) =>
+        filter.operator === Operator.BELOW
+          ? `starts_with(${t}.target_url, ${ctx.params.add(v)})`
+          : `starts_with(${ctx.params.add(v)}::text, ${t}.target_url)`,
+      )
+      .join(' OR '),
+  );
+}
 
 function referenceCondition(t: string, value: string, requiredType: string | undefined, ctx: FilterContext): string {
   const p = (v: string) => ctx.params.add(v);

@@ -103,6 +103,13 @@ const resources: Resource[] = [
     source: { observer: { reference: 'Organization/org1' } },
     entity: [{ what: { reference: 'Observation/glu1' } }],
   },
+  {
+    resourceType: 'QuestionnaireResponse',
+    id: 'qr1',
+    status: 'completed',
+    questionnaire: 'http://huimin.example/Questionnaire/intake|2.0',
+    subject: { reference: 'Patient/p1' },
+  },
   { resourceType: 'ValueSet', id: 'vs1', status: 'active', url: 'http://huimin.example/fhir/ValueSet/lab' },
   { resourceType: 'ValueSet', id: 'vs2', status: 'active', url: 'http://huimin.example/fhir/ValueSet/lab/glucose' },
 ];
@@ -228,6 +235,11 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       ['/fhir/ValueSet?url:above=http://huimin.example/fhir/ValueSet/lab/glucose/v2', ['vs1', 'vs2']],
       ['/fhir/ValueSet?url:above=http://huimin.example/fhir/ValueSet/lab', ['vs1']],
       ['/fhir/ValueSet?url=http://huimin.example/fhir/ValueSet/lab', ['vs1']],
+      // canonical references: :below finds every version of a URL, :above the URLs a value starts with
+      ['/fhir/QuestionnaireResponse?questionnaire:below=http://huimin.example/Questionnaire/intake', ['qr1']],
+      ['/fhir/QuestionnaireResponse?questionnaire:below=http://huimin.example/Questionnaire/other', []],
+      ['/fhir/QuestionnaireResponse?questionnaire:above=http://huimin.example/Questionnaire/intake|2.0|extra', ['qr1']],
+      ['/fhir/QuestionnaireResponse?questionnaire=http://huimin.example/Questionnaire/intake|2.0', ['qr1']],
       // string: default starts-with ignoring case and accents; :exact as written; :contains anywhere
       ['/fhir/Patient?family=muller', ['p3']],
       ['/fhir/Patient?family=ZOE', ['p2']],
@@ -237,6 +249,8 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       ['/fhir/Patient?given:contains=mari', ['p2']],
       ['/fhir/Patient?given:contains=ARIE', ['p2']],
       ['/fhir/Patient?name:contains=ll', ['p3']],
+      ['/fhir/Patient?family:contains=OË', ['p2']],
+      ['/fhir/Patient?family:contains=üll', ['p3']],
     ])('%s', async (url, expected) => {
       expect(await ids(url)).toEqual(expected);
     });
@@ -254,6 +268,11 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
   describe('OR, AND and escaping', () => {
     test.each([
       ['/fhir/Patient?family=zo,mu', ['p2', 'p3']],
+      ['/fhir/Observation?subject=Patient/p2,Patient/p3', ['chol1', 'sys2']],
+      ['/fhir/Observation?subject=p2&subject=Patient/p2', ['sys2']],
+      ['/fhir/ValueSet?url=http://huimin.example/fhir/ValueSet/lab,http://nowhere/x', ['vs1']],
+      ['/fhir/Patient?gender=male,female', ['p1', 'p3']],
+      ['/fhir/Patient?_id=p1,p3', ['p1', 'p3']],
       ['/fhir/Patient?family=zo&family=mu', []],
       ['/fhir/Patient?birthdate=1970,1985', ['p1', 'p3']],
       ['/fhir/Patient?birthdate=lt1971,gt1984', ['p1', 'p3']],
