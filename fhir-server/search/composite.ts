@@ -8,6 +8,7 @@
  * condition being its type's plain-equality meaning (`valueCondition`).
  */
 import { evalFhirPathTyped, getSearchParameters, Operator, parseFhirPath, type Filter, type FhirPathAtom, type TypedValue } from '@medplum/core';
+import type { SearchParameter } from '@medplum/fhirtypes';
 import { splitUnescaped } from './escape';
 import { emptyIndexRows, newGroup, type IndexRows } from './index-rows';
 import { SEARCH_TYPES } from './indexed-params';
@@ -35,8 +36,9 @@ export function compositeParams(resourceType: string): CompositeParam[] {
       if (param.type !== 'composite' || !param.expression || !param.component?.length) {
         continue;
       }
-      const components = param.component.map((c) => {
-        const definition = params.find((p) => p.url === c.definition);
+      const definitions = param.component.map((c) => params.find((p) => p.url === c.definition));
+      const components = param.component.map((c, i) => {
+        const definition = componentDefinition(c.expression, definitions[i], definitions);
         const type = definition && SEARCH_TYPES[definition.type];
         return type && c.expression ? { expression: parseFhirPath(c.expression), type } : undefined;
       });
@@ -47,6 +49,21 @@ export function compositeParams(resourceType: string): CompositeParam[] {
     cache.set(resourceType, list);
   }
   return list;
+}
+
+/**
+ * The parameter that gives a component its type. R4 swaps the definitions of DocumentReference's `relationship`
+ * (its `code` component points at the reference parameter `relatesto`, its `target` at the token `relation`), so a
+ * definition whose own expression does not end with the component's path gives way to one of the composite's other
+ * definitions that does.
+ */
+function componentDefinition(
+  expression: string | undefined,
+  own: SearchParameter | undefined,
+  all: Array<SearchParameter | undefined>,
+): SearchParameter | undefined {
+  const endsWithPath = (p: SearchParameter | undefined) => expression !== undefined && (p?.expression?.endsWith(`.${expression}`) ?? false);
+  return endsWithPath(own) ? own : (all.find(endsWithPath) ?? own);
 }
 
 export function findCompositeParam(resourceType: string, code: string): CompositeParam | undefined {

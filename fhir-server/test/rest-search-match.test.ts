@@ -110,6 +110,14 @@ const resources: Resource[] = [
     questionnaire: 'http://huimin.example/Questionnaire/intake|2.0',
     subject: { reference: 'Patient/p1' },
   },
+  { resourceType: 'DocumentReference', id: 'doc0', status: 'superseded', content: [{ attachment: { contentType: 'text/plain', data: 'djE=' } }] },
+  {
+    resourceType: 'DocumentReference',
+    id: 'doc1',
+    status: 'current',
+    content: [{ attachment: { contentType: 'text/plain', data: 'djI=' } }],
+    relatesTo: [{ code: 'replaces', target: { reference: 'DocumentReference/doc0' } }],
+  },
   { resourceType: 'ValueSet', id: 'vs1', status: 'active', url: 'http://huimin.example/fhir/ValueSet/lab' },
   { resourceType: 'ValueSet', id: 'vs2', status: 'active', url: 'http://huimin.example/fhir/ValueSet/lab/glucose' },
 ];
@@ -330,6 +338,9 @@ describe.each<Backend>(['postgres', 'pglite'])('what matches a search on %s', (b
       // The date is Observation.value, not .effective.
       ['/fhir/Observation?code-value-date=85354-9$2024', []],
       ['/fhir/Patient?_has:Observation:patient:component-code-value-quantity=8480-6$gt100', ['p1']],
+      // R4 swaps the component definitions of this one; the code comes first, as its expressions say.
+      ['/fhir/DocumentReference?relationship=replaces$DocumentReference/doc0', ['doc1']],
+      ['/fhir/DocumentReference?relationship=transforms$DocumentReference/doc0', []],
     ])('%s', async (url, expected) => {
       expect(await ids(url.replace(/\|/g, '%7C').replace(/\$/g, '%24'))).toEqual(expected);
     });
