@@ -106,6 +106,33 @@ const MIGRATIONS: Migration[] = [
       CREATE INDEX search_reference_url ON search_reference (res_type, code, target_url) WHERE target_url IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'index rows grouped by repeating element (composite parameters, identifier :of-type)',
+    sql: `
+      -- Rows extracted from one repeating element (an Observation.component, an Identifier with its type) share a
+      -- grp number within their resource, so that a composite search can ask for both values in the same element.
+      -- NULL for ordinary rows; a nullable column without default is added without rewriting the tables.
+      ALTER TABLE search_token ADD COLUMN grp integer;
+      ALTER TABLE search_string ADD COLUMN grp integer;
+      ALTER TABLE search_date ADD COLUMN grp integer;
+      ALTER TABLE search_number ADD COLUMN grp integer;
+      ALTER TABLE search_quantity ADD COLUMN grp integer;
+      ALTER TABLE search_reference ADD COLUMN grp integer;
+      ALTER TABLE search_uri ADD COLUMN grp integer;
+    `,
+  },
+  {
+    version: 4,
+    name: 'UCUM canonical value and unit of quantities',
+    sql: `
+      -- A UCUM quantity also in base units (5.1 mmol/L and 0.0051 mol/L alike), so that a search in another unit
+      -- of the same dimension compares on an index. NULL where UCUM cannot convert the unit.
+      ALTER TABLE search_quantity ADD COLUMN canonical_value numeric, ADD COLUMN canonical_unit text;
+      CREATE INDEX search_quantity_canonical ON search_quantity (res_type, code, canonical_unit, canonical_value)
+        WHERE canonical_unit IS NOT NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,10 +1,13 @@
 /**
- * `_include` and `_revinclude` (with `:iterate`), resolved through the `search_reference` index as joins, so that
- * a page's included resources cost one query per include parameter and round, not one per resource.
+ * `_include` and `_revinclude` (with `:iterate`, and `*` for every reference parameter), resolved through the
+ * `search_reference` index as joins, so that a page's included resources cost one query per include parameter and
+ * round, not one per resource.
  */
 import { getSearchParameter, type IncludeTarget } from '@medplum/core';
 import type { Queryable } from '../db';
+import { isR4ResourceType } from '../definitions';
 import { badRequest } from '../errors';
+import { ALL_REFERENCE_PARAMS } from '../search';
 import type { ResourceKey } from './references';
 
 export interface IncludedRow extends ResourceKey {
@@ -17,30 +20,54 @@ const MAX_ITERATIONS = 4;
 const MAX_INCLUDED = 5000;
 
 function checkReferenceParam(target: IncludeTarget, kind: string): void {
+  if (target.searchParam === ALL_REFERENCE_PARAMS) {
+    if (target.resourceType !== ALL_REFERENCE_PARAMS && !isR4ResourceType(target.resourceType)) {
+      throw badRequest(`${kind}=${target.resourceType}:*: '${target.resourceType}' is not a FHIR R4 resource type`);
+    }
+    return;
+  }
   const param = getSearchParameter(target.resourceType, target.searchParam);
   if (!param || param.type !== 'reference') {
     throw badRequest(`${kind}=${target.resourceType}:${target.searchParam}: ${target.resourceType} has no reference search parameter "${target.searchParam}"`);
   }
 }
 
+/**
+ * The conditions on `search_reference s` that a target adds beside the join: the source type and parameter, unless
+ * `*` stands for any; and, for `_include`, the target type when it is named.
+ */
+function targetConditions(target: IncludeTarget, params: unknown[], withTargetType: boolean): string {
+  const conditions: string[] = [];
+  const add = (sql: string, value: unknown) => {
+    params.push(value);
+    conditions.push(` AND ${sql} $${params.length}`);
+  };
+  if (target.resourceType !== ALL_REFERENCE_PARAMS) {
+    add('s.res_type =', target.resourceType);
+  }
+  if (target.searchParam !== ALL_REFERENCE_PARAMS) {
+    add('s.code =', target.searchParam);
+  }
+  if (withTargetType && target.targetType) {
+    add('s.target_type =', target.targetType);
+  }
+  return conditions.join('');
+}
+
 /** Resources the `keys` refer to through `target` (an `_include`). */
 async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
-  const sources = keys.filter((k) => k.resourceType === target.resourceType).map((k) => k.id);
+  const sources = target.resourceType === ALL_REFERENCE_PARAMS ? keys : keys.filter((k) => k.resourceType === target.resourceType);
   if (sources.length === 0) {
     return [];
   }
-  const params: unknown[] = [target.resourceType, target.searchParam, sources];
-  let typeFilter = '';
-  if (target.targetType) {
-    params.push(target.targetType);
-    typeFilter = ` AND s.target_type = $${params.length}`;
-  }
-  params.push(MAX_INCLUDED);
+  const params: unknown[] = [sources.map((k) => k.resourceType), sources.map((k) => k.id), MAX_INCLUDED];
+  const conditions = targetConditions(target, params, true);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
+     JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON s.res_type = k.t AND s.res_id = k.i
      JOIN resource r ON r.res_type = s.target_type AND r.id = s.target_id AND NOT r.deleted
-     WHERE s.res_type = $1 AND s.code = $2 AND s.res_id = ANY($3::text[])${typeFilter}
-     LIMIT $${params.length}`,
+     WHERE true${conditions}
+     LIMIT $3`,
     params,
     { prepare: true },
   );
@@ -52,13 +79,15 @@ async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget)
   if (keys.length === 0) {
     return [];
   }
+  const params: unknown[] = [keys.map((k) => k.resourceType), keys.map((k) => k.id), MAX_INCLUDED];
+  const conditions = targetConditions(target, params, false);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
-     JOIN unnest($3::text[], $4::text[]) AS k(t, i) ON s.target_type = k.t AND s.target_id = k.i
+     JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON s.target_type = k.t AND s.target_id = k.i
      JOIN resource r ON r.res_type = s.res_type AND r.id = s.res_id AND NOT r.deleted
-     WHERE s.res_type = $1 AND s.code = $2
-     LIMIT $5`,
-    [target.resourceType, target.searchParam, keys.map((k) => k.resourceType), keys.map((k) => k.id), MAX_INCLUDED],
+     WHERE true${conditions}
+     LIMIT $3`,
+    params,
     { prepare: true },
   );
   return rows.map((r) => ({ resourceType: r.res_type, id: r.id, content: r.content }));

@@ -3,15 +3,20 @@
  * search parameters), never maintained by hand.
  */
 import { getSearchParameters } from '@medplum/core';
-import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
+import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType, SearchParameter } from '@medplum/fhirtypes';
 import { r4ResourceTypes } from '../definitions';
+import { isSearchableComposite } from '../search';
 import type { OperationRegistry } from './operations';
 
 /** Built once per registry and base URL: the statement only changes when the code does. */
 const cache = new WeakMap<OperationRegistry, Map<string, CapabilityStatement>>();
 
-/** SearchParameter types that are extracted at write time and searchable (composite and special are not yet). */
+/** SearchParameter types that are extracted at write time and searchable (composites: see isSearchable; special ones are not). */
 const INDEXED_PARAMETER_TYPES = new Set(['string', 'token', 'date', 'reference', 'number', 'quantity', 'uri']);
+
+/** A composite is searchable when each of its components has an indexed type (search/composite.ts). */
+const isSearchable = (type: string, p: SearchParameter): boolean =>
+  INDEXED_PARAMETER_TYPES.has(p.type as string) || (p.type === 'composite' && isSearchableComposite(type, p.code as string));
 
 /** Interactions the router answers for every resource type. */
 const TYPE_INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
@@ -27,7 +32,7 @@ const RESULT_PARAMETERS = [
 
 function resourceEntry(type: string, operations: OperationRegistry): CapabilityStatementRestResource {
   const params = Object.values(getSearchParameters(type) ?? {})
-    .filter((p) => INDEXED_PARAMETER_TYPES.has(p.type as string))
+    .filter((p) => isSearchable(type, p))
     .map((p) => ({ name: p.code as string, definition: p.url, type: p.type }))
     .sort((a, b) => a.name.localeCompare(b.name));
   return {

@@ -7,7 +7,11 @@
  */
 import { Operator, type Filter, type SearchRequest } from '@medplum/core';
 import type { SqlParams } from './index-rows';
-import { findIndexedParam } from './indexed-params';
+import { compileChain } from './chain';
+import { compileComposite, compositePresent, findCompositeParam } from './composite';
+import { findIndexedParam, RESOURCE_COLUMN_PARAMS } from './indexed-params';
+import { identifierCode } from './param-reference';
+import { compileReverseChain } from './reverse-chain';
 import { dateCondition, parseDateValues } from './param-date';
 import { compileSort } from './sort';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext } from './search-type';
@@ -42,7 +46,17 @@ export function compileSearch(request: SearchRequest, params: SqlParams, options
 }
 
 function compileFilter(filter: Filter, ctx: FilterContext): string {
+  // `_has:` first: its inner parameter may itself be a chain with a dot.
+  if (filter.code.startsWith('_has:')) {
+    return compileReverseChain(filter, ctx, compileFilter);
+  }
+  if (filter.code.includes('.')) {
+    return compileChain(filter, ctx, compileFilter);
+  }
   const r = ctx.alias;
+  if (filter.operator === Operator.MISSING) {
+    return compileMissing(filter, ctx);
+  }
   switch (filter.code) {
     case '_id': {
       const ids = `${r}.id = ANY(${ctx.params.add(orValues(filter))}::text[])`;
@@ -64,13 +78,35 @@ function compileFilter(filter: Filter, ctx: FilterContext): string {
       // Maintained on the resource row (compartmentsOf), so this needs no index table.
       return `${r}.compartments && ${ctx.params.add(orValues(filter))}::text[]`;
   }
-  const indexed = findIndexedParam(ctx.resourceType, filter.code);
-  if (filter.operator === Operator.MISSING) {
-    if (filter.value !== 'true' && filter.value !== 'false') {
-      throw invalidValue(filter, ':missing takes true or false');
-    }
-    const present = indexMatch(ctx, indexed.type.kind, filter.code);
-    return filter.value === 'true' ? `NOT ${present}` : present;
+  const composite = findCompositeParam(ctx.resourceType, filter.code);
+  if (composite) {
+    return compileComposite(composite, filter, ctx);
   }
-  return indexed.type.compile(filter, ctx);
+  return findIndexedParam(ctx.resourceType, filter.code).type.compile(filter, ctx);
+}
+
+/**
+ * `:missing=true` matches resources without any value for the parameter, `:missing=false` those with one. A
+ * reference counts as present with only an identifier.
+ */
+function compileMissing(filter: Filter, ctx: FilterContext): string {
+  if (filter.value !== 'true' && filter.value !== 'false') {
+    throw invalidValue(filter, ':missing takes true or false');
+  }
+  let present: string;
+  if (RESOURCE_COLUMN_PARAMS.has(filter.code)) {
+    present = 'true'; // every resource has an id and a lastUpdated
+  } else {
+    const composite = findCompositeParam(ctx.resourceType, filter.code);
+    if (composite) {
+      present = compositePresent(composite, ctx);
+    } else {
+      const { kind } = findIndexedParam(ctx.resourceType, filter.code).type;
+      present = indexMatch(ctx, kind, filter.code);
+      if (kind === 'reference') {
+        present = `(${present} OR ${indexMatch(ctx, 'token', identifierCode(filter.code))})`;
+      }
+    }
+  }
+  return filter.value === 'true' ? `NOT ${present}` : present;
 }

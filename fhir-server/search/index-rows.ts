@@ -3,7 +3,15 @@
  * resource contributes to each `search_*` table (see db/migrations.ts).
  */
 
-export interface TokenRow {
+/**
+ * Rows extracted from the same repeating element (one Observation.component for a composite parameter, one
+ * Identifier for `:of-type`) carry the same group number, unique within the resource; other rows have none.
+ */
+interface Grouped {
+  group?: number;
+}
+
+export interface TokenRow extends Grouped {
   code: string;
   system?: string;
   value?: string;
@@ -11,7 +19,7 @@ export interface TokenRow {
   display?: string;
 }
 
-export interface StringRow {
+export interface StringRow extends Grouped {
   code: string;
   value: string;
   /** Lower-cased, accents removed: what default and `:contains` searches compare against. */
@@ -19,7 +27,7 @@ export interface StringRow {
 }
 
 /** Every date is indexed as the instant range it covers (a date "2020" covers the whole year). */
-export interface DateRow {
+export interface DateRow extends Grouped {
   code: string;
   /** ISO 8601 instants. */
   low: string;
@@ -27,7 +35,7 @@ export interface DateRow {
 }
 
 /** Numbers keep their precision as a range: 5.4 covers [5.35, 5.45). Decimal strings, to keep exactness. */
-export interface NumberRow {
+export interface NumberRow extends Grouped {
   code: string;
   value: string;
   low: string;
@@ -37,9 +45,12 @@ export interface NumberRow {
 export interface QuantityRow extends NumberRow {
   system?: string;
   unit?: string;
+  /** For UCUM units UCUM can convert: the value in base units, and those units (see ucum.ts). */
+  canonicalValue?: string;
+  canonicalUnit?: string;
 }
 
-export interface ReferenceRow {
+export interface ReferenceRow extends Grouped {
   code: string;
   /** Set for references to this server (relative `Type/id`). */
   targetType?: string;
@@ -48,7 +59,7 @@ export interface ReferenceRow {
   targetUrl?: string;
 }
 
-export interface UriRow {
+export interface UriRow extends Grouped {
   code: string;
   value: string;
 }
@@ -61,6 +72,20 @@ export interface IndexRows {
   quantity: QuantityRow[];
   reference: ReferenceRow[];
   uri: UriRow[];
+}
+
+export function emptyIndexRows(): IndexRows {
+  return { token: [], string: [], date: [], number: [], quantity: [], reference: [], uri: [] };
+}
+
+/** How many groups each resource's rows have numbered so far; kept aside so that IndexRows stays just the tables. */
+const groupCounts = new WeakMap<IndexRows, number>();
+
+/** A new group number for the rows of one repeating element, unique among the resource's rows. */
+export function newGroup(rows: IndexRows): number {
+  const group = (groupCounts.get(rows) ?? 0) + 1;
+  groupCounts.set(rows, group);
+  return group;
 }
 
 export { SqlParams } from '../db/statement';

@@ -3,6 +3,8 @@ export { compartmentsOf, extractIndexRows } from './extract';
 export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';
+export { ALL_REFERENCE_PARAMS } from './include-parse';
+export { isSearchableComposite } from './composite';
 export {
   SqlParams,
   type DateRow,

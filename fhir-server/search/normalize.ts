@@ -19,25 +19,3 @@ export function normalizeString(value: string): string {
 export function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (c) => '\\' + c);
 }
-
-/**
- * Splits a search value at the first unescaped `separator` (`|` for tokens and quantities) and removes the
- * escaping backslashes, so `a\|b|c` is ["a|b", "c"].
- */
-export function splitEscaped(value: string, separator: string): string[] {
-  const parts: string[] = [];
-  let current = '';
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i];
-    if (c === '\\' && i + 1 < value.length) {
-      current += value[++i];
-    } else if (c === separator) {
-      parts.push(current);
-      current = '';
-    } else {
-      current += c;
-    }
-  }
-  parts.push(current);
-  return parts;
-}

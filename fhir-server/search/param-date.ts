@@ -4,9 +4,10 @@
  */
 import { type Filter, type TypedValue } from '@medplum/core';
 import type { Period, Timing } from '@medplum/fhirtypes';
+import { unescape } from './escape';
 import type { IndexRows } from './index-rows';
 import { FAR_FUTURE, FAR_PAST, instantRange, toIso, type InstantRange } from './instant';
-import { prefixedValues, type Prefix } from './prefix';
+import { prefixedValues, splitPrefix, type Prefix } from './prefix';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
 export const dateType: SearchType = {
@@ -15,15 +16,14 @@ export const dateType: SearchType = {
   extract(code: string, values: TypedValue[], rows: IndexRows): void {
     for (const { type, value } of values) {
       if (type === 'Period') {
-        const { start, end } = value as Period;
-        const low = start === undefined ? FAR_PAST : instantRange(start)?.low;
-        const high = end === undefined ? FAR_FUTURE : instantRange(end)?.high;
-        if (low !== undefined && high !== undefined && (start !== undefined || end !== undefined)) {
-          rows.date.push({ code, low, high });
+        const range = periodRange(value as Period);
+        if (range) {
+          rows.date.push({ code, ...range });
         }
       } else if (type === 'Timing') {
-        for (const event of (value as Timing).event ?? []) {
-          pushInstant(code, event, rows);
+        const range = timingRange(value as Timing);
+        if (range) {
+          rows.date.push({ code, ...range });
         }
       } else if (typeof value === 'string') {
         pushInstant(code, value, rows);
@@ -38,11 +38,47 @@ export const dateType: SearchType = {
     );
   },
 
+  valueCondition(value: string, t: string, ctx: FilterContext, filter: Filter): string {
+    const { prefix, value: date } = splitPrefix(unescape(value));
+    return dateCondition(`${t}.low`, `${t}.high`, prefix, searchRange(filter, date), ctx);
+  },
+
   sort: {
     ascending: (t) => `min(${t}.low)`,
     descending: (t) => `max(${t}.high)`,
   },
 };
+
+/** A Period's range; a missing end is open (an ongoing period reaches into the far future). */
+function periodRange({ start, end }: Period): InstantRange | undefined {
+  if (start === undefined && end === undefined) {
+    return undefined;
+  }
+  const low = start === undefined ? FAR_PAST : instantRange(start)?.low;
+  const high = end === undefined ? FAR_FUTURE : instantRange(end)?.high;
+  return low !== undefined && high !== undefined ? { low, high } : undefined;
+}
+
+/**
+ * A Timing is one range from its first to its last occurrence (search.html, "date"): its events and its
+ * repeat.boundsPeriod together, not each event on its own, so that `eq` asks for the whole schedule inside.
+ */
+function timingRange(timing: Timing): InstantRange | undefined {
+  const ranges = (timing.event ?? []).map((e) => instantRange(e));
+  const bounds = timing.repeat?.boundsPeriod;
+  if (bounds) {
+    ranges.push(periodRange(bounds));
+  }
+  const known = ranges.filter((r): r is InstantRange => r !== undefined);
+  if (known.length === 0) {
+    return undefined;
+  }
+  // ISO instants of one format sort as text.
+  return {
+    low: known.map((r) => r.low).reduce((a, b) => (b < a ? b : a)),
+    high: known.map((r) => r.high).reduce((a, b) => (b > a ? b : a)),
+  };
+}
 
 function pushInstant(code: string, value: string, rows: IndexRows): void {
   const range = instantRange(value);
@@ -57,12 +93,20 @@ export function parseDateValues(filter: Filter): Array<{ prefix: Prefix; range: 
     if (prefix === undefined) {
       throw unsupportedModifier(filter, 'date');
     }
-    const range = instantRange(value);
-    if (!range) {
-      throw invalidValue(filter, `'${value}' is not a FHIR date or dateTime`);
-    }
-    return { prefix, range };
+    return { prefix, range: searchRange(filter, value) };
   });
+}
+
+/**
+ * A search value's range. A '+' time zone that reached us as a space ("2024-03-01T10:00:00 08:00": the client did
+ * not percent-encode the '+', and query strings decode it as a space) is read as the '+' it was meant to be.
+ */
+function searchRange(filter: Filter, value: string): InstantRange {
+  const range = instantRange(value.replace(/T([\d:.]+) (\d{2}:\d{2})$/, 'T$1+$2'));
+  if (!range) {
+    throw invalidValue(filter, `'${value}' is not a FHIR date or dateTime`);
+  }
+  return range;
 }
 
 /**

@@ -4,8 +4,9 @@
  */
 import type { Filter, TypedValue } from '@medplum/core';
 import { decimalRange, type DecimalRange } from './decimal';
+import { unescape } from './escape';
 import type { IndexRows } from './index-rows';
-import { prefixedValues, type Prefix } from './prefix';
+import { prefixedValues, splitPrefix, type Prefix } from './prefix';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
 export const numberType: SearchType = {
@@ -28,6 +29,11 @@ export const numberType: SearchType = {
     return indexMatch(ctx, 'number', filter.code, (t) =>
       values.map(({ prefix, range }) => numberCondition(`${t}.value`, prefix, range, ctx)).join(' OR '),
     );
+  },
+
+  valueCondition(value: string, t: string, ctx: FilterContext, filter: Filter): string {
+    const { prefix, value: number } = splitPrefix(unescape(value));
+    return numberCondition(`${t}.value`, prefix, requireDecimal(filter, number), ctx);
   },
 
   sort: {

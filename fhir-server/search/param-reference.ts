@@ -1,17 +1,32 @@
 /**
  * Reference parameters: Reference.reference values that name a resource on this server (`Type/id`) are indexed as
  * (target_type, target_id), which chaining and includes join on; absolute URLs, URNs and canonicals as target_url.
+ * Reference.identifier is indexed as a token row under `{code}:identifier`, for the `:identifier` modifier.
  */
 import { Operator, type Filter, type TypedValue } from '@medplum/core';
 import type { Reference } from '@medplum/fhirtypes';
+import { isR4ResourceType } from '../definitions';
+import { unescape } from './escape';
 import type { IndexRows } from './index-rows';
-import { indexMatch, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
+import { tokenCondition } from './param-token';
+import {
+  indexMatch,
+  invalidValue,
+  orValues,
+  orValuesEscaped,
+  unsupportedModifier,
+  type FilterContext,
+  type SearchType,
+} from './search-type';
 
 /** `Type/id`, optionally followed by `/_history/version`, which a search never distinguishes. */
 const LOCAL_REFERENCE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 
-/** A `:Type` modifier: filters built with a resource type as their operator restrict the target's type. */
+/** A `:Type` modifier: filter-parse.ts keeps it as the filter's operator. */
 const RESOURCE_TYPE = /^[A-Z][A-Za-z]+$/;
+
+/** The index code of the identifiers in a reference parameter's References. */
+export const identifierCode = (code: string) => `${code}:identifier`;
 
 export function parseLocalReference(reference: string): { targetType: string; targetId: string } | undefined {
   const match = LOCAL_REFERENCE.exec(reference);
@@ -23,6 +38,12 @@ export const referenceType: SearchType = {
 
   extract(code: string, values: TypedValue[], rows: IndexRows): void {
     for (const { type, value } of values) {
+      if (type === 'Reference') {
+        const { system, value: idValue } = (value as Reference).identifier ?? {};
+        if (system !== undefined || idValue !== undefined) {
+          rows.token.push({ code: identifierCode(code), system, value: idValue });
+        }
+      }
       // A Reference with only an identifier, or one to a contained resource (#id), has no target to index.
       const reference = type === 'Reference' ? (value as Reference).reference : typeof value === 'string' ? value : undefined;
       if (!reference || reference.startsWith('#')) {
@@ -35,8 +56,22 @@ export const referenceType: SearchType = {
   },
 
   compile(filter: Filter, ctx: FilterContext): string {
+    if (filter.operator === Operator.IDENTIFIER) {
+      // search.html: `subject:identifier=system|value` matches Reference.identifier, as a token.
+      return indexMatch(ctx, 'token', identifierCode(filter.code), (t) =>
+        orValuesEscaped(filter)
+          .map((v) => tokenCondition(v, t, ctx))
+          .join(' OR '),
+      );
+    }
+    if (filter.operator === Operator.ABOVE || filter.operator === Operator.BELOW) {
+      return canonicalHierarchy(filter, ctx);
+    }
     let requiredType: string | undefined;
     if (RESOURCE_TYPE.test(filter.operator)) {
+      if (!isR4ResourceType(filter.operator)) {
+        throw invalidValue(filter, `':${filter.operator}' is not a FHIR R4 resource type`);
+      }
       requiredType = filter.operator;
     } else if (filter.operator !== Operator.EQUALS) {
       throw unsupportedModifier(filter, 'reference');
@@ -47,7 +82,28 @@ export const referenceType: SearchType = {
         .join(' OR '),
     );
   },
+
+  valueCondition(value: string, t: string, ctx: FilterContext): string {
+    return referenceCondition(t, unescape(value), undefined, ctx);
+  },
 };
+
+/**
+ * `:below`/`:above` on canonical references, as on uri parameters: the stored URL starts with the value (`:below`,
+ * so `questionnaire:below=http://x/Questionnaire/q` finds `…/q|1.0` and `…/q|2.0`), or the value starts with it
+ * (`:above`). Only URLs are compared: a reference to a resource on this server has no hierarchy.
+ */
+function canonicalHierarchy(filter: Filter, ctx: FilterContext): string {
+  return indexMatch(ctx, 'reference', filter.code, (t) =>
+    orValues(filter)
+      .map((v) =>
+        filter.operator === Operator.BELOW
+          ? `starts_with(${t}.target_url, ${ctx.params.add(v)})`
+          : `starts_with(${ctx.params.add(v)}::text, ${t}.target_url)`,
+      )
+      .join(' OR '),
+  );
+}
 
 function referenceCondition(t: string, value: string, requiredType: string | undefined, ctx: FilterContext): string {
   const p = (v: string) => ctx.params.add(v);

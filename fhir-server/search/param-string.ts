@@ -5,6 +5,7 @@
 import { Operator, type Filter, type TypedValue } from '@medplum/core';
 import type { Address, HumanName } from '@medplum/fhirtypes';
 import type { IndexRows, StringRow } from './index-rows';
+import { unescape } from './escape';
 import { escapeLike, normalizeString } from './normalize';
 import { indexMatch, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
@@ -33,7 +34,8 @@ export const stringType: SearchType = {
         match = (t, v) => `${t}.value_norm LIKE ${ctx.params.add(escapeLike(normalizeString(v)) + '%')}`;
         break;
       case Operator.EXACT:
-        match = (t, v) => `${t}.value = ${ctx.params.add(v)}`;
+        // The value_norm equality adds nothing to the result but lets the lookup index find the rows.
+        match = (t, v) => `(${t}.value_norm = ${ctx.params.add(normalizeString(v))} AND ${t}.value = ${ctx.params.add(v)})`;
         break;
       case Operator.CONTAINS:
         match = (t, v) => `${t}.value_norm LIKE ${ctx.params.add('%' + escapeLike(normalizeString(v)) + '%')}`;
@@ -42,6 +44,10 @@ export const stringType: SearchType = {
         throw unsupportedModifier(filter, 'string');
     }
     return indexMatch(ctx, 'string', filter.code, (t) => values.map((v) => match(t, v)).join(' OR '));
+  },
+
+  valueCondition(value: string, t: string, ctx: FilterContext): string {
+    return `${t}.value_norm LIKE ${ctx.params.add(escapeLike(normalizeString(unescape(value))) + '%')}`;
   },
 
   sort: {

@@ -3,6 +3,7 @@
  * prefix with `:below` ("the resource's uri starts with the value") and `:above` (the other way round).
  */
 import { Operator, type Filter, type TypedValue } from '@medplum/core';
+import { unescape } from './escape';
 import type { IndexRows } from './index-rows';
 import { indexMatch, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
 
@@ -37,5 +38,9 @@ export const uriType: SearchType = {
         .map((v) => match(t, v))
         .join(' OR '),
     );
+  },
+
+  valueCondition(value: string, t: string, ctx: FilterContext): string {
+    return `${t}.value = ${ctx.params.add(unescape(value))}`;
   },
 };

@@ -2,7 +2,8 @@
  * The one small interface every search-parameter type implements (one module per type): how its values become
  * index rows at write time, and how a filter on it becomes SQL at read time.
  */
-import { badRequest, OperationOutcomeError, splitSearchOnComma, type Filter, type TypedValue } from '@medplum/core';
+import { badRequest, OperationOutcomeError, type Filter, type TypedValue } from '@medplum/core';
+import { splitUnescaped, unescape } from './escape';
 import type { IndexRows, SqlParams } from './index-rows';
 
 /** The search_* tables, by the IndexRows key that fills them. */
@@ -30,12 +31,22 @@ export interface FilterContext {
   nextAlias(): string;
 }
 
+/** The context for conditions on another resource row (a chain's target, a `_has` source), sharing the rest. */
+export function contextFor(ctx: FilterContext, alias: string, resourceType: string): FilterContext {
+  return { params: ctx.params, baseUrl: ctx.baseUrl, nextAlias: () => ctx.nextAlias(), alias, resourceType };
+}
+
 export interface SearchType {
   readonly kind: IndexKind;
   /** Adds the index rows for the values one parameter's expression yielded on a resource. */
   extract(code: string, values: TypedValue[], rows: IndexRows): void;
   /** A SQL boolean over the resource alias that is true when the resource matches `filter`. */
   compile(filter: Filter, ctx: FilterContext): string;
+  /**
+   * One search value (escapes kept; with its prefix on ordered types) as a condition on the index alias `t`: the
+   * plain-equality meaning of the type, which is what a component of a composite value has.
+   */
+  valueCondition(value: string, t: string, ctx: FilterContext, filter: Filter): string;
   /** Aggregates over an index alias used to sort: the smallest value ascending, the largest descending. */
   readonly sort?: { ascending(t: string): string; descending(t: string): string };
 }
@@ -64,17 +75,31 @@ export function indexMatch(
   return `EXISTS (SELECT 1 FROM ${INDEX_TABLES[kind]} ${t} WHERE ${where.join(' AND ')})`;
 }
 
-/** The OR'ed values of a filter: "a,b" is two values, "a\,b" one value "a,b". */
+/** The OR'ed values of a filter, unescaped: "a,b" is two values, "a\,b" one value "a,b". */
 export function orValues(filter: Filter): string[] {
-  return splitSearchOnComma(filter.value);
+  return splitUnescaped(filter.value, ',').map(unescape);
+}
+
+/**
+ * The OR'ed values of a filter with their other escapes kept, for types whose values have parts of their own
+ * (token and quantity `|`, composite `$`): they split further, then unescape.
+ */
+export function orValuesEscaped(filter: Filter): string[] {
+  return splitUnescaped(filter.value, ',');
+}
+
+/** A search the client got wrong: a 400 whose OperationOutcome says why. */
+export function searchError(message: string, code?: string): OperationOutcomeError {
+  return new OperationOutcomeError(badRequest(message, code));
 }
 
 export function invalidValue(filter: Filter, why: string): OperationOutcomeError {
   return new OperationOutcomeError(badRequest(`Invalid value '${filter.value}' for search parameter '${filter.code}': ${why}`, filter.code));
 }
 
-export function unsupportedModifier(filter: Filter, type: string): OperationOutcomeError {
+export function unsupportedModifier(filter: Filter, type: string, why?: string): OperationOutcomeError {
+  const reason = why ? `: ${why}` : '';
   return new OperationOutcomeError(
-    badRequest(`Modifier or prefix '${filter.operator}' is not supported on ${type} search parameter '${filter.code}'`, filter.code),
+    badRequest(`Modifier or prefix '${filter.operator}' is not supported on ${type} search parameter '${filter.code}'${reason}`, filter.code),
   );
 }

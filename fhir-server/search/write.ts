@@ -40,6 +40,8 @@ const COLUMNS: { [K in IndexKind]: ColumnSpec<K> } = {
     ['high', 'numeric', (r) => r.high],
     ['system', 'text', (r) => r.system ?? null],
     ['unit', 'text', (r) => r.unit ?? null],
+    ['canonical_value', 'numeric', (r) => r.canonicalValue ?? null],
+    ['canonical_unit', 'text', (r) => r.canonicalUnit ?? null],
   ],
   reference: [
     ['target_type', 'text', (r) => r.targetType ?? null],
@@ -94,17 +96,18 @@ export async function replaceIndexRows(tx: Queryable, items: IndexedItem[]): Pro
 
 function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, items: IndexedItem[]): void {
   const columns = COLUMNS[kind] as ColumnSpec<K>;
-  const arrays: unknown[][] = [[], [], [], ...columns.map(() => [])];
+  const arrays: unknown[][] = [[], [], [], [], ...columns.map(() => [])];
   for (const item of items) {
     for (const row of item.rows[kind] as Array<IndexRows[K][number]>) {
       arrays[0].push(item.resourceType);
       arrays[1].push(item.id);
       arrays[2].push(row.code);
-      columns.forEach(([, , get], i) => arrays[3 + i].push(get(row)));
+      arrays[3].push(row.group ?? null);
+      columns.forEach(([, , get], i) => arrays[4 + i].push(get(row)));
     }
   }
-  const names = ['res_type', 'res_id', 'code', ...columns.map(([name]) => name)];
-  const types = ['text', 'text', 'text', ...columns.map(([, sqlType]) => sqlType)];
+  const names = ['res_type', 'res_id', 'code', 'grp', ...columns.map(([name]) => name)];
+  const types = ['text', 'text', 'text', 'integer', ...columns.map(([, sqlType]) => sqlType)];
   statement.add(
     (p) =>
       `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM ${statement.rows(`unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')}) AS r0`, 'r')}`,

@@ -43,7 +43,8 @@ describe('input limits', () => {
   });
 
   it('answers searches the server cannot run with a 400, never a 500', async () => {
-    for (const query of ['Observation?code-value-quantity=http://loinc.org|1$gt5', 'Observation?subject.name=x', 'Patient?birthdate=notadate']) {
+    // A composite value without its second component, an ambiguous chain, a date that is none.
+    for (const query of ['Observation?code-value-quantity=http://loinc.org|1', 'Observation?subject.name=x', 'Patient?birthdate=notadate']) {
       const res = await api().get(`/fhir/${query}`);
       expect({ query, status: res.status }).toEqual({ query, status: 400 });
       expect(res.body.issue[0].diagnostics).toBeTruthy();

@@ -2,7 +2,8 @@ import type { Observation, Patient, RiskAssessment } from '@medplum/fhirtypes';
 import { loadFhirDefinitions } from '../definitions';
 import { decimalRange } from '../search/decimal';
 import { instantRange } from '../search/instant';
-import { normalizeString, splitEscaped } from '../search/normalize';
+import { splitEscaped } from '../search/escape';
+import { normalizeString } from '../search/normalize';
 import { compartmentsOf, extractIndexRows } from '../search';
 
 beforeAll(() => loadFhirDefinitions());
@@ -109,7 +110,17 @@ describe('extractIndexRows on other types', () => {
 
   test('quantity: precision range, code preferred to unit; unit when there is no code', () => {
     expect(extractIndexRows(observation).quantity.filter((r) => r.code === 'value-quantity')).toEqual([
-      { code: 'value-quantity', value: '5.4', low: '5.35', high: '5.45', system: 'http://unitsofmeasure.org', unit: 'mg' },
+      // 5.4 mg is 0.0054 g in UCUM base units, written to 15 significant digits.
+      {
+        code: 'value-quantity',
+        value: '5.4',
+        low: '5.35',
+        high: '5.45',
+        system: 'http://unitsofmeasure.org',
+        unit: 'mg',
+        canonicalValue: '0.00540000000000000',
+        canonicalUnit: 'g',
+      },
     ]);
     const noCode = extractIndexRows({ ...observation, valueQuantity: { value: 120, unit: 'mmHg' } });
     expect(noCode.quantity.find((r) => r.code === 'value-quantity')).toEqual({
