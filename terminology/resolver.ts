@@ -30,8 +30,11 @@ export function compareVersions(a: string | undefined, b: string | undefined): n
   return (a ?? '').localeCompare(b ?? '', 'en', { numeric: true });
 }
 
-/** The candidate matching `version`: exactly, or as a prefix of dotted parts (1.0 matches 1.0.2), else the latest. */
-export function pickVersion<T extends { version?: string }>(candidates: T[], version: string | undefined): T | undefined {
+/**
+ * The candidate matching `version`: exactly, or as a prefix of dotted parts (1.0 matches 1.0.2). Without a version,
+ * the latest, preferring whole code systems to fragments (a loaded LOINC release over the bundled subset).
+ */
+export function pickVersion<T extends { version?: string; content?: string }>(candidates: T[], version: string | undefined): T | undefined {
   if (version) {
     return (
       candidates.find((c) => c.version === version) ??
@@ -40,7 +43,8 @@ export function pickVersion<T extends { version?: string }>(candidates: T[], ver
         .sort((a, b) => compareVersions(b.version, a.version))[0]
     );
   }
-  return [...candidates].sort((a, b) => compareVersions(b.version, a.version))[0];
+  const fragment = (c: T): number => (c.content === 'fragment' ? 1 : 0);
+  return [...candidates].sort((a, b) => fragment(a) - fragment(b) || compareVersions(b.version, a.version))[0];
 }
 
 export function splitCanonical(canonical: string): { url: string; version?: string } {
