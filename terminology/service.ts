@@ -4,7 +4,7 @@
  */
 import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSetExpansionContains, ValueSetExpansionParameter } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
-import { FhirError, issue, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
+import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { normaliseText, type CodeSystemModel, type Concept, type Designation } from './model';
 import { ResourceResolver, splitCanonical, type Overlay } from './resolver';
 import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
@@ -151,6 +151,8 @@ export class TerminologyService {
     readonly db: Database,
     readonly repository: FhirRepository,
   ) {
+    // The store's search (CodeSystem?url=…) needs the search parameter definitions, also outside the server (commands).
+    loadFhirDefinitions();
     this.resolver = new ResourceResolver(repository, db);
   }
 
