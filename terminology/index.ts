@@ -27,6 +27,7 @@ export {
 } from './service';
 export { loadBundledContent, loadContent, definitionSources, regionalSources, type ContentSource } from './content';
 export { MissingDefinition } from './valueset';
+export { BindingValidator, type BindingValidatorOptions } from './bindings';
 
 /** Creates the service over a migrated database (terminologyMigrations applied) and the store's repository. */
 export function createTerminologyService(db: Database, repository: FhirRepository): TerminologyService {

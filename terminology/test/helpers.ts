@@ -5,11 +5,13 @@ import type { Resource } from '@medplum/fhirtypes';
 import { createFhirServer, FhirRepository, type Database, type FhirServer } from '../../fhir-server';
 import { createTestDatabase, type Backend } from '../../test/databases';
 import { TEST_PUBLIC_URL } from '../../test/server';
-import { TerminologyService, terminologyMigrations, terminologyOperations } from '..';
+import { BindingValidator, TerminologyService, terminologyMigrations, terminologyOperations } from '..';
 
 export interface TerminologyTestServer extends FhirServer {
   db: Database;
   terminology: TerminologyService;
+  /** The CodeValidator the store asks for bindings it cannot expand itself. */
+  bindings: BindingValidator;
   /** Writes resources into the store (update by id). */
   put(...resources: Resource[]): Promise<void>;
   close(): Promise<void>;
@@ -19,6 +21,7 @@ export async function createTerminologyTestServer(backend: Backend = 'postgres')
   const db = await createTestDatabase(backend, terminologyMigrations);
   const baseUrl = `${TEST_PUBLIC_URL}/fhir`;
   const terminology = new TerminologyService(db, new FhirRepository(db, { enforceReferentialIntegrity: false, baseUrl }));
+  const bindings = new BindingValidator(terminology);
   const server = createFhirServer({
     db,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
@@ -32,11 +35,13 @@ export async function createTerminologyTestServer(backend: Backend = 'postgres')
     defaultPageSize: 20,
     enforceReferentialIntegrity: true,
     operations: terminologyOperations(terminology),
+    codeValidator: bindings,
   });
   return {
     ...server,
     db,
     terminology,
+    bindings,
     put: async (...resources) => {
       await server.repository.write(async (session) => {
         for (const r of resources) {
