@@ -25,6 +25,19 @@ const MAX_VERSIONS = 50;
 /** Models kept in memory; a model of a large code system is tens of megabytes. */
 const MAX_MODELS = 300;
 
+/**
+ * Whether a requested version matches an actual one: exactly, as a prefix of its dotted parts (1.0 matches
+ * 1.0.2), or with `x` (or `*`) parts as wildcards (1.x.x matches 1.2.0).
+ */
+export function versionMatches(requested: string, actual: string): boolean {
+  if (requested === actual || actual.startsWith(requested + '.')) {
+    return true;
+  }
+  const want = requested.split('.');
+  const have = actual.split('.');
+  return want.length <= have.length && want.some((p) => p === 'x' || p === '*') && want.every((p, i) => p === 'x' || p === '*' || p === have[i]);
+}
+
 /** Compares version strings, numeric parts numerically: 1.10.0 > 1.9.2. */
 export function compareVersions(a: string | undefined, b: string | undefined): number {
   return (a ?? '').localeCompare(b ?? '', 'en', { numeric: true });
@@ -39,7 +52,7 @@ export function pickVersion<T extends { version?: string; content?: string }>(ca
     return (
       candidates.find((c) => c.version === version) ??
       candidates
-        .filter((c) => c.version?.startsWith(version + '.'))
+        .filter((c) => c.version !== undefined && versionMatches(version, c.version))
         .sort((a, b) => compareVersions(b.version, a.version))[0]
     );
   }

@@ -6,7 +6,7 @@ import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSe
 import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { normaliseText, type CodeSystemModel, type Concept, type Designation } from './model';
-import { ResourceResolver, splitCanonical, type Overlay } from './resolver';
+import { ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
 import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
 /** How long in-process callers (validation, HL7 messages) may reuse a resolved definition. */
@@ -279,7 +279,17 @@ export class TerminologyService {
       return compiled;
     }
     resource = valueSet;
-    return compileValueSet(this.composeContext(options), resource, visiting);
+    const context = this.composeContext(options);
+    const contained = (resource.contained ?? []).filter((r): r is ValueSet => r.resourceType === 'ValueSet');
+    if (contained.length > 0) {
+      // compose.include.valueSet '#id' refers to a value set contained in this one.
+      const outer = context.valueSet;
+      context.valueSet = (canonical, seen) => {
+        const local = canonical.startsWith('#') ? contained.find((c) => c.id === canonical.slice(1)) : undefined;
+        return local ? this.compiledValueSet(local, options, seen) : outer(canonical, seen);
+      };
+    }
+    return compileValueSet(context, resource, visiting);
   }
 
   private composeContext(options: CallOptions): ComposeContext {
@@ -426,7 +436,24 @@ export class TerminologyService {
         return { result: false, system, code, message: `${unknown}The code '${system}#${code}' is not in ${where}` };
       }
       concept = entry;
-      version = entry.version ?? version;
+      if (version && entry.pinned && entry.version && !versionMatches(version, entry.version)) {
+        return { result: false, system, code, display: displayIn(entry, request.displayLanguage), message: `The version '${version}' of ${system} is not the version '${entry.version}' that ${where} includes` };
+      }
+      if (version && !entry.pinned) {
+        // The coding names a version of the code system: the concept must exist in that version.
+        const model = await this.codeSystem(system, version, request);
+        if (!model) {
+          return { result: false, system, code, display: displayIn(entry, request.displayLanguage), message: `A definition for CodeSystem '${system}' version '${version}' could not be found, so the code cannot be validated` };
+        }
+        const found = model.get(code);
+        if (!found) {
+          return { result: false, system, version: model.version, code, message: `Unknown code '${code}' in the CodeSystem '${system}' version '${model.version}'` };
+        }
+        concept = found;
+        version = model.version;
+      } else {
+        version = entry.version ?? version;
+      }
     } else {
       if (!system) {
         throw new FhirError(400, outcome([issue('error', 'invalid', 'A code system (system or url) is needed to validate a code without a value set')]));
@@ -453,8 +480,7 @@ export class TerminologyService {
     }
     if (coding.display !== undefined && coding.display !== '') {
       const valid = [concept.display, ...concept.designations.map((d) => d.value)].filter((d): d is string => !!d);
-      const norm = (s: string): string => normaliseText(s).replace(/\s+/g, ' ').trim();
-      if (valid.length > 0 && !valid.some((d) => norm(d) === norm(coding.display as string))) {
+      if (valid.length > 0 && !valid.includes(coding.display)) {
         return {
           ...result,
           result: false,

@@ -19,6 +19,8 @@ export interface ExpansionEntry {
   designations: Designation[];
   /** The code system's concept, when the code system is known (undefined for codes of an unknown system listed by the value set). */
   concept?: Concept;
+  /** The value set names the code system version (compose.include.version). */
+  pinned: boolean;
 }
 
 /** Something the value set refers to could not be found: the caller says which (code system or value set). */
@@ -56,10 +58,63 @@ function valueText(value: Concept['properties'][number]['value']): string {
   return typeof value === 'object' ? ((value as Coding).code ?? '') : String(value);
 }
 
+/**
+ * Whether the pattern quantifies a group that itself holds an unbounded quantifier, like `(a+)+`: JavaScript's
+ * backtracking engine can take exponential time on such a pattern (ReDoS), blocking the whole process. A simple
+ * scan over groups; escaped characters and character classes are skipped.
+ */
+export function hasNestedQuantifier(pattern: string): boolean {
+  // Per open group: does it hold an unbounded quantifier (+, *, {n,})?
+  const groups: boolean[] = [];
+  // Whether the token just read is a group holding one.
+  let afterUnboundedGroup = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i];
+    if (ch === '\\') {
+      i++;
+      afterUnboundedGroup = false;
+      continue;
+    }
+    if (ch === '[') {
+      while (i < pattern.length && pattern[i] !== ']') {
+        i += pattern[i] === '\\' ? 2 : 1;
+      }
+      afterUnboundedGroup = false;
+      continue;
+    }
+    if (ch === '(') {
+      groups.push(false);
+      afterUnboundedGroup = false;
+      continue;
+    }
+    if (ch === ')') {
+      afterUnboundedGroup = groups.pop() ?? false;
+      if (afterUnboundedGroup && groups.length > 0) {
+        groups[groups.length - 1] = true;
+      }
+      continue;
+    }
+    const unbounded = ch === '+' || ch === '*' || (ch === '{' && /^\{\d+,\}/.test(pattern.slice(i)));
+    if (unbounded) {
+      if (afterUnboundedGroup) {
+        return true;
+      }
+      if (groups.length > 0) {
+        groups[groups.length - 1] = true;
+      }
+    }
+    afterUnboundedGroup = false;
+  }
+  return false;
+}
+
 /** A regex that must match the whole value (FHIR filter `regex`); refused when it is not a valid pattern. */
 function wholeMatch(pattern: string): RegExp {
   if (pattern.length > 500) {
     throw unsupportedFilter('A regex filter is limited to 500 characters');
+  }
+  if (hasNestedQuantifier(pattern)) {
+    throw unsupportedFilter(`The regex filter '${pattern}' repeats a group that already repeats (such as (a+)+): refused, since matching it can take exponential time`);
   }
   try {
     return new RegExp(`^(?:${pattern})$`, 'u');
@@ -163,6 +218,7 @@ function entryOf(clause: CompiledClause, concept: Concept | undefined, code: str
       ...(concept?.designations ?? []),
     ],
     concept,
+    pinned: clause.version !== undefined,
   };
 }
 
