@@ -269,6 +269,12 @@ export class TerminologyService {
         throw new MissingDefinition('ValueSet', valueSet);
       }
       visiting = new Set([...visiting, valueSet]);
+      // The same value set version over the same code system versions: reuse the compiled value set (and its
+      // expansion), so that paging and text filters over a large value set do not rebuild it per request.
+      if (cached && cached.vs.valueSet === resource && (await this.stillCurrent(cached.vs, options, visiting))) {
+        cached.at = Date.now();
+        return cached.vs;
+      }
       const compiled = await compileValueSet(this.composeContext(options), resource, visiting);
       if (!options.overlay?.length) {
         if (this.compiled.size > 2000) {
@@ -290,6 +296,24 @@ export class TerminologyService {
       };
     }
     return compileValueSet(context, resource, visiting);
+  }
+
+  /** Whether every code system and value set a compiled value set used is still the current one. */
+  private async stillCurrent(compiled: CompiledValueSet, options: CallOptions, visiting: Set<string>): Promise<boolean> {
+    for (const clause of [...compiled.includes, ...compiled.excludes]) {
+      if (clause.system !== undefined && clause.model !== undefined) {
+        const model = await this.codeSystem(clause.system, clause.version, options);
+        if (model !== clause.model) {
+          return false;
+        }
+      }
+      for (const [i, canonical] of clause.valueSetCanonicals.entries()) {
+        if ((await this.compiledValueSet(canonical, options, visiting)) !== clause.valueSets[i]) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   private composeContext(options: CallOptions): ComposeContext {

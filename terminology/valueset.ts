@@ -52,6 +52,8 @@ export interface CompiledClause {
   listed?: Map<string, ValueSetComposeIncludeConcept>;
   filters: Predicate[];
   valueSets: CompiledValueSet[];
+  /** The canonicals `valueSets` were compiled from (to check they are still current). */
+  valueSetCanonicals: string[];
 }
 
 function valueText(value: Concept['properties'][number]['value']): string {
@@ -213,10 +215,12 @@ function entryOf(clause: CompiledClause, concept: Concept | undefined, code: str
     display: concept?.display ?? listed?.display,
     inactive: concept?.inactive ?? false,
     abstract: concept?.abstract ?? false,
-    designations: [
-      ...(listed?.designation ?? []).filter((d) => d.value).map((d) => ({ language: d.language, use: d.use, value: d.value as string })),
-      ...(concept?.designations ?? []),
-    ],
+    designations: listed?.designation?.length
+      ? [
+          ...listed.designation.filter((d) => d.value).map((d) => ({ language: d.language, use: d.use, value: d.value as string })),
+          ...(concept?.designations ?? []),
+        ]
+      : (concept?.designations ?? []),
     concept,
     pinned: clause.version !== undefined,
   };
@@ -337,7 +341,7 @@ async function compileClause(ctx: ComposeContext, clause: ValueSetComposeInclude
     if (valueSets.length === 0) {
       throw new FhirError(400, outcome([issue('error', 'invalid', 'A compose include/exclude has neither system nor valueSet')]));
     }
-    return { filters: [], valueSets };
+    return { filters: [], valueSets, valueSetCanonicals: clause.valueSet ?? [] };
   }
   const model = await ctx.codeSystem(clause.system, clause.version);
   const listed = clause.concept?.length ? new Map(clause.concept.map((c) => [c.code as string, c])) : undefined;
@@ -347,7 +351,7 @@ async function compileClause(ctx: ComposeContext, clause: ValueSetComposeInclude
   }
   used.add(`${clause.system}${usable?.version ? `|${usable.version}` : clause.version ? `|${clause.version}` : ''}`);
   const filters = usable ? (clause.filter ?? []).map((f) => compileFilter(usable, f)) : [];
-  return { system: clause.system, version: clause.version, model: usable, listed, filters, valueSets };
+  return { system: clause.system, version: clause.version, model: usable, listed, filters, valueSets, valueSetCanonicals: clause.valueSet ?? [] };
 }
 
 export async function compileValueSet(ctx: ComposeContext, valueSet: ValueSet, visiting: Set<string>): Promise<CompiledValueSet> {
@@ -366,6 +370,7 @@ export async function compileValueSet(ctx: ComposeContext, valueSet: ValueSet, v
         listed: new Map(concepts.map((c) => [c.code as string, c])),
         filters: [],
         valueSets: [],
+        valueSetCanonicals: [],
       }));
       return new CompiledValueSet(valueSet, includes, [], []);
     }
