@@ -197,12 +197,12 @@ function validateOutput(result: ValidateCodeResult): Parameters {
 }
 
 /** An unknown code system while validating is an answer (result false), not a failed request. */
-async function unknownSystemAsResult(run: () => Promise<ValidateCodeResult>): Promise<ValidateCodeResult> {
+async function unknownSystemAsResult(run: () => Promise<ValidateCodeResult>, coding?: { system?: string; code?: string }): Promise<ValidateCodeResult> {
   try {
     return await run();
   } catch (err) {
     if (err instanceof MissingDefinition && err.kind === 'CodeSystem') {
-      return { result: false, message: err.message };
+      return { result: false, message: err.message, ...(coding?.code ? { code: coding.code } : {}), ...(coding?.system ? { system: coding.system } : {}) };
     }
     throw err;
   }
@@ -276,7 +276,8 @@ const codeSystemValidateCode: Handler = async (service, ctx, inputs, target) => 
       codings: codings?.map((c) => ({ ...c, system: c.system ?? url })),
       displayLanguage: inputs.string('displayLanguage'),
       overlay: instance ? [...overlay, instance] : overlay,
-    })
+    }),
+    codings?.[0] ?? { system: url, code: inputs.string('code') },
   );
   return ok(validateOutput(result));
 };
@@ -358,7 +359,8 @@ const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
       displayLanguage: inputs.string('displayLanguage'),
       activeOnly: inputs.boolean('activeOnly'),
       overlay: inputs.resources('tx-resource'),
-    })
+    }),
+    codingsOf(inputs)?.[0] ?? { system: inputs.string('system'), code: inputs.string('code') },
   );
   return ok(validateOutput(result));
 };

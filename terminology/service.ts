@@ -63,6 +63,8 @@ export interface ValidateCodeResult {
   version?: string;
   code?: string;
   inactive?: boolean;
+  /** Internal: the code is not in its (known) code system. */
+  unknownCode?: boolean;
 }
 
 export interface ExpandRequest extends CallOptions {
@@ -195,7 +197,7 @@ export class TerminologyService {
     if (!concept) {
       throw notFound(`Unknown code '${request.code}' in the CodeSystem '${request.system}'${model.version ? ` version '${model.version}'` : ''}`);
     }
-    const wanted = request.properties?.length ? new Set(request.properties) : undefined;
+    const wanted = request.properties?.length && !request.properties.includes('*') ? new Set(request.properties) : undefined;
     const want = (code: string): boolean => !wanted || wanted.has(code);
     const properties: LookupResult['properties'] = [];
     for (const p of concept.properties) {
@@ -405,18 +407,21 @@ export class TerminologyService {
     }
     const results: ValidateCodeResult[] = [];
     for (const coding of codings) {
-      const result = await this.validateCoding(coding, request);
-      if (result.result) {
-        results.length = 0;
-        results.push(result);
-        break;
-      }
-      results.push(result);
+      results.push(await this.validateCoding(coding, request));
     }
-    const result =
-      results.length === 1
-        ? results[0]
-        : { result: false, message: results.map((r) => r.message).filter(Boolean).join('; ') || 'No coding is valid' };
+    // A CodeableConcept is valid when one of its codings is, unless another names a code its (known) code
+    // system does not have: that is an error in the data, whatever the other codings say.
+    const valid = results.find((r) => r.result);
+    const unknownCode = results.find((r) => r.unknownCode);
+    let result: ValidateCodeResult;
+    if (valid && unknownCode) {
+      result = { ...valid, result: false, message: unknownCode.message };
+    } else if (valid) {
+      result = valid;
+    } else {
+      result = results.length === 1 ? results[0] : { result: false, message: results.map((r) => r.message).filter(Boolean).join('; ') || 'No coding is valid' };
+    }
+    delete result.unknownCode;
     if (cacheKey) {
       if (this.validated.size > 100_000) {
         this.validated.clear();
@@ -457,7 +462,7 @@ export class TerminologyService {
         const model = await this.codeSystem(system, version, request);
         const known = model && model.concepts.size > 0;
         const unknown = known && !model.get(code) ? `Unknown code '${code}' in the CodeSystem '${system}'; ` : '';
-        return { result: false, system, code, message: `${unknown}The code '${system}#${code}' is not in ${where}` };
+        return { result: false, system, code, unknownCode: !!unknown, message: `${unknown}The code '${system}#${code}' is not in ${where}` };
       }
       concept = entry;
       if (version && entry.pinned && entry.version && !versionMatches(version, entry.version)) {
@@ -471,7 +476,7 @@ export class TerminologyService {
         }
         const found = model.get(code);
         if (!found) {
-          return { result: false, system, version: model.version, code, message: `Unknown code '${code}' in the CodeSystem '${system}' version '${model.version}'` };
+          return { result: false, system, version: model.version, code, unknownCode: true, message: `Unknown code '${code}' in the CodeSystem '${system}' version '${model.version}'` };
         }
         concept = found;
         version = model.version;
@@ -487,11 +492,12 @@ export class TerminologyService {
       where = `the CodeSystem '${system}'`;
       const found = model.get(code);
       if (!found) {
-        return { result: false, system, version, code, message: `Unknown code '${code}' in ${where}${model.version ? ` version '${model.version}'` : ''}` };
+        return { result: false, system, version, code, unknownCode: true, message: `Unknown code '${code}' in ${where}${model.version ? ` version '${model.version}'` : ''}` };
       }
       concept = found;
     }
-    const result: ValidateCodeResult = { result: true, system, version, code: concept.code, display: displayIn(concept, request.displayLanguage) };
+    // The code is echoed as given (a code system that is not case-sensitive accepts it in another case).
+    const result: ValidateCodeResult = { result: true, system, version, code, display: displayIn(concept, request.displayLanguage) };
     if (concept.inactive) {
       result.inactive = true;
       if (request.activeOnly) {
