@@ -28,6 +28,16 @@ export {
 export { loadBundledContent, loadContent, definitionSources, regionalSources, type ContentSource } from './content';
 export { MissingDefinition } from './valueset';
 export { BindingValidator, type BindingValidatorOptions } from './bindings';
+export {
+  loadConceptMapCsv,
+  loadIcd10,
+  loadLoinc,
+  loadSnomed,
+  hospitalLabSystem,
+  type ConceptMapCsvOptions,
+  type ConceptMapCsvReport,
+  type LoadReport,
+} from './loaders';
 
 /** Creates the service over a migrated database (terminologyMigrations applied) and the store's repository. */
 export function createTerminologyService(db: Database, repository: FhirRepository): TerminologyService {

@@ -305,7 +305,8 @@ const subsumes: Handler = async (service, ctx, inputs, target) => {
 async function targetValueSet(ctx: RouteContext, inputs: Inputs, target: OperationTarget): Promise<string | ValueSet> {
   const instance = await instanceResource<ValueSet>(ctx, target);
   if (instance) {
-    return instance;
+    // By canonical when it has one, so that the compiled value set (and its expansion) is cached across requests.
+    return instance.url ? (instance.version ? `${instance.url}|${instance.version}` : instance.url) : instance;
   }
   const supplied = inputs.resource<ValueSet>('valueSet', 'ValueSet');
   if (supplied) {

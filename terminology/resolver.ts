@@ -112,11 +112,25 @@ export class ResourceResolver {
   }
 
   /** ConceptMaps in the store whose groups map from (or, reversed, to) `system`. */
-  async conceptMapsFor(system: string, reverse: boolean, overlay: Overlay = []): Promise<ConceptMap[]> {
+  async conceptMapsFor(system: string, reverse: boolean, overlay: Overlay = [], maxAgeMs = 0): Promise<ConceptMap[]> {
     const param = reverse ? 'target-system' : 'source-system';
-    const page = await this.repo.search(parseSearchRequest('ConceptMap', { [param]: system }), { count: 100, offset: 0 });
+    const cacheKey = `ConceptMap ${param} ${system}`;
+    const hit = this.found.get(cacheKey);
+    let stored: ConceptMap[];
+    if (hit && maxAgeMs > 0 && Date.now() - hit.at < maxAgeMs) {
+      stored = hit.candidates.map((c) => c.resource as ConceptMap);
+    } else {
+      const page = await this.repo.search(parseSearchRequest('ConceptMap', { [param]: system }), { count: 100, offset: 0 });
+      const candidates = page.rows.map((row) => {
+        const versionId = /"versionId":"([^"]+)"/.exec(row.content.slice(0, 400))?.[1] ?? '';
+        const key = `ConceptMap/${row.id}/${versionId}`;
+        return { key, resource: this.parse<ConceptMap>(key, row.content) };
+      });
+      this.found.set(cacheKey, { at: Date.now(), candidates });
+      stored = candidates.map((c) => c.resource);
+    }
     const local = overlay.filter((r): r is ConceptMap => r.resourceType === 'ConceptMap');
-    return [...local, ...page.rows.map((row) => this.parse<ConceptMap>(`ConceptMap/${row.id}`, row.content))];
+    return [...local, ...stored];
   }
 
   private async stored(type: CanonicalType, url: string, maxAgeMs: number): Promise<Candidate[]> {

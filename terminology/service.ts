@@ -457,6 +457,10 @@ export class TerminologyService {
         }
       }
       const entry = compiled.has(system, code);
+      const wholeFragment = compiled.includes.some((c) => c.system === system && !c.listed && c.filters.length === 0 && c.model?.resource.content === 'fragment');
+      if (!entry && wholeFragment && !compiled.includes.find((c) => c.system === system)?.model?.get(code)) {
+        return { result: true, system, code, message: `Unknown code '${code}' in a fragment of the CodeSystem '${system}': it may exist in the full code system, so it is not refused` };
+      }
       if (!entry) {
         // Say whether the code is unknown in its system or only outside the value set.
         const model = await this.codeSystem(system, version, request);
@@ -491,6 +495,9 @@ export class TerminologyService {
       version = model.version;
       where = `the CodeSystem '${system}'`;
       const found = model.get(code);
+      if (!found && model.resource.content === 'fragment') {
+        return { result: true, system, version, code, message: `Unknown code '${code}' in a fragment of ${where}: it may exist in the full code system, so it is not refused` };
+      }
       if (!found) {
         return { result: false, system, version, code, unknownCode: true, message: `Unknown code '${code}' in ${where}${model.version ? ` version '${model.version}'` : ''}` };
       }
@@ -534,7 +541,7 @@ export class TerminologyService {
       }
       maps = [map];
     } else {
-      maps = await this.resolver.conceptMapsFor(request.system, reverse, request.overlay);
+      maps = await this.resolver.conceptMapsFor(request.system, reverse, request.overlay, request.maxAgeMs);
     }
     const scope = (value: ConceptMap['sourceUri'] | undefined, canonical: ConceptMap['sourceCanonical'] | undefined): string | undefined => value ?? canonical;
     maps = maps.filter((map) => {
