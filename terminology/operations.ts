@@ -196,12 +196,20 @@ function validateOutput(result: ValidateCodeResult): Parameters {
   return parameters(out);
 }
 
-/** An unknown code system while validating is an answer (result false), not a failed request. */
-async function unknownSystemAsResult(run: () => Promise<ValidateCodeResult>, coding?: { system?: string; code?: string }): Promise<ValidateCodeResult> {
+/**
+ * An unknown code system while validating is an answer (result false), not a failed request; so is an unknown
+ * value set that the requested one imports. Only the requested value set itself being unknown is a 404.
+ */
+async function unknownSystemAsResult(
+  run: () => Promise<ValidateCodeResult>,
+  coding?: { system?: string; code?: string },
+  requestedValueSet?: string | ValueSet,
+): Promise<ValidateCodeResult> {
   try {
     return await run();
   } catch (err) {
-    if (err instanceof MissingDefinition && err.kind === 'CodeSystem') {
+    const imported = err instanceof MissingDefinition && err.kind === 'ValueSet' && err.canonical !== requestedValueSet;
+    if (err instanceof MissingDefinition && (err.kind === 'CodeSystem' || imported)) {
       return { result: false, message: err.message, ...(coding?.code ? { code: coding.code } : {}), ...(coding?.system ? { system: coding.system } : {}) };
     }
     throw err;
@@ -362,6 +370,7 @@ const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
       overlay: inputs.resources('tx-resource'),
     }),
     codingsOf(inputs)?.[0] ?? { system: inputs.string('system'), code: inputs.string('code') },
+    valueSet,
   );
   return ok(validateOutput(result));
 };

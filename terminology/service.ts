@@ -13,6 +13,8 @@ import { compileValueSet, MissingDefinition, type CompiledValueSet, type Compose
 export const HOT_PATH_MAX_AGE_MS = 5_000;
 /** The largest expansion returned without paging (count) or a text filter narrowing it. */
 export const MAX_EXPANSION = 10_000;
+/** The longest text filter of $expand. */
+export const MAX_FILTER_LENGTH = 200;
 
 export interface CallOptions {
   /** Resources supplied with the request (`tx-resource`), used before the store's. */
@@ -332,12 +334,18 @@ export class TerminologyService {
     if (activeOnly) {
       entries = entries.filter((e) => !e.inactive);
     }
+    if (request.filter && request.filter.length > MAX_FILTER_LENGTH) {
+      throw new FhirError(400, outcome([issue('error', 'too-costly', `The text filter is limited to ${MAX_FILTER_LENGTH} characters`)]));
+    }
     if (request.filter?.trim()) {
       const words = normaliseText(request.filter).split(/\s+/).filter(Boolean);
       entries = entries.filter((e) => {
         const text = e.concept?.searchText ?? normaliseText([e.display ?? '', ...e.designations.map((d) => d.value)].join('\u0001'));
         return words.every((w) => text.includes(w));
       });
+    }
+    if (request.count !== undefined && request.count > MAX_EXPANSION) {
+      throw new FhirError(400, outcome([issue('error', 'too-costly', `count is at most ${MAX_EXPANSION}; page with offset`)]));
     }
     const offset = Math.max(0, request.offset ?? 0);
     const total = entries.length;

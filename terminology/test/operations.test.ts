@@ -209,6 +209,12 @@ describe('ValueSet/$expand', () => {
     expect(regex.body.issue[0].diagnostics).toContain('not a valid regular expression');
     const context = await request(server.app).get(`/fhir/ValueSet/$expand?url=x&context=Patient.gender`).expect(400);
     expect(context.body.issue[0].code).toBe('not-supported');
+    const all = encodeURIComponent('http://huimin.health/fhir/test/ValueSet/all');
+    const count = await request(server.app).get(`/fhir/ValueSet/$expand?url=${all}&count=20000`).expect(400);
+    expect(count.body.issue[0]).toMatchObject({ code: 'too-costly', diagnostics: 'count is at most 10000; page with offset' });
+    await request(server.app).get(`/fhir/ValueSet/$expand?url=${all}&filter=${'x'.repeat(201)}`).expect(400);
+    const redos = await post('ValueSet/$expand', [{ name: 'valueSet', resource: vs('redos', { include: [{ system: LAB, filter: [{ property: 'code', op: 'regex', value: '(a+)+$' }] }] }) }]).expect(400);
+    expect(redos.body.issue[0].diagnostics).toContain('exponential time');
   });
 });
 
@@ -229,8 +235,14 @@ describe('ValueSet/$validate-code', () => {
     expect(param(cc.body, 'code')).toBe('AST');
   });
 
-  it('refuses an unknown value set with 404', async () => {
+  it('refuses an unknown value set with 404, and answers false for an unknown code system or imported value set', async () => {
     await request(server.app).get('/fhir/ValueSet/$validate-code?url=http://example.org/vs/none&system=x&code=y').expect(404);
+    const imports = await post('ValueSet/$validate-code', [
+      { name: 'valueSet', resource: vs('imports-missing', { include: [{ valueSet: ['http://example.org/vs/none'] }] }) },
+      { name: 'coding', valueCoding: { system: LAB, code: 'GLU' } },
+    ]).expect(200);
+    expect(param(imports.body, 'result')).toBe(false);
+    expect(param(imports.body, 'message')).toContain("value Set 'http://example.org/vs/none' could not be found");
   });
 });
 
