@@ -41,11 +41,11 @@ function stripConceptExtensions(concepts: CodeSystemConcept[] | undefined): Code
  * some with invalid strings). Codes, displays, designations, properties and hierarchy are kept whole.
  */
 export function prepareDefinition(resource: Resource): Resource {
-  const { text: _narrative, ...rest } = resource as Resource & { text?: unknown; extension?: Extension[] };
-  const extension = rest.extension?.filter((e) => !DROPPED_EXTENSIONS.has(e.url));
-  const prepared = { ...rest, ...(extension?.length ? { extension } : { extension: undefined }) } as Resource & { extension?: Extension[] };
-  if (!prepared.extension) {
-    delete prepared.extension;
+  const { text: _narrative, extension, ...rest } = resource as Resource & { text?: unknown; extension?: Extension[] };
+  const prepared = rest as Resource & { extension?: Extension[] };
+  const kept = extension?.filter((e) => !DROPPED_EXTENSIONS.has(e.url));
+  if (kept?.length) {
+    prepared.extension = kept;
   }
   if (prepared.resourceType === 'CodeSystem' && prepared.concept) {
     prepared.concept = stripConceptExtensions(prepared.concept);
