@@ -228,6 +228,13 @@ function codingsOf(inputs: Inputs): Coding[] | undefined {
   return coding ? [coding] : undefined;
 }
 
+/** `tx-resource` and `useSupplement`: what every operation resolves before it runs. */
+async function callOptions(service: TerminologyService, inputs: Inputs, extra: Resource[] = []): Promise<{ overlay: Resource[]; supplements: CodeSystem[] }> {
+  const overlay = [...inputs.resources('tx-resource'), ...extra];
+  const canonicals = inputs.strings('useSupplement');
+  return { overlay, supplements: canonicals.length > 0 ? await service.supplements(canonicals, { overlay }) : [] };
+}
+
 type Handler = (service: TerminologyService, ctx: RouteContext, inputs: Inputs, target: OperationTarget) => Promise<FhirResponse>;
 
 function operation(
@@ -256,14 +263,13 @@ const lookup: Handler = async (service, ctx, inputs, target) => {
   if (!system || !code) {
     throw badRequest('$lookup needs code and system, or coding');
   }
-  const overlay = inputs.resources('tx-resource');
   const result = await service.lookup({
     system,
     code,
     version: instance?.version ?? coding?.version ?? inputs.string('version'),
     displayLanguage: inputs.string('displayLanguage'),
     properties: inputs.strings('property'),
-    overlay,
+    ...(await callOptions(service, inputs)),
   });
   return ok(lookupOutput(result));
 };
@@ -272,7 +278,7 @@ const codeSystemValidateCode: Handler = async (service, ctx, inputs, target) => 
   inputs.refuse(['date'], 'CodeSystem/$validate-code');
   const instance = await instanceResource<CodeSystem>(ctx, target);
   const supplied = inputs.resource<CodeSystem>('codeSystem', 'CodeSystem');
-  const overlay = [...inputs.resources('tx-resource'), ...(supplied ? [supplied] : [])];
+  const options = await callOptions(service, inputs, [...(supplied ? [supplied] : []), ...(instance ? [instance] : [])]);
   const url = instance?.url ?? supplied?.url ?? inputs.string('url') ?? inputs.string('system');
   const codings = codingsOf(inputs);
   const result = await unknownSystemAsResult(() =>
@@ -283,7 +289,7 @@ const codeSystemValidateCode: Handler = async (service, ctx, inputs, target) => 
       display: inputs.string('display'),
       codings: codings?.map((c) => ({ ...c, system: c.system ?? url })),
       displayLanguage: inputs.string('displayLanguage'),
-      overlay: instance ? [...overlay, instance] : overlay,
+      ...options,
     }),
     codings?.[0] ?? { system: url, code: inputs.string('code') },
   );
@@ -348,7 +354,7 @@ const expand: Handler = async (service, ctx, inputs, target) => {
     displayLanguage: inputs.string('displayLanguage'),
     activeOnly: inputs.boolean('activeOnly'),
     includeDesignations: inputs.boolean('includeDesignations'),
-    overlay: inputs.resources('tx-resource'),
+    ...(await callOptions(service, inputs)),
     echo,
   });
   return ok(result);
@@ -357,6 +363,7 @@ const expand: Handler = async (service, ctx, inputs, target) => {
 const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
   inputs.refuse(['context', 'date'], 'ValueSet/$validate-code');
   const valueSet = await targetValueSet(ctx, inputs, target);
+  const options = await callOptions(service, inputs);
   const result = await unknownSystemAsResult(() =>
     service.validateCode({
       valueSet,
@@ -367,7 +374,7 @@ const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
       codings: codingsOf(inputs),
       displayLanguage: inputs.string('displayLanguage'),
       activeOnly: inputs.boolean('activeOnly'),
-      overlay: inputs.resources('tx-resource'),
+      ...options,
     }),
     codingsOf(inputs)?.[0] ?? { system: inputs.string('system'), code: inputs.string('code') },
     valueSet,

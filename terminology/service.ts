@@ -5,7 +5,7 @@
 import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSetExpansionContains, ValueSetExpansionParameter } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
-import { normaliseText, type CodeSystemModel, type Concept, type Designation } from './model';
+import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type Designation } from './model';
 import { ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
 import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
@@ -21,6 +21,8 @@ export interface CallOptions {
   overlay?: Overlay;
   /** Accept a definition resolved up to this many ms ago (0: check the store now). */
   maxAgeMs?: number;
+  /** CodeSystem supplements to apply (`useSupplement`): their designations and properties join the concepts. */
+  supplements?: CodeSystem[];
 }
 
 export interface LookupRequest extends CallOptions {
@@ -124,26 +126,56 @@ export interface UnmappedCode {
 const POSITIVE = new Set(['relatedto', 'equivalent', 'equal', 'wider', 'subsumes', 'narrower', 'specializes', 'inexact']);
 const REVERSED: Record<string, string> = { wider: 'narrower', narrower: 'wider', subsumes: 'specializes', specializes: 'subsumes' };
 
-function languageMatches(wanted: string, language: string | undefined): boolean {
-  if (!language) {
-    return false;
-  }
-  const w = wanted.toLowerCase();
-  const l = language.toLowerCase();
-  return l === w || l.startsWith(w + '-') || w.startsWith(l + '-');
-}
-
-/** The display in the requested language (a designation in it), else the concept's own. */
+/**
+ * The display in the requested language, else the concept's own. Each requested language (a list, as in
+ * Accept-Language) is tried in turn: a designation in exactly that language (zh-TW), then in its base language
+ * (zh), then in a regional variant of it (zh-CN for zh).
+ */
 export function displayIn(entry: { display?: string; designations: Designation[] }, language: string | undefined): string | undefined {
   if (language) {
-    for (const wanted of language.split(',').map((l) => l.split(';')[0].trim())) {
-      const designation = entry.designations.find((d) => languageMatches(wanted, d.language));
+    for (const wanted of language.split(',').map((l) => l.split(';')[0].trim().toLowerCase())) {
+      const lang = (d: Designation): string => d.language?.toLowerCase() ?? '';
+      const designation =
+        entry.designations.find((d) => lang(d) === wanted) ??
+        entry.designations.find((d) => lang(d) !== '' && wanted.startsWith(lang(d) + '-')) ??
+        entry.designations.find((d) => lang(d).startsWith(wanted + '-'));
       if (designation) {
         return designation.value;
       }
     }
   }
   return entry.display;
+}
+
+/** A copy of the model whose concepts carry the supplements' designations and properties as well. */
+const supplemented = new WeakMap<CodeSystemModel, Map<string, CodeSystemModel>>();
+
+function withSupplements(model: CodeSystemModel, supplements: CodeSystem[]): CodeSystemModel {
+  const key = supplements.map((s) => `${s.url}|${s.version ?? ''}|${s.meta?.versionId ?? ''}`).join(' ');
+  const cached = supplemented.get(model)?.get(key);
+  if (cached) {
+    return cached;
+  }
+  const extra = supplements.map(modelFromResource);
+  const merged = new CodeSystemModel(model.resource);
+  for (const concept of model.concepts.values()) {
+    const additions = extra.map((m) => m.concepts.get(concept.code)).filter((c): c is Concept => !!c);
+    merged.add(
+      additions.length === 0
+        ? { ...concept, children: [] }
+        : {
+            ...concept,
+            children: [],
+            designations: [...concept.designations, ...additions.flatMap((c) => c.designations)],
+            properties: [...concept.properties, ...additions.flatMap((c) => c.properties)],
+          }
+    );
+  }
+  merged.link();
+  const byKey = supplemented.get(model) ?? new Map<string, CodeSystemModel>();
+  byKey.set(key, merged);
+  supplemented.set(model, byKey);
+  return merged;
 }
 
 export class TerminologyService {
@@ -171,7 +203,25 @@ export class TerminologyService {
   async codeSystem(system: string, version?: string, options: CallOptions = {}): Promise<CodeSystemModel | undefined> {
     const canonical = version ? `${system}|${version}` : system;
     const resource = await this.resolver.find<CodeSystem>('CodeSystem', canonical, options.overlay, options.maxAgeMs);
-    return resource ? this.resolver.model(resource) : undefined;
+    if (!resource) {
+      return undefined;
+    }
+    const model = await this.resolver.model(resource);
+    const supplements = (options.supplements ?? []).filter((s) => splitCanonical(s.supplements ?? '').url === model.url);
+    return supplements.length > 0 ? withSupplements(model, supplements) : model;
+  }
+
+  /** The supplements named by `useSupplement` canonicals; a supplement that cannot be found is a 404. */
+  async supplements(canonicals: string[], options: CallOptions = {}): Promise<CodeSystem[]> {
+    const found: CodeSystem[] = [];
+    for (const canonical of canonicals) {
+      const supplement = await this.resolver.find<CodeSystem>('CodeSystem', canonical, options.overlay, options.maxAgeMs);
+      if (!supplement || supplement.content !== 'supplement') {
+        throw new FhirError(404, outcome([issue('error', 'not-found', `The CodeSystem supplement '${canonical}' could not be found`)]));
+      }
+      found.push(supplement);
+    }
+    return found;
   }
 
   private async requireCodeSystem(system: string, version: string | undefined, options: CallOptions): Promise<CodeSystemModel> {
@@ -261,7 +311,8 @@ export class TerminologyService {
     let resource: ValueSet | undefined;
     if (typeof valueSet === 'string') {
       const cacheKey = valueSet;
-      const cached = !options.overlay?.length ? this.compiled.get(cacheKey) : undefined;
+      const cacheable = !options.overlay?.length && !options.supplements?.length;
+      const cached = cacheable ? this.compiled.get(cacheKey) : undefined;
       if (cached && maxAge > 0 && Date.now() - cached.at < maxAge) {
         return cached.vs;
       }
@@ -280,7 +331,7 @@ export class TerminologyService {
         return cached.vs;
       }
       const compiled = await compileValueSet(this.composeContext(options), resource, visiting);
-      if (!options.overlay?.length) {
+      if (cacheable) {
         if (this.compiled.size > 2000) {
           this.compiled.clear();
         }
@@ -404,7 +455,7 @@ export class TerminologyService {
         ? [request.coding]
         : [{ system: request.system, version: request.systemVersion, code: request.code, display: request.display }];
     const cacheKey =
-      request.maxAgeMs && !request.overlay?.length && typeof request.valueSet !== 'object'
+      request.maxAgeMs && !request.overlay?.length && !request.supplements?.length && typeof request.valueSet !== 'object'
         ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly])
         : undefined;
     if (cacheKey) {

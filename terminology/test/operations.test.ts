@@ -281,6 +281,32 @@ describe('ConceptMap/$translate', () => {
   });
 });
 
+describe('CodeSystem supplements (useSupplement)', () => {
+  const supplement: CodeSystem = {
+    resourceType: 'CodeSystem',
+    id: 'test-lab-zh-tw',
+    url: 'http://huimin.health/fhir/test/CodeSystem/lab-zh-tw',
+    version: '1.0.0',
+    status: 'active',
+    content: 'supplement',
+    supplements: `${LAB}|1.0.0`,
+    concept: [{ code: 'HB', designation: [{ language: 'zh-TW', value: '血紅蛋白' }] }],
+  };
+
+  it('adds the supplement\'s designations to $lookup and $expand, and refuses an unknown supplement', async () => {
+    const use = { name: 'useSupplement', valueCanonical: supplement.url };
+    const lookup = await post('CodeSystem/$lookup', [{ name: 'system', valueUri: LAB }, { name: 'code', valueCode: 'HB' }, { name: 'displayLanguage', valueCode: 'zh-TW' }, use, { name: 'tx-resource', resource: supplement }]).expect(200);
+    expect(param(lookup.body, 'display')).toBe('血紅蛋白');
+    const expand = await post('ValueSet/$expand', [{ name: 'url', valueUri: 'http://huimin.health/fhir/test/ValueSet/in' }, { name: 'displayLanguage', valueCode: 'zh-TW' }, use, { name: 'tx-resource', resource: supplement }]).expect(200);
+    expect((expand.body as ValueSet).expansion?.contains?.map((c) => c.display)).toEqual(['血糖', '血紅蛋白']);
+    const without = await post('CodeSystem/$lookup', [{ name: 'system', valueUri: LAB }, { name: 'code', valueCode: 'HB' }, { name: 'displayLanguage', valueCode: 'zh-TW' }]).expect(200);
+    // Without the supplement, zh-TW falls back to the base language zh.
+    expect(param(without.body, 'display')).toBe('血红蛋白');
+    const unknown = await post('CodeSystem/$lookup', [{ name: 'system', valueUri: LAB }, { name: 'code', valueCode: 'HB' }, { name: 'useSupplement', valueCanonical: 'http://example.org/none' }]).expect(404);
+    expect(unknown.body.issue[0].diagnostics).toBe("The CodeSystem supplement 'http://example.org/none' could not be found");
+  });
+});
+
 describe('changes through the REST API', () => {
   it('sees a new version of a code system at the next operation', async () => {
     const updated = { ...codeSystem, concept: [...(codeSystem.concept ?? []), { code: 'NEW', display: 'New test' }] };
