@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig, type PlatformConfig } from './config';
 import { createFhirServer, FhirRepository, migrate, openDatabase } from './fhir-server';
-import { BindingValidator, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
+import { BindingValidator, coreBindingValueSets, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -71,6 +71,8 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // The terminology service reads CodeSystems, ValueSets and ConceptMaps through a repository of its own.
   const terminology = createTerminologyService(db, new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) }));
   const codeValidator = new BindingValidator(terminology, { onError: (vs, err) => logger.debug({ err }, `binding to ${vs} not checked`) });
+  // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
+  void codeValidator.warm(coreBindingValueSets());
   const server = createFhirServer({ ...config, db, logger, operations: terminologyOperations(terminology), codeValidator });
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {

