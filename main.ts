@@ -8,15 +8,19 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig, type PlatformConfig } from './config';
-import { createFhirServer, migrate, openDatabase } from './fhir-server';
+import { createFhirServer, FhirRepository, migrate, openDatabase } from './fhir-server';
+import { BindingValidator, coreBindingValueSets, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db);
+  const applied = await migrate(db, terminologyMigrations);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
+  // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
+  const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
+  await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {
@@ -44,6 +48,10 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
 
 let shuttingDown = false;
 
+function fhirBaseUrl(config: PlatformConfig): string {
+  return `${config.publicBaseUrl}${config.fhirBasePath}`;
+}
+
 function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
   const shutdown = async (signal: string): Promise<void> => {
     if (shuttingDown) {
@@ -60,7 +68,12 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
 
 /** Runs the API and the event relay in this process until a signal stops it. */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
-  const server = createFhirServer({ ...config, db, logger });
+  // The terminology service reads CodeSystems, ValueSets and ConceptMaps through a repository of its own.
+  const terminology = createTerminologyService(db, new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) }));
+  const codeValidator = new BindingValidator(terminology, { onError: (vs, err) => logger.debug({ err }, `binding to ${vs} not checked`) });
+  // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
+  void codeValidator.warm(coreBindingValueSets());
+  const server = createFhirServer({ ...config, db, logger, operations: terminologyOperations(terminology), codeValidator });
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);

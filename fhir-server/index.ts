@@ -9,6 +9,7 @@ import { OutboxRelay } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository } from './repository';
 import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
+import { registerCodeValidator, type CodeValidator } from './validation';
 
 export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
 export { loadFhirDefinitions } from './definitions';
@@ -27,7 +28,7 @@ export {
   type RouteContext,
 } from './rest';
 export { FhirError, badRequest, notFound, notSupported, outcome, issue } from './errors';
-export { validateResourceForWrite, registerProfile } from './validation';
+export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
 
 export interface FhirServerOptions {
   db: Database;
@@ -43,6 +44,8 @@ export interface FhirServerOptions {
   enforceReferentialIntegrity: boolean;
   /** Operations from other modules (terminology, MPI, …), answered beside the store's own. */
   operations?: readonly FhirOperation[];
+  /** Judges codes of bindings whose value sets the store cannot expand itself (the terminology module's). */
+  codeValidator?: CodeValidator;
 }
 
 export interface FhirServer {
@@ -56,6 +59,9 @@ export interface FhirServer {
 /** Wires the store, the outbox relay and the HTTP API. The database must already be migrated. */
 export function createFhirServer(options: FhirServerOptions): FhirServer {
   loadFhirDefinitions();
+  if (options.codeValidator) {
+    registerCodeValidator(options.codeValidator);
+  }
   const baseUrl = `${options.publicBaseUrl}${options.fhirBasePath}`;
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger });
   const repository = new FhirRepository(

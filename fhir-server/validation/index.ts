@@ -14,6 +14,7 @@ import { isKnownResourceType, validateStructure } from './structure';
 import { checkContent } from './walk';
 
 export { registerProfile } from './profiles';
+export { registerCodeValidator, type CodeValidator } from './bindings';
 
 /**
  * Steps 2-4 overlap (a missing element or an unknown property is seen by both ajv and @medplum/core, a bad code by

@@ -7,7 +7,7 @@
  */
 import { tryGetDataType } from '@medplum/core';
 import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
-import { CODED_TYPES, checkRequiredBinding } from './bindings';
+import { CODED_TYPES, checkExtensibleBinding, checkRequiredBinding } from './bindings';
 import { checkDatatype } from './datatype-rules';
 import { checkExtension, type ExtensionHost } from './extensions';
 import { isPlainObject, makeIssue } from './issues';
@@ -20,6 +20,8 @@ interface PropertyPlan {
   path: string;
   /** Canonical URL of a required binding, only for the coded types we check. */
   valueSet?: string;
+  /** Canonical URL of an extensible binding (Coding, CodeableConcept): a miss is a warning. */
+  extensibleValueSet?: string;
 }
 
 /** Per type name: JSON property name → plan; choice elements (`value[x]`) get one entry per type. Built once. */
@@ -34,12 +36,14 @@ function buildPlan(typeName: string): Map<string, PropertyPlan> | null {
   for (const [name, element] of Object.entries(schema.elements)) {
     const binding = element.binding;
     const required = binding?.strength === 'required' ? binding.valueSet : undefined;
+    const extensible = binding?.strength === 'extensible' ? binding.valueSet : undefined;
     for (const { code } of element.type) {
       const key = name.endsWith('[x]') ? name.slice(0, -3) + code.charAt(0).toUpperCase() + code.slice(1) : name;
       plan.set(key, {
         type: code,
         path: element.path,
         valueSet: required && CODED_TYPES.has(code) ? required : undefined,
+        extensibleValueSet: extensible && CODED_TYPES.has(code) ? extensible : undefined,
       });
     }
   }
@@ -68,6 +72,8 @@ function walkItems(
     const path = Array.isArray(raw) ? `${expression}[${i}]` : expression;
     if (property.valueSet) {
       checkRequiredBinding(property.type, item, property.valueSet, path, issues);
+    } else if (property.extensibleValueSet) {
+      checkExtensibleBinding(property.type, item, property.extensibleValueSet, path, issues);
     }
     if (property.type === 'Extension') {
       checkExtension(item, host, path, issues);
