@@ -3,6 +3,8 @@
  * the resource-change events on the BullMQ queue; none of them touch the store's tables.
  */
 import type { Logger } from 'pino';
+import { AuditLog } from './audit';
+import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay } from './events';
@@ -28,6 +30,38 @@ export {
 } from './rest';
 export { FhirError, badRequest, notFound, notSupported, outcome, issue } from './errors';
 export { validateResourceForWrite, registerProfile } from './validation';
+export {
+  securityMigrations,
+  PlatformSecurity,
+  ClientStore,
+  TokenService,
+  Permissions,
+  ROLES,
+  OWNER_TAG_SYSTEM,
+  type Caller,
+  type Client,
+  type Role,
+} from './auth';
+export { AuditLog, verifyAuditChain, type ChainReport } from './audit';
+
+/** Security settings (see README, Configuration). */
+export interface SecuritySettings {
+  /** Lifetime of access tokens, seconds. */
+  accessTokenLifetimeS: number;
+  /** Origins allowed to call from browsers. */
+  corsOrigins: readonly string[];
+  /** Requests per second per client and process; 0 turns the limit off. */
+  rateLimitPerClient: number;
+  /** Token requests per second per network address and process; 0 turns the limit off. */
+  rateLimitTokenEndpoint: number;
+}
+
+export const DEFAULT_SECURITY: SecuritySettings = {
+  accessTokenLifetimeS: 300,
+  corsOrigins: [],
+  rateLimitPerClient: 500,
+  rateLimitTokenEndpoint: 5,
+};
 
 export interface FhirServerOptions {
   db: Database;
@@ -43,6 +77,8 @@ export interface FhirServerOptions {
   enforceReferentialIntegrity: boolean;
   /** Operations from other modules (terminology, MPI, …), answered beside the store's own. */
   operations?: readonly FhirOperation[];
+  /** Token lifetime, CORS, rate limits; security itself is always on (the database needs securityMigrations). */
+  security?: Partial<SecuritySettings>;
 }
 
 export interface FhirServer {
@@ -50,6 +86,9 @@ export interface FhirServer {
   app: HttpHandler;
   repository: FhirRepository;
   relay: OutboxRelay;
+  /** Clients, tokens and the OAuth endpoints. */
+  security: PlatformSecurity;
+  audit: AuditLog;
   stop(): Promise<void>;
 }
 
@@ -70,7 +109,19 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxPageSize: options.maxPageSize,
     operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
   };
+  const audit = new AuditLog(options.db, { onError: (err, what) => options.logger.error({ err }, what) });
+  const security = new PlatformSecurity({
+    ...DEFAULT_SECURITY,
+    ...options.security,
+    db: options.db,
+    logger: options.logger,
+    publicBaseUrl: options.publicBaseUrl,
+    fhirBasePath: options.fhirBasePath,
+    signingKey: loadOrCreateSigningKey(options.db),
+    audit,
+  });
   const app = createHttpHandler(ctx, {
+    security,
     fhirBasePath: options.fhirBasePath,
     maxBodyBytes: options.maxBodyBytes,
     maxJsonDepth: options.maxJsonDepth,
@@ -87,5 +138,16 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     },
   });
   relay.start();
-  return { app, repository, relay, stop: () => relay.stop() };
+  audit.start();
+  return {
+    app,
+    repository,
+    relay,
+    security,
+    audit,
+    stop: async () => {
+      await relay.stop();
+      await audit.stop();
+    },
+  };
 }

@@ -3,9 +3,22 @@
  * a page's included resources cost one query per include parameter and round, not one per resource.
  */
 import { getSearchParameter, type IncludeTarget } from '@medplum/core';
-import type { Queryable } from '../db';
+import { SqlParams, type Queryable } from '../db';
 import { badRequest } from '../errors';
 import type { ResourceKey } from './references';
+import type { RowFilter } from './search-sql';
+
+/** The caller's read filter as ` AND …` on the resource alias `r`, its values appended to `params`. */
+function filtered(params: unknown[], filter: RowFilter | undefined): string {
+  if (!filter) {
+    return '';
+  }
+  const sqlParams = new SqlParams();
+  sqlParams.values.push(...params);
+  const condition = filter('r', sqlParams);
+  params.splice(0, params.length, ...sqlParams.values);
+  return ` AND ${condition}`;
+}
 
 export interface IncludedRow extends ResourceKey {
   content: string;
@@ -24,7 +37,7 @@ function checkReferenceParam(target: IncludeTarget, kind: string): void {
 }
 
 /** Resources the `keys` refer to through `target` (an `_include`). */
-async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
+async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget, filter?: RowFilter): Promise<IncludedRow[]> {
   const sources = keys.filter((k) => k.resourceType === target.resourceType).map((k) => k.id);
   if (sources.length === 0) {
     return [];
@@ -35,11 +48,12 @@ async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget)
     params.push(target.targetType);
     typeFilter = ` AND s.target_type = $${params.length}`;
   }
+  const access = filtered(params, filter);
   params.push(MAX_INCLUDED);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
      JOIN resource r ON r.res_type = s.target_type AND r.id = s.target_id AND NOT r.deleted
-     WHERE s.res_type = $1 AND s.code = $2 AND s.res_id = ANY($3::text[])${typeFilter}
+     WHERE s.res_type = $1 AND s.code = $2 AND s.res_id = ANY($3::text[])${typeFilter}${access}
      LIMIT $${params.length}`,
     params,
     { prepare: true },
@@ -48,17 +62,20 @@ async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget)
 }
 
 /** Resources of `target.resourceType` that refer to the `keys` through `target.searchParam` (a `_revinclude`). */
-async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
+async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget, filter?: RowFilter): Promise<IncludedRow[]> {
   if (keys.length === 0) {
     return [];
   }
+  const params: unknown[] = [target.resourceType, target.searchParam, keys.map((k) => k.resourceType), keys.map((k) => k.id)];
+  const access = filtered(params, filter);
+  params.push(MAX_INCLUDED);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
      JOIN unnest($3::text[], $4::text[]) AS k(t, i) ON s.target_type = k.t AND s.target_id = k.i
      JOIN resource r ON r.res_type = s.res_type AND r.id = s.res_id AND NOT r.deleted
-     WHERE s.res_type = $1 AND s.code = $2
-     LIMIT $5`,
-    [target.resourceType, target.searchParam, keys.map((k) => k.resourceType), keys.map((k) => k.id), MAX_INCLUDED],
+     WHERE s.res_type = $1 AND s.code = $2${access}
+     LIMIT $${params.length}`,
+    params,
     { prepare: true },
   );
   return rows.map((r) => ({ resourceType: r.res_type, id: r.id, content: r.content }));
@@ -73,6 +90,7 @@ export async function resolveIncludes(
   matches: ResourceKey[],
   include: IncludeTarget[] = [],
   revInclude: IncludeTarget[] = [],
+  filter?: RowFilter,
 ): Promise<IncludedRow[]> {
   include.forEach((t) => checkReferenceParam(t, '_include'));
   revInclude.forEach((t) => checkReferenceParam(t, '_revinclude'));
@@ -85,10 +103,10 @@ export async function resolveIncludes(
     const reverseTargets = round === 0 ? revInclude : revInclude.filter((t) => t.modifier === 'iterate');
     const found: IncludedRow[] = [];
     for (const target of forwardTargets) {
-      found.push(...(await forward(q, frontier, target)));
+      found.push(...(await forward(q, frontier, target, filter)));
     }
     for (const target of reverseTargets) {
-      found.push(...(await reverse(q, frontier, target)));
+      found.push(...(await reverse(q, frontier, target, filter)));
     }
     const fresh = found.filter((row) => {
       const k = `${row.resourceType}/${row.id}`;
