@@ -8,15 +8,21 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig, type PlatformConfig } from './config';
-import { createFhirServer, migrate, openDatabase } from './fhir-server';
+import { ClientStore, createFhirServer, loadOrCreateSigningKey, migrate, openDatabase, securityMigrations } from './fhir-server';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db);
+  const applied = await migrate(db, securityMigrations);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
+  // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
+  await loadOrCreateSigningKey(db);
+  const admin = await new ClientStore(db).ensureAdmin(config.adminClient);
+  if (admin.secret) {
+    printGeneratedAdmin(config, admin.clientId, admin.secret);
+  }
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {
@@ -42,6 +48,28 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   logger.info(`Huimin FHIR R4 API listening on http://${config.host}:${config.port}${config.fhirBasePath} (storage: ${db.description})`);
 }
 
+/**
+ * The generated administrator's credentials, shown once on the console (never through the logger, whose output
+ * may be shipped elsewhere); they are not stored anywhere in clear and cannot be shown again.
+ */
+function printGeneratedAdmin(config: PlatformConfig, clientId: string, secret: string): void {
+  const tokenUrl = `${config.publicBaseUrl}/auth/token`;
+  console.log(
+    [
+      '',
+      '================================================================================',
+      'An administrator client was generated (HUIMIN_ADMIN_CLIENT_ID/SECRET are unset).',
+      'Its secret is shown this once; keep it safe, or set the two variables and restart.',
+      `  client id:     ${clientId}`,
+      `  client secret: ${secret}`,
+      'Get an access token:',
+      `  curl -s -u '${clientId}:${secret}' -d grant_type=client_credentials ${tokenUrl}`,
+      '================================================================================',
+      '',
+    ].join('\n'),
+  );
+}
+
 let shuttingDown = false;
 
 function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
@@ -60,7 +88,7 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
 
 /** Runs the API and the event relay in this process until a signal stops it. */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
-  const server = createFhirServer({ ...config, db, logger });
+  const server = createFhirServer({ ...config, db, logger, security: config.security });
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);

@@ -24,9 +24,13 @@ function withDefaults(args: string[]): string[] {
   return out;
 }
 
-async function runHarness(baseUrl: string, args: string[]): Promise<{ code: number; output: string }> {
+async function runHarness(baseUrl: string, token: string, args: string[]): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['fhir-bench.mjs', baseUrl, ...args], { cwd: HARNESS_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['fhir-bench.mjs', baseUrl, ...args], {
+      cwd: HARNESS_DIR,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, FHIR_TOKEN: token },
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => {
       process.stdout.write(chunk);
@@ -45,7 +49,7 @@ async function main(): Promise<void> {
   const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18080));
   try {
     const machine = await machineDescription(platform.databaseUrl);
-    const { code, output } = await runHarness(platform.baseUrl, args);
+    const { code, output } = await runHarness(platform.baseUrl, platform.token, args);
     const figures = output.split('\n').filter((l) => l.startsWith('figure ')).map((l) => l.slice('figure '.length));
     writeSection(
       'harness',

@@ -35,6 +35,7 @@ export {
   PlatformSecurity,
   ClientStore,
   TokenService,
+  loadOrCreateSigningKey,
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,

@@ -8,9 +8,9 @@
  * without the request waiting for the disk. What a crash of the PostgreSQL server itself can lose is the last
  * ~0.6 s of audit (never of data, whose commits stay synchronous); a crash of Huimin's process loses nothing.
  *
- * Sealer: one process at a time (advisory lock) takes the unsealed events in insertion order and chains them:
- * position, hash of the previous event, own hash. Chaining after the fact keeps concurrent workers from
- * serialising on the chain's head while they answer requests.
+ * Sealer: one process at a time (advisory lock) takes the unsealed events in insertion order and appends their
+ * links to the chain (audit_chain: position, hash of the previous event, own hash). Chaining after the fact keeps
+ * concurrent workers from serialising on the chain's head while they answer requests.
  */
 import type { Database } from '../db';
 import type { AuditRecord } from './audit-event';
@@ -136,22 +136,33 @@ export async function insertAuditRecords(db: Database, records: AuditRecord[]): 
   );
 }
 
+/**
+ * How far below the newest sealed event the sealer looks for unsealed ones. Events can commit slightly out of
+ * order (two workers insert at once); this margin covers that many, and `verifyAuditChain` reports any older
+ * event left unsealed.
+ */
+const SEAL_LOOKBACK = 10_000;
+
 async function sealBatch(db: Database): Promise<number> {
   return db.transaction(async (tx) => {
     const [lock] = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [SEAL_LOCK]);
     if (!lock.ok) {
       return 0;
     }
+    // The chain is re-derivable from audit_event, so its own commit need not wait for the disk either.
+    await tx.query("SELECT set_config('synchronous_commit', 'off', true)");
+    const head = await tx.query<{ chain_pos: string; seq: string; hash: string }>(
+      'SELECT chain_pos, seq, hash FROM audit_chain ORDER BY chain_pos DESC LIMIT 1',
+    );
     const rows = await tx.query<{ seq: string; content: string }>(
-      'SELECT seq, content FROM audit_event WHERE hash IS NULL ORDER BY seq LIMIT $1',
-      [SEAL_BATCH],
+      `SELECT e.seq, e.content FROM audit_event e
+       WHERE e.seq > $1 AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.seq = e.seq)
+       ORDER BY e.seq LIMIT $2`,
+      [head.length ? Number(head[0].seq) - SEAL_LOOKBACK : 0, SEAL_BATCH],
     );
     if (rows.length === 0) {
       return 0;
     }
-    const head = await tx.query<{ chain_pos: string; hash: string }>(
-      'SELECT chain_pos, hash FROM audit_event WHERE chain_pos IS NOT NULL ORDER BY chain_pos DESC LIMIT 1',
-    );
     let pos = head.length ? Number(head[0].chain_pos) : 0;
     let previous = head.length ? head[0].hash : GENESIS_HASH;
     const seqs: string[] = [];
@@ -167,9 +178,9 @@ async function sealBatch(db: Database): Promise<number> {
       previous = hash;
     }
     await tx.query(
-      `UPDATE audit_event a SET chain_pos = u.pos, prev_hash = u.prev, hash = u.hash
-       FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(seq, pos, prev, hash) WHERE a.seq = u.seq`,
-      [seqs, positions, prevs, hashes],
+      `INSERT INTO audit_chain (chain_pos, seq, prev_hash, hash)
+       SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])`,
+      [positions, seqs, prevs, hashes],
     );
     return rows.length;
   });

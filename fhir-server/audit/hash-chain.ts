@@ -28,9 +28,10 @@ export async function verifyAuditChain(q: Queryable, pageSize = 5000): Promise<C
   let expectedPos = 1;
   let checked = 0;
   for (;;) {
-    const rows = await q.query<{ id: string; chain_pos: string | number; prev_hash: string; hash: string; content: string }>(
-      `SELECT id, chain_pos, prev_hash, hash, content FROM audit_event
-       WHERE chain_pos >= $1 ORDER BY chain_pos LIMIT $2`,
+    // A LEFT JOIN, so that a link whose event was removed shows up as a link without content.
+    const rows = await q.query<{ id: string | null; chain_pos: string | number; prev_hash: string; hash: string; content: string | null }>(
+      `SELECT e.id, c.chain_pos, c.prev_hash, c.hash, e.content FROM audit_chain c LEFT JOIN audit_event e ON e.seq = c.seq
+       WHERE c.chain_pos >= $1 ORDER BY c.chain_pos LIMIT $2`,
       [expectedPos, pageSize],
     );
     if (rows.length === 0) {
@@ -45,7 +46,9 @@ export async function verifyAuditChain(q: Queryable, pageSize = 5000): Promise<C
       if (row.prev_hash !== previous) {
         problems.push(`event ${pos} (${row.id}) does not link to the event before it`);
       }
-      if (chainHash(row.prev_hash, row.content) !== row.hash) {
+      if (row.content === null) {
+        problems.push(`event ${pos} of the chain was removed from the audit log`);
+      } else if (chainHash(row.prev_hash, row.content) !== row.hash) {
         problems.push(`event ${pos} (${row.id}) was changed after it was sealed`);
       }
       previous = row.hash;
@@ -59,6 +62,8 @@ export async function verifyAuditChain(q: Queryable, pageSize = 5000): Promise<C
       break;
     }
   }
-  const unsealed = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_event WHERE hash IS NULL');
+  const unsealed = await q.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM audit_event e WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.seq = e.seq)',
+  );
   return { ok: problems.length === 0, checked, unsealed: Number(unsealed[0].n), problems };
 }

@@ -169,37 +169,36 @@ export const securityMigrations: readonly Migration[] = [
         outcome text NOT NULL,
         -- e.g. 'break-the-glass' (flagged for review)
         flags text[] NOT NULL DEFAULT '{}',
-        -- the AuditEvent resource as JSON text: the hashed content
-        content text NOT NULL,
-        -- set once by the sealer: position in the chain, hash of the previous event and of this one
-        chain_pos bigint UNIQUE,
-        prev_hash text,
-        hash text
+        -- the AuditEvent resource as JSON text: what the chain's hashes cover
+        content text NOT NULL
       );
       CREATE INDEX audit_event_entity ON audit_event USING gin (entity_refs);
       CREATE INDEX audit_event_agent ON audit_event USING gin (agent_refs);
       CREATE INDEX audit_event_recorded ON audit_event (recorded);
-      CREATE INDEX audit_event_unsealed ON audit_event (seq) WHERE hash IS NULL;
 
-      -- Append-only: no DELETE or TRUNCATE, and an UPDATE only to seal an unsealed row without changing it.
+      -- The hash chain, one link per event, appended by the sealer in chain order: an event's position, the hash of
+      -- the event before it and its own hash (over that and its content). A table of its own, so that sealing
+      -- appends rows instead of updating audit_event (which is then never updated at all).
+      CREATE TABLE audit_chain (
+        chain_pos bigint PRIMARY KEY,
+        seq bigint NOT NULL UNIQUE,
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+      );
+
+      -- Append-only, both: no UPDATE, DELETE or TRUNCATE.
       CREATE FUNCTION huimin_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF TG_OP = 'UPDATE' AND OLD.hash IS NULL AND NEW.hash IS NOT NULL
-           AND NEW.content = OLD.content AND NEW.id = OLD.id AND NEW.seq = OLD.seq AND NEW.recorded = OLD.recorded
-           AND NEW.entity_refs = OLD.entity_refs AND NEW.agent_refs = OLD.agent_refs AND NEW.action = OLD.action
-           AND NEW.outcome = OLD.outcome AND NEW.flags = OLD.flags THEN
-          RETURN NEW;
-        END IF;
-        RAISE EXCEPTION 'audit_event is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
       END $$;
       CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event
         FOR EACH ROW EXECUTE FUNCTION huimin_audit_append_only();
-      CREATE FUNCTION huimin_audit_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        RAISE EXCEPTION 'audit_event is append-only (TRUNCATE refused)' USING ERRCODE = 'insufficient_privilege';
-      END $$;
       CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
-        FOR EACH STATEMENT EXECUTE FUNCTION huimin_audit_no_truncate();
+        FOR EACH STATEMENT EXECUTE FUNCTION huimin_audit_append_only();
+      CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
+        FOR EACH ROW EXECUTE FUNCTION huimin_audit_append_only();
+      CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
+        FOR EACH STATEMENT EXECUTE FUNCTION huimin_audit_append_only();
     `,
   },
 ];

@@ -71,7 +71,8 @@ interface AccessClaims extends JWTPayload {
 }
 
 export class TokenService {
-  private readonly verified = new Map<string, { claims: AccessClaims; until: number }>();
+  /** Tokens verified before, with the permissions computed for the client's scope at the time. */
+  private readonly verified = new Map<string, { claims: AccessClaims; until: number; clientScope?: string; permissions?: Permissions }>();
 
   constructor(
     private readonly db: Database,
@@ -148,6 +149,11 @@ export class TokenService {
     if (!client || client.disabled) {
       throw new TokenError('invalid_token', 'The client of this token is disabled or no longer registered');
     }
+    if (entry.clientScope !== client.scope || !entry.permissions) {
+      // A token never grants more than the client's current registration (its scope may have been narrowed since).
+      entry.permissions = Permissions.parse(client.scope).permissions.intersect(Permissions.parse(claims.scope).permissions);
+      entry.clientScope = client.scope;
+    }
     return {
       clientId: client.clientId,
       clientName: client.clientName,
@@ -155,7 +161,7 @@ export class TokenService {
       role: client.role,
       organization: client.organization,
       practitioner: claims.fhirUser,
-      permissions: Permissions.parse(claims.scope).permissions.intersect(Permissions.parse(client.scope).permissions),
+      permissions: entry.permissions,
       scope: claims.scope,
       tokenId: String(claims.jti),
       expiresAt: entry.until,

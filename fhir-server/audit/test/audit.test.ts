@@ -91,16 +91,22 @@ describe.each<Backend>(['postgres', 'pglite'])('audit log on %s', (backend) => {
     const intact = await verifyAuditChain(server.db);
     expect(intact.ok).toBe(true);
     expect(intact.checked).toBeGreaterThan(5);
-    await expect(server.db.query(`UPDATE audit_event SET content = 'x' WHERE chain_pos = 2`)).rejects.toThrow(/append-only/);
-    await expect(server.db.query('DELETE FROM audit_event WHERE chain_pos = 3')).rejects.toThrow(/append-only/);
-    // Someone with the power to switch the guard off changes one event and removes another: the chain shows both.
-    await server.db.exec('ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only');
-    await server.db.query(`UPDATE audit_event SET content = replace(content, '"outcome":"0"', '"outcome":"4"') WHERE chain_pos = 2`);
-    await server.db.query('DELETE FROM audit_event WHERE chain_pos = 4');
-    await server.db.exec('ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only');
+    const at = (pos: number) => `(SELECT seq FROM audit_chain WHERE chain_pos = ${pos})`;
+    await expect(server.db.query(`UPDATE audit_event SET content = 'x' WHERE seq = ${at(2)}`)).rejects.toThrow(/append-only/);
+    await expect(server.db.query(`DELETE FROM audit_event WHERE seq = ${at(3)}`)).rejects.toThrow(/append-only/);
+    await expect(server.db.query('DELETE FROM audit_chain WHERE chain_pos = 3')).rejects.toThrow(/append-only/);
+    await expect(server.db.query('TRUNCATE audit_event CASCADE')).rejects.toThrow(/append-only/);
+    // Someone with the power to switch the guards off changes an event, removes another and a link: the chain shows it.
+    await server.db.exec('ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only; ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_append_only');
+    await server.db.query(`UPDATE audit_event SET content = replace(content, '"outcome":"0"', '"outcome":"4"') WHERE seq = ${at(2)}`);
+    await server.db.query(`DELETE FROM audit_event WHERE seq = ${at(4)}`);
+    await server.db.query('DELETE FROM audit_chain WHERE chain_pos = 5');
+    await server.db.exec('ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only; ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_append_only');
     const broken = await verifyAuditChain(server.db);
     expect(broken.ok).toBe(false);
-    expect(broken.problems.join('\n')).toMatch(/event 2 .* changed after it was sealed/);
-    expect(broken.problems.join('\n')).toMatch(/events 4 to 4 of the chain are missing/);
+    const report = broken.problems.join('\n');
+    expect(report).toMatch(/event 2 .* changed after it was sealed/);
+    expect(report).toMatch(/event 4 of the chain was removed/);
+    expect(report).toMatch(/events 5 to 5 of the chain are missing/);
   });
 });
