@@ -111,6 +111,10 @@ export class ClientStore {
 
   /** The client, from a cache of a few seconds (tokens are checked on every request, clients rarely change). */
   async get(clientId: string, fresh = false): Promise<Client | undefined> {
+    if (clientId.length === 0 || clientId.length > 200 || /[\u0000-\u001f]/.test(clientId)) {
+      // No registered client has such an id (and PostgreSQL refuses NUL in text): no need to ask.
+      return undefined;
+    }
     const cached = this.cache.get(clientId);
     if (!fresh && cached && cached.until > Date.now()) {
       return cached.client;
@@ -215,8 +219,8 @@ function optionalString(value: unknown, name: string, max = 200): string | undef
   if (value === undefined || value === null) {
     return undefined;
   }
-  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
-    throw new RegistrationError('invalid_client_metadata', `${name} must be a string of 1 to ${max} characters`);
+  if (typeof value !== 'string' || value.length === 0 || value.length > max || /[\u0000-\u001f]/.test(value)) {
+    throw new RegistrationError('invalid_client_metadata', `${name} must be a string of 1 to ${max} characters, without control characters`);
   }
   return value;
 }

@@ -5,7 +5,7 @@
  * `checkChange` and `stamp` on every write, whatever path it came by (plain, conditional, bundle, patch).
  */
 import type { Resource } from '@medplum/fhirtypes';
-import type { SqlParams } from '../db';
+import { SqlParams, type Queryable } from '../db';
 
 export interface RepositoryAccess {
   /** An SQL condition on the `resource` row called `alias` that holds for the rows the caller may see. */
@@ -16,4 +16,14 @@ export interface RepositoryAccess {
   stamp?(resource: Resource): Resource;
   /** Whether history across resources (type or system `_history`) may be read; it is not filtered row by row. */
   mayReadAllHistory?: boolean;
+}
+
+/** Whether the caller may see the resource (its read filter holds for the current row). */
+export async function isVisible(q: Queryable, access: RepositoryAccess, resourceType: string, id: string): Promise<boolean> {
+  if (!access.readFilter) {
+    return true;
+  }
+  const params = new SqlParams();
+  const sql = `SELECT 1 FROM resource r WHERE r.res_type = ${params.add(resourceType)} AND r.id = ${params.add(id)} AND ${access.readFilter('r', params)}`;
+  return (await q.query(sql, params.values, { prepare: true })).length > 0;
 }

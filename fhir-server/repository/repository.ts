@@ -6,10 +6,9 @@ import type { SearchRequest } from '@medplum/core';
 import type { Resource } from '@medplum/fhirtypes';
 import type { Database, Queryable } from '../db';
 import { isRetryableConflict } from '../db';
-import { SqlParams } from '../db';
 import { forbidden, gone, notFound } from '../errors';
 import type { ResourceChangeEvent } from '../events';
-import type { RepositoryAccess } from './access';
+import { isVisible, type RepositoryAccess } from './access';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
 import { compartmentPage, countMatches, searchPage, type CompartmentQuery, type SearchPage, type SearchScope } from './search-sql';
@@ -46,13 +45,7 @@ export class FhirRepository {
    * a patient's consent hides even the existence of what it denies.
    */
   private async assertVisible(resourceType: string, id: string, q: Queryable): Promise<void> {
-    if (!this.access?.readFilter) {
-      return;
-    }
-    const params = new SqlParams();
-    const sql = `SELECT 1 FROM resource r WHERE r.res_type = ${params.add(resourceType)} AND r.id = ${params.add(id)} AND ${this.access.readFilter('r', params)}`;
-    const rows = await q.query(sql, params.values, { prepare: true });
-    if (rows.length === 0) {
+    if (this.access && !(await isVisible(q, this.access, resourceType, id))) {
       throw notFound(`${resourceType}/${id} is not known, or not visible to this client`);
     }
   }

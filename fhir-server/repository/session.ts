@@ -10,7 +10,7 @@ import { badRequest, conflict, gone, notFound, preconditionFailed, unprocessable
 import { addChangeEvents, type ResourceChangeEvent } from '../events';
 import { addIndexWrites, compartmentsOf, extractIndexRows, parseSearch, queryRecord, type IndexRows } from '../search';
 import { validateResourceForWrite } from '../validation';
-import type { RepositoryAccess } from './access';
+import { isVisible, type RepositoryAccess } from './access';
 import { applyResourcePatch, type ResourcePatch } from './patch';
 import { localReferencesOf, type ResourceKey } from './references';
 import { findResourceIds } from './search-sql';
@@ -148,6 +148,10 @@ export class WriteSession {
       throw preconditionFailed(`If-None-Exist "${query}" matched ${ids.length} ${input.resourceType} resources`);
     }
     if (ids.length === 1) {
+      // The existing resource is returned: only if the caller may see it (patient consent, care relationship).
+      if (this.access && !(await isVisible(this.tx, this.access, input.resourceType, ids[0]))) {
+        throw preconditionFailed(`If-None-Exist "${query}" matched a ${input.resourceType} that this client may not see`);
+      }
       return { resource: await this.readExisting(input.resourceType, ids[0]), created: false };
     }
     // A conditional create gets a server-assigned id (or the one a transaction assigned), as a plain create does.

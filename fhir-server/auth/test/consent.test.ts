@@ -57,7 +57,7 @@ describe.each<Backend>(['postgres', 'pglite'])('patient consent on %s', (backend
     tokens.d = (await server.tokenFor({ role: 'facility-system', organization: 'Organization/hosp-d' })).token;
     tokens.supervisor = (await server.tokenFor({ role: 'supervisor', organization: 'Organization/bureau' })).token;
     tokens.admin = server.adminToken;
-    const patient = await as('a').post('/fhir/Patient', { resourceType: 'Patient', name: [{ family: 'Private' }] });
+    const patient = await as('a').post('/fhir/Patient', { resourceType: 'Patient', name: [{ family: 'Private' }], identifier: [{ system: 'urn:test:id', value: 'P-1' }] });
     patientRef = `Patient/${patient.body.id}`;
     const obs = (extra: object) => ({ resourceType: 'Observation', status: 'final', code: { text: 'lab' }, subject: { reference: patientRef }, ...extra });
     plainObs = `Observation/${(await as('a').post('/fhir/Observation', obs({}))).body.id}`;
@@ -82,6 +82,11 @@ describe.each<Backend>(['postgres', 'pglite'])('patient consent on %s', (backend
     expect((await as('b').get(`/fhir/Observation?subject=${patientRef}&_summary=count`)).body.total).toBe(0);
     expect((await as("b").get(`/fhir/${patientRef}/Observation`)).body.entry ?? []).toEqual([]);
     expect((await as('b').get(`/fhir/${patientRef}/$everything`)).status).toBe(404);
+    // A conditional create does not hand over the hidden patient either.
+    const conditional = await request(server.rawApp).post('/fhir/Patient').set('Authorization', `Bearer ${tokens.b}`).set('Content-Type', FHIR_JSON)
+      .set('If-None-Exist', 'identifier=urn:test:id|P-1').send({ resourceType: 'Patient' });
+    expect(conditional.status).toBe(412);
+    expect(JSON.stringify(conditional.body)).not.toContain('Private');
     // Its own Encounter stays visible to it, but an _include does not bring the patient along.
     const included = await as('b').get(`/fhir/Encounter?_id=${encounterOfB.split('/')[1]}&_include=Encounter:subject`);
     expect(ids(included.body)).toEqual([encounterOfB]);
