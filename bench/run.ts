@@ -11,7 +11,8 @@ import path from 'node:path';
 import { startPlatform } from './platform';
 import { machineDescription, writeSection } from './report';
 
-const HARNESS_DIR = path.resolve(__dirname, '../../../shared/bench');
+/** The shared harness; BENCH_HARNESS_DIR points at a copy where ../shared/bench is read-only without its node_modules. */
+const HARNESS_DIR = process.env.BENCH_HARNESS_DIR ?? path.resolve(__dirname, '../../../shared/bench');
 const DEFAULT_ARGS = ['--patients', '200', '--concurrency', '8', '--duration', '15'];
 
 function withDefaults(args: string[]): string[] {
