@@ -19,6 +19,8 @@ export interface PlatformConfig {
   /** HTTP worker processes (PostgreSQL only; embedded PGlite always runs in one process). */
   workers: number;
   dataDir: string;
+  /** Where worker processes journal AuditEvents before answering (default DATA_DIR/audit-journal). */
+  auditJournalDir: string;
   redisUrl: string;
   /** Key prefix for BullMQ/ioredis so several platforms can share one Redis. */
   redisPrefix: string;
@@ -104,6 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     databasePoolSize: intFromEnv(env, 'DATABASE_POOL_SIZE', 10),
     workers: intFromEnv(env, 'HUIMIN_WORKERS', os.availableParallelism()),
     dataDir: path.resolve(env.DATA_DIR || './data'),
+    auditJournalDir: path.resolve(env.AUDIT_JOURNAL_DIR || path.join(env.DATA_DIR || './data', 'audit-journal')),
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
     redisPrefix: env.REDIS_PREFIX || 'huimin',
     logLevel: env.LOG_LEVEL || 'info',

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig, type PlatformConfig } from './config';
-import { ClientStore, createFhirServer, loadOrCreateSigningKey, migrate, openDatabase, securityMigrations } from './fhir-server';
+import { ClientStore, createFhirServer, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -20,6 +20,11 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
   const admin = await new ClientStore(db).ensureAdmin(config.adminClient);
+  // AuditEvents journaled by processes of an earlier run that died before moving them to the database.
+  const recovered = await recoverJournals(db, config.auditJournalDir, { all: true });
+  if (recovered > 0) {
+    logger.warn({ recovered }, `moved ${recovered} audit events left in journals by an earlier run into the audit log`);
+  }
   if (admin.secret) {
     printGeneratedAdmin(config, admin.clientId, admin.secret);
   }
@@ -88,7 +93,7 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
 
 /** Runs the API and the event relay in this process until a signal stops it. */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
-  const server = createFhirServer({ ...config, db, logger, security: config.security });
+  const server = createFhirServer({ ...config, db, logger, security: config.security, auditJournalDir: config.auditJournalDir });
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);

@@ -2,6 +2,8 @@
  * The FHIR store's public face. Other modules use `FhirRepository` (reads, search, transactional writes) and
  * the resource-change events on the BullMQ queue; none of them touch the store's tables.
  */
+import os from 'node:os';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
 import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
@@ -43,7 +45,7 @@ export {
   type Client,
   type Role,
 } from './auth';
-export { AuditLog, verifyAuditChain, type ChainReport } from './audit';
+export { AuditLog, verifyAuditChain, recoverJournals, type ChainReport } from './audit';
 
 /** Security settings (see README, Configuration). */
 export interface SecuritySettings {
@@ -80,6 +82,11 @@ export interface FhirServerOptions {
   operations?: readonly FhirOperation[];
   /** Token lifetime, CORS, rate limits; security itself is always on (the database needs securityMigrations). */
   security?: Partial<SecuritySettings>;
+  /**
+   * Where each process journals its AuditEvents before answering (see audit/journal.ts); the platform uses
+   * DATA_DIR/audit-journal. It must survive a restart, so the default under the temporary directory suits tests only.
+   */
+  auditJournalDir?: string;
 }
 
 export interface FhirServer {
@@ -110,7 +117,10 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxPageSize: options.maxPageSize,
     operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
   };
-  const audit = new AuditLog(options.db, { onError: (err, what) => options.logger.error({ err }, what) });
+  const audit = new AuditLog(options.db, {
+    journalDir: options.auditJournalDir ?? path.join(os.tmpdir(), 'huimin-audit-journal'),
+    onError: (err, what) => options.logger.error({ err }, what),
+  });
   const security = new PlatformSecurity({
     ...DEFAULT_SECURITY,
     ...options.security,

@@ -7,6 +7,9 @@
  * given role, organisation and scopes, registered in the database, and a token issued to it).
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { createFhirServer, securityMigrations, type Client, type Database, type FhirServer, type FhirServerOptions, type Role } from '../fhir-server';
 import type { HttpHandler } from '../fhir-server/http/app';
@@ -40,7 +43,9 @@ export async function createTestServer(
   overrides: Partial<Omit<FhirServerOptions, 'db' | 'logger'>> = {},
 ): Promise<TestServer> {
   const db = await createTestDatabase(backend, securityMigrations);
+  const auditJournalDir = mkdtempSync(path.join(os.tmpdir(), 'huimin-test-audit-'));
   const server = createFhirServer({
+    auditJournalDir,
     db,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     publicBaseUrl: TEST_PUBLIC_URL,
@@ -91,6 +96,7 @@ export async function createTestServer(
     close: async () => {
       await server.stop();
       await db.close();
+      rmSync(auditJournalDir, { recursive: true, force: true });
     },
   };
 }

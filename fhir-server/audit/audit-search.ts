@@ -56,6 +56,11 @@ function dateCondition(value: string, params: SqlParams): string {
   }
 }
 
+/** Any of the keys (the parameter's comma-separated values are alternatives), through the GIN index. */
+function anyKey(params: SqlParams, keys: string[]): string {
+  return `a.keys && ${params.add(keys)}::text[]`;
+}
+
 function conditions(query: URLSearchParams, params: SqlParams): string[] {
   const where: string[] = [];
   for (const [rawName, value] of query) {
@@ -66,28 +71,28 @@ function conditions(query: URLSearchParams, params: SqlParams): string[] {
     const values = value.split(',');
     switch (name) {
       case 'entity':
-        where.push(`a.entity_refs && ${params.add(values.map((v) => reference(v, 'entity')))}::text[]`);
+        where.push(anyKey(params, values.map((v) => `entity:${reference(v, 'entity')}`)));
         break;
       case 'patient':
-        where.push(`a.entity_refs && ${params.add(values.map((v) => reference(v, 'patient', 'Patient')))}::text[]`);
+        where.push(anyKey(params, values.map((v) => `entity:${reference(v, 'patient', 'Patient')}`)));
         break;
       case 'agent':
-        where.push(`a.agent_refs && ${params.add(values)}::text[]`);
+        where.push(anyKey(params, values.map((v) => `agent:${v}`)));
         break;
       case 'date':
         where.push(dateCondition(value, params));
         break;
       case 'outcome':
-        where.push(`a.outcome = ANY(${params.add(values)}::text[])`);
+        where.push(anyKey(params, values.map((v) => `outcome:${v}`)));
         break;
       case 'action':
-        where.push(`a.action = ANY(${params.add(values)}::text[])`);
+        where.push(anyKey(params, values.map((v) => `action:${v}`)));
         break;
       case '_id':
-        where.push(`a.id = ANY(${params.add(values)}::text[])`);
+        where.push(anyKey(params, values.map((v) => `id:${v}`)));
         break;
       case '_tag':
-        where.push(`a.flags && ${params.add(values.map((v) => (v.startsWith(`${AUDIT_FLAG_SYSTEM}|`) ? v.slice(AUDIT_FLAG_SYSTEM.length + 1) : v)))}::text[]`);
+        where.push(anyKey(params, values.map((v) => `flag:${v.startsWith(`${AUDIT_FLAG_SYSTEM}|`) ? v.slice(AUDIT_FLAG_SYSTEM.length + 1) : v}`)));
         break;
       case '_sort':
         if (value !== '-date') {
@@ -105,7 +110,7 @@ export async function searchAuditEvents(q: Queryable, ctx: RouteContext, request
   const where = conditions(request.query, params);
   const rows = await q.query<{ id: string; content: string }>(
     `SELECT a.id, a.content FROM audit_event a ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY a.recorded DESC, a.seq DESC LIMIT ${params.add(count + 1)} OFFSET ${params.add(offset)}`,
+     ORDER BY a.seq DESC LIMIT ${params.add(count + 1)} OFFSET ${params.add(offset)}`,
     params.values,
   );
   const hasMore = rows.length > count;
@@ -117,7 +122,7 @@ export async function searchAuditEvents(q: Queryable, ctx: RouteContext, request
 }
 
 export async function readAuditEvent(q: Queryable, id: string): Promise<FhirResponse> {
-  const rows = await q.query<{ content: string }>('SELECT content FROM audit_event WHERE id = $1', [id]);
+  const rows = await q.query<{ content: string }>('SELECT content FROM audit_event WHERE keys @> ARRAY[$1::text]', [`id:${id}`]);
   if (rows.length === 0) {
     throw notFound(`AuditEvent/${id} is not known`);
   }

@@ -237,6 +237,8 @@ export class PlatformSecurity implements HttpSecurity {
   }
 
   private async readAudit(ctx: RouteContext, request: FhirRequest, interaction: Interaction): Promise<FhirResponse> {
+    // What this process recorded a moment ago is in the answer (events of other processes follow within milliseconds).
+    await this.options.audit.flushed();
     if (interaction.name === 'read' && interaction.id) {
       return readAuditEvent(this.options.db, interaction.id);
     }
@@ -283,12 +285,12 @@ export class PlatformSecurity implements HttpSecurity {
       requestId,
       serverUrl: this.baseUrl,
     });
-    await this.options.audit.append(record);
+    this.options.audit.append(record);
   }
 
   /** Audits a call to the OAuth endpoints (token requests, registration). */
   async recordAuthEvent(agent: AuditAgent, interaction: string, status: number, description: string | undefined, entities: string[] = []): Promise<void> {
-    await this.options.audit.append(
+    this.options.audit.append(
       buildAuditEvent({ agent, interaction, action: 'E', status, description, entities, purposeOfUse: 'HSYSADMIN', serverUrl: this.baseUrl }),
     );
   }

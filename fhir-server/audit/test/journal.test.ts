@@ -1,0 +1,60 @@
+/**
+ * The audit journal: an event is on disk before the request is answered, and the journal of a process that died
+ * before moving its events to the database is recovered by the next start, without recording anything twice.
+ */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildAuditEvent } from '../audit-event';
+import { AuditLog } from '../audit-log';
+import { recoverJournals } from '../journal';
+import { verifyAuditChain } from '../hash-chain';
+import { securityMigrations } from '../../auth/migrations';
+import type { Database } from '../../db';
+import { createTestDatabase } from '../../../test/databases';
+
+const event = (n: number) =>
+  buildAuditEvent({ agent: { clientId: `c${n}` }, interaction: 'read', action: 'R', status: 200, entities: [`Patient/p${n}`], serverUrl: 'http://x/fhir' });
+
+describe('audit journal', () => {
+  let db: Database;
+  let dir: string;
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres', securityMigrations);
+    dir = mkdtempSync(path.join(os.tmpdir(), 'huimin-journal-test-'));
+  });
+  afterAll(async () => {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('journals each event at once and removes the journal once everything is in the database', async () => {
+    const log = new AuditLog(db, { journalDir: dir });
+    log.append(event(1));
+    expect(readdirSync(dir)).toHaveLength(1);
+    log.append(event(2));
+    await log.flushed();
+    await log.stop();
+    expect(readdirSync(dir)).toEqual([]);
+    const rows = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_event WHERE keys && ARRAY['entity:Patient/p1', 'entity:Patient/p2']`);
+    expect(rows[0].n).toBe(2);
+  });
+
+  it("recovers a dead process's journal, skipping events already recorded and a half-written last line", async () => {
+    const shipped = event(3);
+    const lost = event(4);
+    const log = new AuditLog(db, { journalDir: dir });
+    log.append(shipped);
+    await log.stop();
+    // A process (pid 999999, long gone) journaled two events, shipped one, and died while writing a third.
+    writeFileSync(path.join(dir, 'audit-999999-1.jsonl'), `${JSON.stringify(shipped)}\n${JSON.stringify(lost)}\n{"id":"half`);
+    expect(await recoverJournals(db, dir)).toBe(2);
+    expect(readdirSync(dir)).toEqual([]);
+    const rows = await db.query<{ id: string }>(`SELECT id FROM audit_event WHERE keys && ARRAY['entity:Patient/p3', 'entity:Patient/p4']`);
+    expect(rows.map((r) => r.id).sort()).toEqual([shipped.id, lost.id].sort());
+    const sealer = new AuditLog(db, { journalDir: dir });
+    expect(await sealer.seal()).toBe(4);
+    expect((await verifyAuditChain(db)).ok).toBe(true);
+    await sealer.stop();
+  });
+});
