@@ -1,22 +1,14 @@
 /**
- * AuditEvent resources in the style of IHE Basic Audit Log Patterns (BALP): one per request, naming who (client,
- * its organisation, the practitioner behind a clinician's call), what (interaction, resources, the query), when,
- * from where, why (purpose of use) and the outcome.
+ * AuditEvents in the style of IHE Basic Audit Log Patterns (BALP): one per request, naming who (client, its
+ * organisation, the practitioner behind a clinician's call), what (interaction, resources, the query), when, from
+ * where, why (purpose of use) and the outcome.
+ *
+ * What is stored (and hashed into the chain) is the event's facts as compact JSON, built in a few microseconds on
+ * every request; the AuditEvent resource is rendered from them when someone reads the log. The rendering is a pure
+ * function of the facts, so the chain covers everything the resource says.
  */
 import { randomUUID } from 'node:crypto';
-import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from '@medplum/fhirtypes';
-
-/** The audit-log row that goes with the resource: the columns that AuditEvent searches use. */
-export interface AuditRecord {
-  id: string;
-  recorded: string;
-  entityRefs: string[];
-  agentRefs: string[];
-  action: string;
-  outcome: string;
-  flags: string[];
-  content: string;
-}
+import type { AuditEvent, AuditEventAgent, AuditEventEntity } from '@medplum/fhirtypes';
 
 /** Who called, as far as it is known (an unauthenticated attempt knows only the network address). */
 export interface AuditAgent {
@@ -30,7 +22,7 @@ export interface AuditAgent {
 
 export interface AuditFacts {
   agent: AuditAgent;
-  /** read, vread, search-type, history-instance, create, update, patch, delete, operation, batch, transaction, capabilities, login, register … */
+  /** read, vread, search-type, history-instance, create, update, patch, delete, operation:$x, batch, transaction, token, register … */
   interaction: string;
   /** C, R, U, D or E (FHIR audit-event-action). */
   action: 'C' | 'R' | 'U' | 'D' | 'E';
@@ -41,31 +33,67 @@ export interface AuditFacts {
   entities: string[];
   /** The query of a search or operation, as sent. */
   query?: string;
-  /** v3 ActReason code: TREAT for ordinary use, BTG for break-the-glass. */
+  /** v3 ActReason code: TREAT, HOPERAT, HSYSADMIN, or BTG for break-the-glass. */
   purposeOfUse?: string;
   breakGlassReason?: string;
   requestId?: string;
-  /** The server's base URL, naming the destination. */
-  serverUrl: string;
+}
+
+/** The stored form: the facts with an id and the time. */
+export interface StoredAuditFacts extends AuditFacts {
+  id: string;
+  recorded: string;
+}
+
+/** An event ready for the log: its stored JSON and the keys AuditEvent searches use (see audit_event). */
+export interface AuditRecord {
+  id: string;
+  recorded: string;
+  keys: string[];
+  content: string;
 }
 
 export const AUDIT_FLAG_SYSTEM = 'https://huimin.health/fhir/CodeSystem/audit-flag';
 export const BREAK_GLASS_FLAG = 'break-the-glass';
 const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
+const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
+const ENTITY_TYPE = { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2', display: 'System Object' };
 
 function outcomeCode(status: number): '0' | '4' | '8' {
   return status < 400 ? '0' : status < 500 ? '4' : '8';
 }
 
-function patientsOf(entities: string[]): string[] {
-  return entities.filter((e) => e.startsWith('Patient/'));
+/** The search keys of an event; control characters are replaced (they separate keys in the insert). */
+function keysOf(f: StoredAuditFacts): string[] {
+  const agents = [f.agent.clientId, f.agent.organization, f.agent.practitioner].filter((x): x is string => !!x);
+  return [
+    `id:${f.id}`,
+    `outcome:${outcomeCode(f.status)}`,
+    `action:${f.action}`,
+    ...f.entities.map((e) => `entity:${e}`),
+    ...agents.map((a) => `agent:${a}`),
+    ...(f.breakGlassReason ? [`flag:${BREAK_GLASS_FLAG}`] : []),
+  ].map((k) => k.replace(/[\u0000-\u001f]/g, '?'));
 }
 
-export function buildAuditEvent(facts: AuditFacts): AuditRecord {
-  const id = randomUUID();
-  const recorded = new Date().toISOString();
-  const { agent } = facts;
-  const flags = facts.breakGlassReason ? [BREAK_GLASS_FLAG] : [];
+export function auditRecord(facts: AuditFacts): AuditRecord {
+  const stored: StoredAuditFacts = { id: randomUUID(), recorded: new Date().toISOString(), ...facts, entities: facts.entities.slice(0, 100) };
+  return { id: stored.id, recorded: stored.recorded, keys: keysOf(stored), content: JSON.stringify(stored) };
+}
+
+/** The record of stored facts (for a journal being recovered). */
+export function auditRecordOf(content: string): AuditRecord {
+  const stored = JSON.parse(content) as StoredAuditFacts;
+  if (typeof stored.id !== 'string' || typeof stored.recorded !== 'string' || !Array.isArray(stored.entities)) {
+    throw new Error('not an audit record');
+  }
+  return { id: stored.id, recorded: stored.recorded, keys: keysOf(stored), content };
+}
+
+/** The AuditEvent resource that stored facts describe. */
+export function renderAuditEvent(content: string, serverUrl: string): AuditEvent {
+  const f = JSON.parse(content) as StoredAuditFacts;
+  const { agent } = f;
   const agents: AuditEventAgent[] = [
     {
       type: { coding: [{ system: DCM, code: '110153', display: 'Source Role ID' }] },
@@ -81,61 +109,47 @@ export function buildAuditEvent(facts: AuditFacts): AuditRecord {
     agents.push({ type: { text: 'owning organization of the client' }, who: { reference: agent.organization }, requestor: false });
   }
   if (agent.practitioner) {
-    agents.push({ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'humanuser', display: 'human user' }] }, who: { reference: agent.practitioner }, requestor: true });
+    agents.push({
+      type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'humanuser', display: 'human user' }] },
+      who: { reference: agent.practitioner },
+      requestor: true,
+    });
   }
   agents.push({
     type: { coding: [{ system: DCM, code: '110152', display: 'Destination Role ID' }] },
     who: { display: 'Huimin FHIR server' },
     requestor: false,
-    network: { address: facts.serverUrl, type: '5' },
+    network: { address: serverUrl, type: '5' },
   });
-  const entities: AuditEventEntity[] = facts.entities.map((ref) => ({
+  const entities: AuditEventEntity[] = f.entities.map((ref) => ({
     what: { reference: ref },
-    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2', display: 'System Object' },
-    role: ref.startsWith('Patient/')
-      ? { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' }
-      : { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '4', display: 'Domain Resource' },
+    type: ENTITY_TYPE,
+    role: ref.startsWith('Patient/') ? { system: OBJECT_ROLE, code: '1', display: 'Patient' } : { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
   }));
-  if (facts.query) {
-    entities.push({
-      type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2', display: 'System Object' },
-      role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '24', display: 'Query' },
-      query: Buffer.from(facts.query.slice(0, 4000), 'utf8').toString('base64'),
-    });
+  if (f.query) {
+    entities.push({ type: ENTITY_TYPE, role: { system: OBJECT_ROLE, code: '24', display: 'Query' }, query: Buffer.from(f.query.slice(0, 4000), 'utf8').toString('base64') });
   }
-  const purpose: Coding = { system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: facts.purposeOfUse ?? 'HOPERAT' };
-  const description = [facts.description, facts.breakGlassReason ? `break-the-glass: ${facts.breakGlassReason}` : undefined].filter(Boolean).join('; ');
-  const event: AuditEvent = {
+  const description = [f.description, f.breakGlassReason ? `break-the-glass: ${f.breakGlassReason}` : undefined].filter(Boolean).join('; ');
+  return {
     resourceType: 'AuditEvent',
-    id,
+    id: f.id,
     meta: {
-      lastUpdated: recorded,
-      ...(flags.length ? { tag: flags.map((code) => ({ system: AUDIT_FLAG_SYSTEM, code, display: 'flagged for review' })) } : {}),
+      lastUpdated: f.recorded,
+      ...(f.breakGlassReason ? { tag: [{ system: AUDIT_FLAG_SYSTEM, code: BREAK_GLASS_FLAG, display: 'flagged for review' }] } : {}),
     },
     type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest', display: 'RESTful Operation' },
-    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: facts.interaction }],
-    action: facts.action,
-    recorded,
-    outcome: outcomeCode(facts.status),
+    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: f.interaction }],
+    action: f.action,
+    recorded: f.recorded,
+    outcome: outcomeCode(f.status),
     ...(description ? { outcomeDesc: description.slice(0, 1000) } : {}),
-    purposeOfEvent: [{ coding: [purpose] }],
+    purposeOfEvent: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: f.purposeOfUse ?? 'HOPERAT' }] }],
     agent: agents,
     source: {
       observer: { display: 'Huimin FHIR server' },
       type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
     },
     ...(entities.length ? { entity: entities } : {}),
-    ...(facts.requestId ? { extension: [{ url: 'https://huimin.health/fhir/StructureDefinition/request-id', valueString: facts.requestId }] } : {}),
-  };
-  const agentRefs = [agent.clientId, agent.organization, agent.practitioner].filter((x): x is string => !!x);
-  return {
-    id,
-    recorded,
-    entityRefs: [...new Set([...facts.entities, ...patientsOf(facts.entities)])],
-    agentRefs,
-    action: facts.action,
-    outcome: outcomeCode(facts.status),
-    flags,
-    content: JSON.stringify(event),
+    ...(f.requestId ? { extension: [{ url: 'https://huimin.health/fhir/StructureDefinition/request-id', valueString: f.requestId }] } : {}),
   };
 }

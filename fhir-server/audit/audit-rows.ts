@@ -3,31 +3,19 @@
  * record separator (and an event's search keys with the unit separator) instead of being sent as arrays: `pg`
  * would otherwise scan every AuditEvent's JSON to escape it as an array element, a cost paid on every request.
  * JSON.stringify escapes every control character, so the separators never occur inside the content; keys have
- * theirs replaced.
+ * theirs replaced (audit-event.ts).
  */
 import type { AuditRecord } from './audit-event';
 
 export const RECORD_SEPARATOR = '\u001e';
 export const UNIT_SEPARATOR = '\u001f';
 
-/** The search keys of a record (see the audit_event table). */
-export function auditKeys(r: AuditRecord): string[] {
-  return [
-    `id:${r.id}`,
-    `outcome:${r.outcome}`,
-    `action:${r.action}`,
-    ...r.entityRefs.map((e) => `entity:${e}`),
-    ...r.agentRefs.map((a) => `agent:${a}`),
-    ...r.flags.map((f) => `flag:${f}`),
-  ].map((k) => k.replace(/[\u0000-\u001f]/g, '?'));
-}
-
 /** [ids, recorded instants, keys, contents], each joined with RECORD_SEPARATOR. */
 export function auditRows(records: AuditRecord[]): [string, string, string, string] {
   return [
     records.map((r) => r.id).join(RECORD_SEPARATOR),
     records.map((r) => r.recorded).join(RECORD_SEPARATOR),
-    records.map((r) => auditKeys(r).join(UNIT_SEPARATOR)).join(RECORD_SEPARATOR),
+    records.map((r) => r.keys.join(UNIT_SEPARATOR)).join(RECORD_SEPARATOR),
     records.map((r) => r.content).join(RECORD_SEPARATOR),
   ];
 }

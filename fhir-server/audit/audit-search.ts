@@ -8,7 +8,7 @@ import { badRequest, notFound } from '../errors';
 import { pageLinks, searchsetBundle } from '../rest/bundles';
 import { pageOf } from '../rest/paging';
 import { RawJson, type FhirRequest, type FhirResponse, type RouteContext } from '../rest/types';
-import { AUDIT_FLAG_SYSTEM } from './audit-event';
+import { AUDIT_FLAG_SYSTEM, renderAuditEvent } from './audit-event';
 
 const REF = /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/;
 const DATE = /^(eq|ge|gt|le|lt)?(\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?)$/;
@@ -117,14 +117,14 @@ export async function searchAuditEvents(q: Queryable, ctx: RouteContext, request
   const page = rows.slice(0, count);
   const selfUrl = new URL(`${ctx.baseUrl}/AuditEvent?${request.query}`);
   const total = offset === 0 && !hasMore ? page.length : undefined;
-  const entries = page.map((r) => ({ fullUrl: `${ctx.baseUrl}/AuditEvent/${r.id}`, json: r.content, mode: 'match' as const }));
+  const entries = page.map((r) => ({ fullUrl: `${ctx.baseUrl}/AuditEvent/${r.id}`, json: JSON.stringify(renderAuditEvent(r.content, ctx.baseUrl)), mode: 'match' as const }));
   return { status: 200, body: searchsetBundle(entries, pageLinks({ selfUrl, offset, count, hasMore }), total) };
 }
 
-export async function readAuditEvent(q: Queryable, id: string): Promise<FhirResponse> {
+export async function readAuditEvent(q: Queryable, ctx: RouteContext, id: string): Promise<FhirResponse> {
   const rows = await q.query<{ content: string }>('SELECT content FROM audit_event WHERE keys @> ARRAY[$1::text]', [`id:${id}`]);
   if (rows.length === 0) {
     throw notFound(`AuditEvent/${id} is not known`);
   }
-  return { status: 200, body: new RawJson(rows[0].content) };
+  return { status: 200, body: new RawJson(JSON.stringify(renderAuditEvent(rows[0].content, ctx.baseUrl))) };
 }

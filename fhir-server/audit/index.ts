@@ -3,6 +3,6 @@
  * docs/architecture.md, "Security".
  */
 export { AuditLog, insertAuditRecords, type AuditLogOptions } from './audit-log';
-export { buildAuditEvent, AUDIT_FLAG_SYSTEM, BREAK_GLASS_FLAG, type AuditRecord, type AuditFacts, type AuditAgent } from './audit-event';
+export { auditRecord, renderAuditEvent, AUDIT_FLAG_SYSTEM, BREAK_GLASS_FLAG, type AuditRecord, type AuditFacts, type AuditAgent } from './audit-event';
 export { verifyAuditChain, chainHash, GENESIS_HASH, type ChainReport } from './hash-chain';
 export { AuditJournal, recoverJournals } from './journal';

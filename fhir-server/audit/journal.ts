@@ -12,7 +12,7 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Database } from '../db';
-import type { AuditRecord } from './audit-event';
+import { auditRecordOf, type AuditRecord } from './audit-event';
 import { AUDIT_ROWS_SQL, auditRows } from './audit-rows';
 
 const ROTATE_RECORDS = 20_000;
@@ -45,7 +45,8 @@ export class AuditJournal {
       file = { path: filePath, fd: openSync(filePath, 'a', 0o600), opened, written: 0, shipped: 0, closed: false };
       this.current = file;
     }
-    writeSync(file.fd, `${JSON.stringify(record)}\n`);
+    // The stored facts are one line of JSON already: the line is written as it is.
+    writeSync(file.fd, `${record.content}\n`);
     file.written++;
     return file;
   }
@@ -115,7 +116,7 @@ export async function recoverJournals(db: Database, dir: string, options: { all?
     const records: AuditRecord[] = [];
     for (const line of readFileSync(filePath, 'utf8').split('\n')) {
       try {
-        if (line) records.push(JSON.parse(line) as AuditRecord);
+        if (line) records.push(auditRecordOf(line));
       } catch {
         // The last line of a process killed while writing it: that request was not answered.
       }

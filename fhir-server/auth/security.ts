@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import express from 'express';
 import type { Logger } from 'pino';
-import { buildAuditEvent, type AuditAgent } from '../audit/audit-event';
+import { auditRecord, type AuditAgent } from '../audit/audit-event';
 import { auditEntities } from '../audit/audit-entities';
 import type { AuditLog } from '../audit/audit-log';
 import { readAuditEvent, searchAuditEvents } from '../audit/audit-search';
@@ -240,7 +240,7 @@ export class PlatformSecurity implements HttpSecurity {
     // What this process recorded a moment ago is in the answer (events of other processes follow within milliseconds).
     await this.options.audit.flushed();
     if (interaction.name === 'read' && interaction.id) {
-      return readAuditEvent(this.options.db, interaction.id);
+      return readAuditEvent(this.options.db, ctx, interaction.id);
     }
     if (interaction.name === 'search-type' && request.path.split('/').filter(Boolean)[0] === 'AuditEvent') {
       return searchAuditEvents(this.options.db, ctx, request);
@@ -272,7 +272,7 @@ export class PlatformSecurity implements HttpSecurity {
       interaction = { ...interaction, name: (request.body as { type?: string }).type === 'transaction' ? 'transaction' : 'batch' };
     }
     const breakGlass = policy?.breakGlassReason;
-    const record = buildAuditEvent({
+    const record = auditRecord({
       agent,
       interaction: interaction.name === 'operation' ? `operation:$${interaction.operation}` : interaction.name,
       action: ACTIONS[interaction.name] ?? 'E',
@@ -283,7 +283,6 @@ export class PlatformSecurity implements HttpSecurity {
       purposeOfUse: purposeOf(policy?.caller, breakGlass),
       breakGlassReason: breakGlass,
       requestId,
-      serverUrl: this.baseUrl,
     });
     this.options.audit.append(record);
   }
@@ -291,7 +290,7 @@ export class PlatformSecurity implements HttpSecurity {
   /** Audits a call to the OAuth endpoints (token requests, registration). */
   async recordAuthEvent(agent: AuditAgent, interaction: string, status: number, description: string | undefined, entities: string[] = []): Promise<void> {
     this.options.audit.append(
-      buildAuditEvent({ agent, interaction, action: 'E', status, description, entities, purposeOfUse: 'HSYSADMIN', serverUrl: this.baseUrl }),
+      auditRecord({ agent, interaction, action: 'E', status, description, entities, purposeOfUse: 'HSYSADMIN' }),
     );
   }
 }

@@ -5,7 +5,7 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildAuditEvent } from '../audit-event';
+import { auditRecord } from '../audit-event';
 import { AuditLog } from '../audit-log';
 import { recoverJournals } from '../journal';
 import { verifyAuditChain } from '../hash-chain';
@@ -14,7 +14,7 @@ import type { Database } from '../../db';
 import { createTestDatabase } from '../../../test/databases';
 
 const event = (n: number) =>
-  buildAuditEvent({ agent: { clientId: `c${n}` }, interaction: 'read', action: 'R', status: 200, entities: [`Patient/p${n}`], serverUrl: 'http://x/fhir' });
+  auditRecord({ agent: { clientId: `c${n}` }, interaction: 'read', action: 'R', status: 200, entities: [`Patient/p${n}`] });
 
 describe('audit journal', () => {
   let db: Database;
@@ -47,7 +47,7 @@ describe('audit journal', () => {
     log.append(shipped);
     await log.stop();
     // A process (pid 999999, long gone) journaled two events, shipped one, and died while writing a third.
-    writeFileSync(path.join(dir, 'audit-999999-1.jsonl'), `${JSON.stringify(shipped)}\n${JSON.stringify(lost)}\n{"id":"half`);
+    writeFileSync(path.join(dir, 'audit-999999-1.jsonl'), `${shipped.content}\n${lost.content}\n{"id":"half`);
     expect(await recoverJournals(db, dir)).toBe(2);
     expect(readdirSync(dir)).toEqual([]);
     const rows = await db.query<{ id: string }>(`SELECT id FROM audit_event WHERE keys && ARRAY['entity:Patient/p3', 'entity:Patient/p4']`);
