@@ -21,6 +21,11 @@ import { AuditJournal, recoverJournals, type JournalFile } from './journal';
 const SEAL_LOCK = 7_202_611_252;
 const SEAL_BATCH = 2000;
 const INSERT_BATCH = 1000;
+/**
+ * How long events gather before they are moved to the database. The journal already keeps them, so there is no
+ * hurry, and one insert of a hundred events costs the database far less than a hundred inserts of one.
+ */
+const FLUSH_DELAY_MS = 50;
 /** Wait before retrying an insert that failed (the database is down, say). */
 const RETRY_MS = 1000;
 
@@ -40,7 +45,8 @@ export interface AuditLogOptions {
 export class AuditLog {
   private pending: Pending[] = [];
   private flushing: Promise<void> | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  /** Set while events gather (FLUSH_DELAY_MS) or wait for a retry after a failed insert. */
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly journal: AuditJournal;
   private sealTimer: NodeJS.Timeout | undefined;
   private sealing: Promise<void> | undefined;
@@ -60,14 +66,31 @@ export class AuditLog {
   append(record: AuditRecord): void {
     const file = this.journal.append(record);
     this.pending.push({ record, file });
-    if (!this.flushing && !this.retryTimer) {
-      // Let the requests finishing in this turn of the event loop join the same insert.
-      this.flushing = new Promise((resolve) => setImmediate(resolve)).then(() => this.flush());
+    if (!this.flushing && !this.flushTimer) {
+      this.flushTimer = setTimeout(() => this.startFlush(), FLUSH_DELAY_MS);
     }
   }
 
-  /** Resolves when every event appended so far is in the database (or the database refused it). */
+  private startFlush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.flushing) {
+      return;
+    }
+    this.flushing = this.flush().finally(() => {
+      this.flushing = undefined;
+      // Events appended while the last insert was finishing get an insert of their own.
+      if (this.pending.length > 0 && !this.flushTimer && !this.stopped) {
+        this.flushTimer = setTimeout(() => this.startFlush(), FLUSH_DELAY_MS);
+      }
+    });
+  }
+
+  /** Moves every event appended so far to the database now, and resolves when it is there (or the insert failed). */
   async flushed(): Promise<void> {
+    if (this.flushTimer && this.pending.length > 0) {
+      this.startFlush();
+    }
     while (this.flushing) {
       await this.flushing;
     }
@@ -86,20 +109,15 @@ export class AuditLog {
     } catch (err) {
       this.options.onError?.(err, `moving ${this.pending.length} audit events to the database (they wait in the journal)`);
       if (!this.stopped) {
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.flushing = this.flush();
-        }, RETRY_MS);
+        this.flushTimer = setTimeout(() => this.startFlush(), RETRY_MS);
       }
-    } finally {
-      this.flushing = undefined;
     }
   }
 
   /** Starts sealing in the background, after moving the journals of processes that died into the database. */
   start(): void {
     recoverJournals(this.db, this.options.journalDir).catch((err: unknown) => this.options.onError?.(err, 'recovering audit journals'));
-    const interval = this.options.sealIntervalMs ?? 250;
+    const interval = this.options.sealIntervalMs ?? 1000;
     const tick = (): void => {
       if (this.stopped) {
         return;
@@ -121,7 +139,7 @@ export class AuditLog {
     clearTimeout(this.sealTimer);
     await this.sealing;
     await this.flushed();
-    clearTimeout(this.retryTimer);
+    clearTimeout(this.flushTimer);
     // What could not be shipped stays in the closed journal file, for the next start to recover.
     this.journal.close();
   }
