@@ -60,11 +60,12 @@ export class AuditLog {
   }
 
   /**
-   * Records the event: in the journal at once (throws if that fails, so that the request is not answered as done),
-   * in the database shortly after.
+   * Records the event: resolves once it is in the journal (rejects if it cannot be written there, so that the
+   * request is not answered as done); it reaches the database shortly after.
    */
-  append(record: AuditRecord): void {
-    const file = this.journal.append(record);
+  async append(record: AuditRecord): Promise<void> {
+    const { file, written } = this.journal.append(record);
+    await written;
     this.pending.push({ record, file });
     if (!this.flushing && !this.flushTimer) {
       this.flushTimer = setTimeout(() => this.startFlush(), FLUSH_DELAY_MS);
@@ -122,7 +123,7 @@ export class AuditLog {
       if (this.stopped) {
         return;
       }
-      this.sealing = this.seal()
+      this.sealing = this.seal(false)
         .then(() => undefined)
         .catch((err) => this.options.onError?.(err, 'sealing the audit chain'))
         .finally(() => {
@@ -144,12 +145,15 @@ export class AuditLog {
     this.journal.close();
   }
 
-  /** Seals what is unsealed (all of it, batch by batch); returns how many events it sealed. */
-  async seal(): Promise<number> {
+  /**
+   * Seals what is unsealed (all of it, batch by batch); returns how many events it sealed. Called directly, it
+   * waits for a sealer running in another process; the background sealer leaves the work to that one instead.
+   */
+  async seal(wait = true): Promise<number> {
     await this.flushed();
     let total = 0;
     for (;;) {
-      const sealed = await sealBatch(this.db);
+      const sealed = await sealBatch(this.db, wait);
       total += sealed;
       if (sealed < SEAL_BATCH) {
         return total;
@@ -179,11 +183,15 @@ export async function insertAuditRecords(db: Database, records: AuditRecord[]): 
  */
 const SEAL_LOOKBACK = 10_000;
 
-async function sealBatch(db: Database): Promise<number> {
+async function sealBatch(db: Database, wait: boolean): Promise<number> {
   return db.transaction(async (tx) => {
-    const [lock] = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [SEAL_LOCK]);
-    if (!lock.ok) {
-      return 0;
+    if (wait) {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [SEAL_LOCK]);
+    } else {
+      const [lock] = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [SEAL_LOCK]);
+      if (!lock.ok) {
+        return 0;
+      }
     }
     // The chain is re-derivable from audit_event, so its own commit need not wait for the disk either.
     await tx.query("SELECT set_config('synchronous_commit', 'off', true)");

@@ -30,24 +30,53 @@ export interface JournalFile {
 
 export class AuditJournal {
   private current: JournalFile | undefined;
+  /** Lines waiting for this turn of the event loop's write, with the requests waiting for it. */
+  private queued: { lines: string[]; waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> } | undefined;
 
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Appends the record; throws when it cannot be written (and then the request must not be answered as done). */
-  append(record: AuditRecord): JournalFile {
+  /**
+   * Appends the record, together with the others of this turn of the event loop (one write system call for all the
+   * requests that finished together); resolves once it is written, rejects when it cannot be (and then the request
+   * must not be answered as done).
+   */
+  append(record: AuditRecord): { file: JournalFile; written: Promise<void> } {
+    const file = this.fileForNext();
+    file.written++;
+    let batch = this.queued;
+    if (!batch) {
+      const queued = { lines: [] as string[], waiters: [] as Array<{ resolve: () => void; reject: (err: unknown) => void }> };
+      this.queued = batch = queued;
+      setImmediate(() => this.writeQueued(file, queued));
+    }
+    // The stored facts are one line of JSON already: the line is written as it is.
+    batch.lines.push(`${record.content}\n`);
+    const written = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    return { file, written };
+  }
+
+  private writeQueued(file: JournalFile, batch: NonNullable<AuditJournal['queued']>): void {
+    this.queued = undefined;
+    try {
+      writeSync(file.fd, batch.lines.join(''));
+      batch.waiters.forEach((w) => w.resolve());
+    } catch (err) {
+      batch.waiters.forEach((w) => w.reject(err));
+    }
+  }
+
+  /** The file the next line goes to: a new one when the current one is full or old (never while a write is queued). */
+  private fileForNext(): JournalFile {
     let file = this.current;
-    if (!file || file.written >= ROTATE_RECORDS || Date.now() - file.opened > ROTATE_MS) {
+    if (!file || (!this.queued && (file.written >= ROTATE_RECORDS || Date.now() - file.opened > ROTATE_MS))) {
       this.close();
       const opened = Date.now();
       const filePath = path.join(this.dir, `audit-${process.pid}-${opened}.jsonl`);
       file = { path: filePath, fd: openSync(filePath, 'a', 0o600), opened, written: 0, shipped: 0, closed: false };
       this.current = file;
     }
-    // The stored facts are one line of JSON already: the line is written as it is.
-    writeSync(file.fd, `${record.content}\n`);
-    file.written++;
     return file;
   }
 

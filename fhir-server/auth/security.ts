@@ -284,12 +284,12 @@ export class PlatformSecurity implements HttpSecurity {
       breakGlassReason: breakGlass,
       requestId,
     });
-    this.options.audit.append(record);
+    await this.options.audit.append(record);
   }
 
   /** Audits a call to the OAuth endpoints (token requests, registration). */
   async recordAuthEvent(agent: AuditAgent, interaction: string, status: number, description: string | undefined, entities: string[] = []): Promise<void> {
-    this.options.audit.append(
+    await this.options.audit.append(
       auditRecord({ agent, interaction, action: 'E', status, description, entities, purposeOfUse: 'HSYSADMIN' }),
     );
   }

@@ -30,9 +30,9 @@ describe('audit journal', () => {
 
   it('journals each event at once and removes the journal once everything is in the database', async () => {
     const log = new AuditLog(db, { journalDir: dir });
-    log.append(event(1));
+    await log.append(event(1));
     expect(readdirSync(dir)).toHaveLength(1);
-    log.append(event(2));
+    await log.append(event(2));
     await log.flushed();
     await log.stop();
     expect(readdirSync(dir)).toEqual([]);
@@ -44,7 +44,7 @@ describe('audit journal', () => {
     const shipped = event(3);
     const lost = event(4);
     const log = new AuditLog(db, { journalDir: dir });
-    log.append(shipped);
+    await log.append(shipped);
     await log.stop();
     // A process (pid 999999, long gone) journaled two events, shipped one, and died while writing a third.
     writeFileSync(path.join(dir, 'audit-999999-1.jsonl'), `${shipped.content}\n${lost.content}\n{"id":"half`);
