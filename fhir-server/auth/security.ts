@@ -224,7 +224,13 @@ export class PlatformSecurity implements HttpSecurity {
       await this.recordFailure(agent, req, 429, err.outcome, requestId);
       throw err;
     }
-    const breakGlass = breakGlassReason(req.headers[BREAK_GLASS_HEADER]);
+    let breakGlass: string | undefined;
+    try {
+      breakGlass = breakGlassReason(req.headers[BREAK_GLASS_HEADER]);
+    } catch (err) {
+      await this.recordFailure(agent, req, 400, (err as FhirError).outcome, requestId);
+      throw err;
+    }
     const policy = new AccessPolicy(caller, {
       breakGlassReason: breakGlass,
       auditReader: (routeCtx, request, interaction) => this.readAudit(routeCtx, request, interaction),

@@ -5,7 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import request from 'supertest';
+import { ClientStore } from '../clients';
 import { loadOrCreateSigningKey } from '../signing-key';
+import { TokenService } from '../tokens';
 import { createTestServer, TEST_PUBLIC_URL, type TestServer } from '../../../test/server';
 
 const FHIR_JSON = 'application/fhir+json';
@@ -210,6 +212,14 @@ describe('SMART backend services authorization', () => {
       const res = await raw()[method === 'GET' ? 'get' : 'delete'](path).set('Authorization', `Bearer ${token}`);
       expect(`${scope} ${method} ${path} ${res.status}`).toBe(`${scope} ${method} ${path} ${status}`);
     }
+  });
+
+  it('shares one signing key between processes: a token from one verifies in another', async () => {
+    const keys = await Promise.all([loadOrCreateSigningKey(server.db), loadOrCreateSigningKey(server.db), loadOrCreateSigningKey(server.db)]);
+    expect(new Set(keys.map((k) => k.kid)).size).toBe(1);
+    // Another worker process: its own client store and token service over the same database.
+    const otherWorker = new TokenService(server.db, new ClientStore(server.db), keys[0], { baseUrl: BASE, tokenUrl: TOKEN_URL, accessTokenLifetimeS: 300 });
+    expect((await otherWorker.verify(server.adminToken)).role).toBe('admin');
   });
 
   it('sets security headers, and CORS headers only for allowed origins', async () => {
