@@ -37,6 +37,11 @@ export interface AuditFacts {
   purposeOfUse?: string;
   breakGlassReason?: string;
   requestId?: string;
+  /**
+   * For the record of a write: the id of the intent recorded before it ran (see AuditLog.intend). An intent has
+   * status 0; it reaches the log only when its request never finished (the process died), as an unknown outcome.
+   */
+  intent?: string;
 }
 
 /** The stored form: the facts with an id and the time. */
@@ -59,8 +64,9 @@ const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
 const ENTITY_TYPE = { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2', display: 'System Object' };
 
+/** 0 success, 4 minor failure (refused, invalid), 8 serious failure (server error, or an intent whose request never finished). */
 function outcomeCode(status: number): '0' | '4' | '8' {
-  return status < 400 ? '0' : status < 500 ? '4' : '8';
+  return status === 0 ? '8' : status < 400 ? '0' : status < 500 ? '4' : '8';
 }
 
 /** The search keys of an event; control characters are replaced (they separate keys in the insert). */
@@ -73,6 +79,7 @@ function keysOf(f: StoredAuditFacts): string[] {
     ...f.entities.map((e) => `entity:${e}`),
     ...agents.map((a) => `agent:${a}`),
     ...(f.breakGlassReason ? [`flag:${BREAK_GLASS_FLAG}`] : []),
+    ...(f.intent ? [`intent:${f.intent}`] : []),
   ].map((k) => k.replace(/[\u0000-\u001f]/g, '?'));
 }
 
@@ -81,13 +88,13 @@ export function auditRecord(facts: AuditFacts): AuditRecord {
   return { id: stored.id, recorded: stored.recorded, keys: keysOf(stored), content: JSON.stringify(stored) };
 }
 
-/** The record of stored facts (for a journal being recovered). */
-export function auditRecordOf(content: string): AuditRecord {
+/** The record of stored facts (for a journal being recovered), and whether it is an intent. */
+export function auditRecordOf(content: string): AuditRecord & { isIntent: boolean } {
   const stored = JSON.parse(content) as StoredAuditFacts;
   if (typeof stored.id !== 'string' || typeof stored.recorded !== 'string' || !Array.isArray(stored.entities)) {
     throw new Error('not an audit record');
   }
-  return { id: stored.id, recorded: stored.recorded, keys: keysOf(stored), content };
+  return { id: stored.id, recorded: stored.recorded, keys: keysOf(stored), content, isIntent: stored.status === 0 };
 }
 
 /** The AuditEvent resource that stored facts describe. */

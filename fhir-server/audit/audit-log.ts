@@ -32,6 +32,14 @@ const RETRY_MS = 1000;
 interface Pending {
   record: AuditRecord;
   file: JournalFile;
+  /** The journal file of the request's intent, counted as shipped with the record. */
+  intentFile?: JournalFile;
+}
+
+/** An intent journaled before a write runs (see intend). */
+export interface AuditIntent {
+  id: string;
+  file: JournalFile;
 }
 
 export interface AuditLogOptions {
@@ -63,13 +71,25 @@ export class AuditLog {
    * Records the event: resolves once it is in the journal (rejects if it cannot be written there, so that the
    * request is not answered as done); it reaches the database shortly after.
    */
-  async append(record: AuditRecord): Promise<void> {
+  async append(record: AuditRecord, intent?: AuditIntent): Promise<void> {
     const { file, written } = this.journal.append(record);
     await written;
-    this.pending.push({ record, file });
+    this.pending.push({ record, file, intentFile: intent?.file });
     if (!this.flushing && !this.flushTimer) {
       this.flushTimer = setTimeout(() => this.startFlush(), FLUSH_DELAY_MS);
     }
+  }
+
+  /**
+   * Journals the intent of a write before it runs (a record with status 0). It never goes to the database unless
+   * the process dies before the write's own record (which names it) is journaled: then the recovery of the
+   * journal puts it in the log as a request whose outcome is unknown. So a write that committed is never without
+   * a trace in the audit log, even when the process dies between the commit and the answer.
+   */
+  async intend(record: AuditRecord): Promise<AuditIntent> {
+    const { file, written } = this.journal.append(record);
+    await written;
+    return { id: record.id, file };
   }
 
   private startFlush(): void {
@@ -104,7 +124,12 @@ export class AuditLog {
         await insertAuditRecords(this.db, batch.map((p) => p.record));
         this.pending.splice(0, batch.length);
         const perFile = new Map<JournalFile, number>();
-        batch.forEach((p) => perFile.set(p.file, (perFile.get(p.file) ?? 0) + 1));
+        for (const p of batch) {
+          perFile.set(p.file, (perFile.get(p.file) ?? 0) + 1);
+          if (p.intentFile) {
+            perFile.set(p.intentFile, (perFile.get(p.intentFile) ?? 0) + 1);
+          }
+        }
         perFile.forEach((count, file) => this.journal.shipped(file, count));
       }
     } catch (err) {
@@ -141,6 +166,8 @@ export class AuditLog {
     await this.sealing;
     await this.flushed();
     clearTimeout(this.flushTimer);
+    // Seal what this process recorded last, unless another process is sealing (it will take them).
+    await this.seal(false).catch((err: unknown) => this.options.onError?.(err, 'sealing the audit chain'));
     // What could not be shipped stays in the closed journal file, for the next start to recover.
     this.journal.close();
   }

@@ -4,7 +4,8 @@
  * file survives the death of the process that made it (it is in the operating system's page cache), so a request
  * is never answered without its audit being kept somewhere, yet it does not wait for a database round trip.
  * Journals of processes that died are moved to the database by the next process that starts (`recoverJournals`);
- * ids already in the database are skipped, so an event is never recorded twice.
+ * ids already in the database are skipped, so an event is never recorded twice. A write also journals an intent
+ * before it runs: if the process dies before the write's own record, the intent is recovered in its place.
  *
  * Files: `audit-{pid}-{opened ms}.jsonl` in the journal directory. A process starts a new file every
  * ROTATE_RECORDS events or ROTATE_MS, and deletes a file once it is closed and all its events are in the database.
@@ -142,7 +143,7 @@ export async function recoverJournals(db: Database, dir: string, options: { all?
       continue;
     }
     const filePath = path.join(dir, name);
-    const records: AuditRecord[] = [];
+    const records: Array<AuditRecord & { isIntent: boolean }> = [];
     for (const line of readFileSync(filePath, 'utf8').split('\n')) {
       try {
         if (line) records.push(auditRecordOf(line));
@@ -150,8 +151,12 @@ export async function recoverJournals(db: Database, dir: string, options: { all?
         // The last line of a process killed while writing it: that request was not answered.
       }
     }
-    for (let i = 0; i < records.length; i += 500) {
-      await insertMissingAuditRecords(db, records.slice(i, i + 500));
+    // Finished requests first; then, in statements of their own (which see those), the intents of writes that
+    // never finished: those that no record names.
+    for (const group of [records.filter((r) => !r.isIntent), records.filter((r) => r.isIntent)]) {
+      for (let i = 0; i < group.length; i += 500) {
+        await insertMissingAuditRecords(db, group.slice(i, i + 500));
+      }
     }
     removeQuietly(filePath);
     recovered += records.length;
@@ -159,13 +164,17 @@ export async function recoverJournals(db: Database, dir: string, options: { all?
   return recovered;
 }
 
-/** Like insertAuditRecords, but skips events already in the database (a journal may be partly shipped). */
+/**
+ * Like insertAuditRecords, but skips events already in the database (a journal may be partly shipped), and
+ * intents whose request's own record is there.
+ */
 async function insertMissingAuditRecords(db: Database, records: AuditRecord[]): Promise<void> {
   await db.query(
     `INSERT INTO audit_event (id, recorded, keys, content)
      SELECT u.id, u.recorded, string_to_array(u.keys_text, chr(31)), u.content
      FROM ${AUDIT_ROWS_SQL}
      WHERE NOT EXISTS (SELECT 1 FROM audit_event a WHERE a.keys @> ARRAY['id:' || u.id])
+       AND NOT EXISTS (SELECT 1 FROM audit_event a WHERE a.keys @> ARRAY['intent:' || u.id])
      ORDER BY u.ord`,
     auditRows(records),
   );

