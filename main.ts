@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig, type PlatformConfig } from './config';
-import { createFhirServer, FhirRepository, migrate, openDatabase } from './fhir-server';
+import { ClientStore, createFhirServer, FhirRepository, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
@@ -16,8 +16,19 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, terminologyMigrations);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
+  // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
+  await loadOrCreateSigningKey(db);
+  const admin = await new ClientStore(db).ensureAdmin(config.adminClient);
+  // AuditEvents journaled by processes of an earlier run that died before moving them to the database.
+  const recovered = await recoverJournals(db, config.auditJournalDir, { all: true });
+  if (recovered > 0) {
+    logger.warn({ recovered }, `moved ${recovered} audit events left in journals by an earlier run into the audit log`);
+  }
+  if (admin.secret) {
+    printGeneratedAdmin(config, admin.clientId, admin.secret);
+  }
   // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
   await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
@@ -44,6 +55,28 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   }
   await serve(config, logger, db);
   logger.info(`Huimin FHIR R4 API listening on http://${config.host}:${config.port}${config.fhirBasePath} (storage: ${db.description})`);
+}
+
+/**
+ * The generated administrator's credentials, shown once on the console (never through the logger, whose output
+ * may be shipped elsewhere); they are not stored anywhere in clear and cannot be shown again.
+ */
+function printGeneratedAdmin(config: PlatformConfig, clientId: string, secret: string): void {
+  const tokenUrl = `${config.publicBaseUrl}/auth/token`;
+  console.log(
+    [
+      '',
+      '================================================================================',
+      'An administrator client was generated (HUIMIN_ADMIN_CLIENT_ID/SECRET are unset).',
+      'Its secret is shown this once; keep it safe, or set the two variables and restart.',
+      `  client id:     ${clientId}`,
+      `  client secret: ${secret}`,
+      'Get an access token:',
+      `  curl -s -u '${clientId}:${secret}' -d grant_type=client_credentials ${tokenUrl}`,
+      '================================================================================',
+      '',
+    ].join('\n'),
+  );
 }
 
 let shuttingDown = false;
@@ -73,7 +106,15 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const codeValidator = new BindingValidator(terminology, { onError: (vs, err) => logger.debug({ err }, `binding to ${vs} not checked`) });
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
-  const server = createFhirServer({ ...config, db, logger, operations: terminologyOperations(terminology), codeValidator });
+  const server = createFhirServer({
+    ...config,
+    db,
+    logger,
+    operations: terminologyOperations(terminology),
+    codeValidator,
+    security: config.security,
+    auditJournalDir: config.auditJournalDir,
+  });
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);

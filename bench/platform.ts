@@ -3,6 +3,7 @@
  * deployment would run it, and removes both afterwards.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { deleteKeysWithPrefix } from '../test/redis-keys';
 import pg from 'pg';
@@ -10,6 +11,8 @@ import pg from 'pg';
 export interface BenchPlatform {
   baseUrl: string;
   databaseUrl: string;
+  /** An administrator's access token (valid for an hour), for the harness's requests. */
+  token: string;
   stop(): Promise<void>;
 }
 
@@ -49,10 +52,25 @@ export async function startPlatform(port: number): Promise<BenchPlatform> {
   const dbName = `huimin_bench_${runId}`;
   const prefix = `huimin-bench-${runId}`;
   await adminQuery(`CREATE DATABASE ${dbName}`);
+  const adminSecret = randomBytes(24).toString('base64url');
   const dbUrl = new URL(ADMIN_URL);
   dbUrl.pathname = `/${dbName}`;
   const child = spawn(process.execPath, [path.resolve(__dirname, '../main.js')], {
-    env: { ...process.env, DATABASE_URL: dbUrl.toString(), PORT: String(port), HOST: '127.0.0.1', REDIS_URL, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn' },
+    env: {
+      ...process.env,
+      DATABASE_URL: dbUrl.toString(),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL,
+      REDIS_PREFIX: prefix,
+      LOG_LEVEL: 'warn',
+      // The harness calls as an administrator; its token must outlive the run, and the per-client rate limit is set
+      // far above what the harness sends (so that its cost is measured, but it never throttles).
+      HUIMIN_ADMIN_CLIENT_ID: 'bench-admin',
+      HUIMIN_ADMIN_CLIENT_SECRET: adminSecret,
+      ACCESS_TOKEN_LIFETIME_SECONDS: '3600',
+      RATE_LIMIT_PER_CLIENT: '1000000',
+    },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   try {
@@ -62,8 +80,15 @@ export async function startPlatform(port: number): Promise<BenchPlatform> {
     await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     throw err;
   }
+  const tokenRes = await fetch(`http://127.0.0.1:${port}/auth/token`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${Buffer.from(`bench-admin:${adminSecret}`).toString('base64')}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+  });
+  const { access_token: token } = (await tokenRes.json()) as { access_token: string };
   return {
     baseUrl: `http://127.0.0.1:${port}/fhir`,
+    token,
     databaseUrl: dbUrl.toString(),
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));

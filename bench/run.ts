@@ -11,7 +11,8 @@ import path from 'node:path';
 import { startPlatform } from './platform';
 import { machineDescription, writeSection } from './report';
 
-const HARNESS_DIR = path.resolve(__dirname, '../../../shared/bench');
+/** The shared harness; BENCH_HARNESS_DIR points at a copy where ../shared/bench is read-only without its node_modules. */
+const HARNESS_DIR = process.env.BENCH_HARNESS_DIR ?? path.resolve(__dirname, '../../../shared/bench');
 const DEFAULT_ARGS = ['--patients', '200', '--concurrency', '8', '--duration', '15'];
 
 function withDefaults(args: string[]): string[] {
@@ -24,9 +25,13 @@ function withDefaults(args: string[]): string[] {
   return out;
 }
 
-async function runHarness(baseUrl: string, args: string[]): Promise<{ code: number; output: string }> {
+async function runHarness(baseUrl: string, token: string, args: string[]): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['fhir-bench.mjs', baseUrl, ...args], { cwd: HARNESS_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['fhir-bench.mjs', baseUrl, ...args], {
+      cwd: HARNESS_DIR,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, FHIR_TOKEN: token },
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => {
       process.stdout.write(chunk);
@@ -45,7 +50,7 @@ async function main(): Promise<void> {
   const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18080));
   try {
     const machine = await machineDescription(platform.databaseUrl);
-    const { code, output } = await runHarness(platform.baseUrl, args);
+    const { code, output } = await runHarness(platform.baseUrl, platform.token, args);
     const figures = output.split('\n').filter((l) => l.startsWith('figure ')).map((l) => l.slice('figure '.length));
     writeSection(
       'harness',

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import type { Observation, Patient } from '@medplum/fhirtypes';
-import { FhirRepository, loadFhirDefinitions, migrate, openDatabase } from '../fhir-server';
+import { FhirRepository, loadFhirDefinitions, migrate, openDatabase, securityMigrations } from '../fhir-server';
 import { startPlatform } from './platform';
 import { machineDescription, writeSection } from './report';
 
@@ -30,7 +30,7 @@ function observation(i: number, patientIds: string[]): Observation {
 async function load(databaseUrl: string, total: number): Promise<number> {
   loadFhirDefinitions();
   const db = await openDatabase(databaseUrl, undefined);
-  await migrate(db);
+  await migrate(db, securityMigrations);
   const repo = new FhirRepository(db, { enforceReferentialIntegrity: true, baseUrl: 'http://127.0.0.1/fhir' });
   const patientIds = await repo.write(async (s) => {
     const ids: string[] = [];
@@ -57,12 +57,14 @@ async function load(databaseUrl: string, total: number): Promise<number> {
   return total / seconds;
 }
 
+let bearer = '';
+
 async function time(url: string, rounds: number): Promise<{ p50: number; p99: number; matches: number }> {
   const lat: number[] = [];
   let matches = 0;
   for (let i = 0; i < rounds; i++) {
     const t = performance.now();
-    const res = await fetch(url);
+    const res = await fetch(url, { headers: { Authorization: bearer } });
     const body = (await res.json()) as { entry?: unknown[] };
     lat.push(performance.now() - t);
     if (!res.ok) {
@@ -83,7 +85,8 @@ async function main(): Promise<void> {
     const loadRate = await load(platform.databaseUrl, total);
     const machine = await machineDescription(platform.databaseUrl);
     // Patient i has the Observations j with j % PATIENTS = i, so its code is CODES[i % CODES.length].
-    const patient = await (await fetch(`${platform.baseUrl}/Patient?family:exact=Bench7`)).json() as { entry: Array<{ resource: { id: string } }> };
+    bearer = `Bearer ${platform.token}`;
+    const patient = await (await fetch(`${platform.baseUrl}/Patient?family:exact=Bench7`, { headers: { Authorization: bearer } })).json() as { entry: Array<{ resource: { id: string } }> };
     const queries: Record<string, string> = {
       'rare code (1 in 1000)': 'Observation?code=http://loinc.org|1558-6',
       'common code, first page': 'Observation?code=http://loinc.org|718-7',

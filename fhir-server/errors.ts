@@ -11,6 +11,8 @@ export class FhirError extends Error {
   constructor(
     readonly status: number,
     readonly outcome: OperationOutcome,
+    /** Headers the answer must carry, e.g. WWW-Authenticate on a 401 or Retry-After on a 429. */
+    readonly headers?: Record<string, string>,
   ) {
     super(outcome.issue?.[0]?.diagnostics ?? `HTTP ${status}`);
   }
@@ -37,6 +39,7 @@ export const badRequest = (diagnostics: string, expression?: string[]): FhirErro
   error(400, 'invalid', diagnostics, expression);
 export const notFound = (diagnostics: string): FhirError => error(404, 'not-found', diagnostics);
 export const gone = (diagnostics: string): FhirError => error(410, 'deleted', diagnostics);
+export const forbidden = (diagnostics: string): FhirError => error(403, 'forbidden', diagnostics);
 export const conflict = (diagnostics: string): FhirError => error(409, 'conflict', diagnostics);
 export const preconditionFailed = (diagnostics: string): FhirError => error(412, 'conflict', diagnostics);
 export const notSupported = (status: number, diagnostics: string): FhirError => error(status, 'not-supported', diagnostics);

@@ -2,7 +2,11 @@
  * The FHIR store's public face. Other modules use `FhirRepository` (reads, search, transactional writes) and
  * the resource-change events on the BullMQ queue; none of them touch the store's tables.
  */
+import os from 'node:os';
+import path from 'node:path';
 import type { Logger } from 'pino';
+import { AuditLog } from './audit';
+import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay } from './events';
@@ -29,6 +33,39 @@ export {
 } from './rest';
 export { FhirError, badRequest, notFound, notSupported, outcome, issue } from './errors';
 export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
+export {
+  securityMigrations,
+  PlatformSecurity,
+  ClientStore,
+  TokenService,
+  loadOrCreateSigningKey,
+  Permissions,
+  ROLES,
+  OWNER_TAG_SYSTEM,
+  type Caller,
+  type Client,
+  type Role,
+} from './auth';
+export { AuditLog, verifyAuditChain, recoverJournals, type ChainReport } from './audit';
+
+/** Security settings (see README, Configuration). */
+export interface SecuritySettings {
+  /** Lifetime of access tokens, seconds. */
+  accessTokenLifetimeS: number;
+  /** Origins allowed to call from browsers. */
+  corsOrigins: readonly string[];
+  /** Requests per second per client and process; 0 turns the limit off. */
+  rateLimitPerClient: number;
+  /** Token requests per second per network address and process; 0 turns the limit off. */
+  rateLimitTokenEndpoint: number;
+}
+
+export const DEFAULT_SECURITY: SecuritySettings = {
+  accessTokenLifetimeS: 300,
+  corsOrigins: [],
+  rateLimitPerClient: 500,
+  rateLimitTokenEndpoint: 5,
+};
 
 export interface FhirServerOptions {
   db: Database;
@@ -46,6 +83,13 @@ export interface FhirServerOptions {
   operations?: readonly FhirOperation[];
   /** Judges codes of bindings whose value sets the store cannot expand itself (the terminology module's). */
   codeValidator?: CodeValidator;
+  /** Token lifetime, CORS, rate limits; security itself is always on (the database needs securityMigrations). */
+  security?: Partial<SecuritySettings>;
+  /**
+   * Where each process journals its AuditEvents before answering (see audit/journal.ts); the platform uses
+   * DATA_DIR/audit-journal. It must survive a restart, so the default under the temporary directory suits tests only.
+   */
+  auditJournalDir?: string;
 }
 
 export interface FhirServer {
@@ -53,6 +97,9 @@ export interface FhirServer {
   app: HttpHandler;
   repository: FhirRepository;
   relay: OutboxRelay;
+  /** Clients, tokens and the OAuth endpoints. */
+  security: PlatformSecurity;
+  audit: AuditLog;
   stop(): Promise<void>;
 }
 
@@ -76,7 +123,22 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxPageSize: options.maxPageSize,
     operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
   };
+  const audit = new AuditLog(options.db, {
+    journalDir: options.auditJournalDir ?? path.join(os.tmpdir(), 'huimin-audit-journal'),
+    onError: (err, what) => options.logger.error({ err }, what),
+  });
+  const security = new PlatformSecurity({
+    ...DEFAULT_SECURITY,
+    ...options.security,
+    db: options.db,
+    logger: options.logger,
+    publicBaseUrl: options.publicBaseUrl,
+    fhirBasePath: options.fhirBasePath,
+    signingKey: loadOrCreateSigningKey(options.db),
+    audit,
+  });
   const app = createHttpHandler(ctx, {
+    security,
     fhirBasePath: options.fhirBasePath,
     maxBodyBytes: options.maxBodyBytes,
     maxJsonDepth: options.maxJsonDepth,
@@ -93,5 +155,16 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     },
   });
   relay.start();
-  return { app, repository, relay, stop: () => relay.stop() };
+  audit.start();
+  return {
+    app,
+    repository,
+    relay,
+    security,
+    audit,
+    stop: async () => {
+      await relay.stop();
+      await audit.stop();
+    },
+  };
 }

@@ -7,7 +7,7 @@ import express from 'express';
 import type { Logger } from 'pino';
 import { issue, outcome } from '../errors';
 import type { RouteContext } from '../rest';
-import { createFhirHandler, requestIdOf, sendFhir } from './fhir-handler';
+import { createFhirHandler, requestIdOf, sendFhir, type FhirSecurity } from './fhir-handler';
 
 export interface HttpOptions {
   fhirBasePath: string;
@@ -16,6 +16,17 @@ export interface HttpOptions {
   logger: Logger;
   /** Checks behind /readyz: each resolves when its dependency answers. */
   readiness: Record<string, () => Promise<void>>;
+  /** Authentication, authorisation, audit and hardening (fhir-server/auth); none means an open server. */
+  security?: HttpSecurity;
+}
+
+export interface HttpSecurity extends FhirSecurity {
+  /** Sets security and CORS headers on every response; true when it answered the request itself (a CORS preflight). */
+  protect(req: IncomingMessage, res: ServerResponse): boolean;
+  /** True when it answered a public path under the FHIR base itself (the SMART configuration). */
+  servePublic(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Routes outside the FHIR base (token, introspection, registration endpoints). */
+  router: express.Router;
 }
 
 export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -45,6 +56,9 @@ function createPlatformApp(options: HttpOptions): express.Express {
     }
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
+  if (options.security) {
+    app.use(options.security.router);
+  }
   app.use((_req, res) => {
     sendFhir(res, { status: 404, body: outcome([issue('error', 'not-found', `Nothing is served here; the FHIR API is at ${options.fhirBasePath}`)]) }, false);
   });
@@ -55,7 +69,11 @@ export function createHttpHandler(ctx: RouteContext, options: HttpOptions): Http
   const base = options.fhirBasePath;
   const fhir = createFhirHandler(ctx, options);
   const app = createPlatformApp(options);
+  const security = options.security;
   return (req, res) => {
+    if (security && (security.protect(req, res) || security.servePublic(req, res))) {
+      return;
+    }
     const url = req.url ?? '/';
     if (url.startsWith(base) && (url.length === base.length || url[base.length] === '/' || url[base.length] === '?')) {
       void fhir(req, res);

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { OperationOutcome } from '@medplum/fhirtypes';
 import type { Logger } from 'pino';
 import { describeError, FhirError, issue, outcome } from '../errors';
 import { route, RawJson, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext } from '../rest';
@@ -16,6 +17,20 @@ export interface FhirHandlerOptions {
   maxBodyBytes: number;
   maxJsonDepth: number;
   logger: Logger;
+  /** Authentication, authorisation and audit (fhir-server/auth, fhir-server/audit); none means an open server. */
+  security?: FhirSecurity;
+}
+
+/** How the security module takes part in every FHIR request. */
+export interface FhirSecurity {
+  /** Authenticates the caller (throws a 401/429 FhirError) and gives the context the request runs in. */
+  begin(req: IncomingMessage, requestId: string, ctx: RouteContext): Promise<SecuredExchange>;
+}
+
+export interface SecuredExchange {
+  ctx: RouteContext;
+  /** Called once the answer is known and before it is sent: records the audit event (and waits for it). */
+  finish(request: FhirRequest | undefined, status: number, response?: FhirResponse, failure?: OperationOutcome): Promise<void>;
 }
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -105,14 +120,31 @@ export function createFhirHandler(ctx: RouteContext, options: FhirHandlerOptions
     const requestId = requestIdOf(req, res);
     const started = performance.now();
     let status = 500;
+    let exchange: SecuredExchange | undefined;
+    let fhirRequest: FhirRequest | undefined;
     try {
-      const fhirRequest = await toFhirRequest(req, options);
-      const response = await route(ctx, fhirRequest);
+      // Authentication first, so that nothing (not even the body) is read for a caller without a valid token.
+      exchange = options.security ? await options.security.begin(req, requestId, ctx) : undefined;
+      fhirRequest = await toFhirRequest(req, options);
+      const response = await route(exchange?.ctx ?? ctx, fhirRequest);
       status = response.status;
+      await exchange?.finish(fhirRequest, response.status, response);
       sendFhir(res, response, fhirRequest.method === 'HEAD');
     } catch (err) {
       const described = describeError(err);
       status = described.status;
+      if (exchange) {
+        const failed = exchange;
+        exchange = undefined;
+        await failed.finish(fhirRequest, described.status, undefined, described.outcome).catch((auditErr: unknown) => {
+          logger.error({ err: auditErr, requestId }, 'the audit event of a failed request could not be recorded');
+        });
+      }
+      if (err instanceof FhirError && err.headers) {
+        for (const [name, value] of Object.entries(err.headers)) {
+          res.setHeader(name, value);
+        }
+      }
       if (described.unexpected) {
         logger.error({ err, requestId, method: req.method, url: req.url }, 'unexpected error');
         described.outcome.issue?.forEach((i) => {

@@ -4,11 +4,24 @@
  * round, not one per resource.
  */
 import { getSearchParameter, type IncludeTarget } from '@medplum/core';
-import type { Queryable } from '../db';
+import { SqlParams, type Queryable } from '../db';
 import { isR4ResourceType } from '../definitions';
 import { badRequest } from '../errors';
 import { ALL_REFERENCE_PARAMS } from '../search';
 import type { ResourceKey } from './references';
+import type { RowFilter } from './search-sql';
+
+/** The caller's read filter as ` AND …` on the resource alias `r`, its values appended to `params`. */
+function filtered(params: unknown[], filter: RowFilter | undefined): string {
+  if (!filter) {
+    return '';
+  }
+  const sqlParams = new SqlParams();
+  sqlParams.values.push(...params);
+  const condition = filter('r', sqlParams);
+  params.splice(0, params.length, ...sqlParams.values);
+  return ` AND ${condition}`;
+}
 
 export interface IncludedRow extends ResourceKey {
   content: string;
@@ -55,19 +68,21 @@ function targetConditions(target: IncludeTarget, params: unknown[], withTargetTy
 }
 
 /** Resources the `keys` refer to through `target` (an `_include`). */
-async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
+async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget, filter?: RowFilter): Promise<IncludedRow[]> {
   const sources = target.resourceType === ALL_REFERENCE_PARAMS ? keys : keys.filter((k) => k.resourceType === target.resourceType);
   if (sources.length === 0) {
     return [];
   }
-  const params: unknown[] = [sources.map((k) => k.resourceType), sources.map((k) => k.id), MAX_INCLUDED];
+  const params: unknown[] = [sources.map((k) => k.resourceType), sources.map((k) => k.id)];
   const conditions = targetConditions(target, params, true);
+  const access = filtered(params, filter);
+  params.push(MAX_INCLUDED);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
      JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON s.res_type = k.t AND s.res_id = k.i
      JOIN resource r ON r.res_type = s.target_type AND r.id = s.target_id AND NOT r.deleted
-     WHERE true${conditions}
-     LIMIT $3`,
+     WHERE true${conditions}${access}
+     LIMIT $${params.length}`,
     params,
     { prepare: true },
   );
@@ -75,18 +90,20 @@ async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget)
 }
 
 /** Resources of `target.resourceType` that refer to the `keys` through `target.searchParam` (a `_revinclude`). */
-async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget): Promise<IncludedRow[]> {
+async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget, filter?: RowFilter): Promise<IncludedRow[]> {
   if (keys.length === 0) {
     return [];
   }
-  const params: unknown[] = [keys.map((k) => k.resourceType), keys.map((k) => k.id), MAX_INCLUDED];
+  const params: unknown[] = [keys.map((k) => k.resourceType), keys.map((k) => k.id)];
   const conditions = targetConditions(target, params, false);
+  const access = filtered(params, filter);
+  params.push(MAX_INCLUDED);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
      JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON s.target_type = k.t AND s.target_id = k.i
      JOIN resource r ON r.res_type = s.res_type AND r.id = s.res_id AND NOT r.deleted
-     WHERE true${conditions}
-     LIMIT $3`,
+     WHERE true${conditions}${access}
+     LIMIT $${params.length}`,
     params,
     { prepare: true },
   );
@@ -102,6 +119,7 @@ export async function resolveIncludes(
   matches: ResourceKey[],
   include: IncludeTarget[] = [],
   revInclude: IncludeTarget[] = [],
+  filter?: RowFilter,
 ): Promise<IncludedRow[]> {
   include.forEach((t) => checkReferenceParam(t, '_include'));
   revInclude.forEach((t) => checkReferenceParam(t, '_revinclude'));
@@ -114,10 +132,10 @@ export async function resolveIncludes(
     const reverseTargets = round === 0 ? revInclude : revInclude.filter((t) => t.modifier === 'iterate');
     const found: IncludedRow[] = [];
     for (const target of forwardTargets) {
-      found.push(...(await forward(q, frontier, target)));
+      found.push(...(await forward(q, frontier, target, filter)));
     }
     for (const target of reverseTargets) {
-      found.push(...(await reverse(q, frontier, target)));
+      found.push(...(await reverse(q, frontier, target, filter)));
     }
     const fresh = found.filter((row) => {
       const k = `${row.resourceType}/${row.id}`;

@@ -1,6 +1,7 @@
 export { FhirRepository, type StoredResource } from './repository';
 export { WriteSession, assertValidId, type SessionOptions, type WriteOutcome } from './session';
 export { parseLocalReference, visitReferences, type ResourceKey } from './references';
-export type { CompartmentQuery, SearchPage, SearchScope } from './search-sql';
+export type { CompartmentQuery, RowFilter, SearchPage, SearchScope } from './search-sql';
+export type { RepositoryAccess } from './access';
 export type { HistoryQuery, VersionRow } from './store';
 export type { ResourcePatch } from './patch';

@@ -6,8 +6,9 @@ import type { SearchRequest } from '@medplum/core';
 import type { Resource } from '@medplum/fhirtypes';
 import type { Database, Queryable } from '../db';
 import { isRetryableConflict } from '../db';
-import { gone, notFound } from '../errors';
+import { forbidden, gone, notFound } from '../errors';
 import type { ResourceChangeEvent } from '../events';
+import { isVisible, type RepositoryAccess } from './access';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
 import { compartmentPage, countMatches, searchPage, type CompartmentQuery, type SearchPage, type SearchScope } from './search-sql';
@@ -30,7 +31,24 @@ export class FhirRepository {
     readonly db: Database,
     readonly options: SessionOptions,
     private readonly onCommit: (events: ResourceChangeEvent[]) => void = () => undefined,
+    /** The caller's restrictions; undefined for the platform's own, unrestricted use. */
+    readonly access?: RepositoryAccess,
   ) {}
+
+  /** The same store, seen and written on behalf of a caller with these restrictions (see access.ts). */
+  withAccess(access: RepositoryAccess | undefined): FhirRepository {
+    return access ? new FhirRepository(this.db, this.options, this.onCommit, access) : this;
+  }
+
+  /**
+   * 404 when the caller may not see the resource: the same answer as for one that does not exist, so that
+   * a patient's consent hides even the existence of what it denies.
+   */
+  private async assertVisible(resourceType: string, id: string, q: Queryable): Promise<void> {
+    if (this.access && !(await isVisible(q, this.access, resourceType, id))) {
+      throw notFound(`${resourceType}/${id} is not known, or not visible to this client`);
+    }
+  }
 
   /**
    * Runs `fn` in one database transaction and commits everything it wrote, or nothing. A transaction that lost
@@ -40,7 +58,7 @@ export class FhirRepository {
     for (let attempt = 1; ; attempt++) {
       try {
         const { result, events } = await this.db.transaction(async (tx) => {
-          const session = new WriteSession(tx, this.options);
+          const session = new WriteSession(tx, this.options, this.access);
           const result = await fn(session);
           await session.flush();
           return { result, events: session.events };
@@ -63,6 +81,10 @@ export class FhirRepository {
    * nothing was written, and the ordinary transactional update answers with the right 412, 404 or re-creation.
    */
   async updateIfMatch(resourceType: string, id: string, input: Resource, ifMatch: number): Promise<WriteOutcome> {
+    if (this.access?.checkChange) {
+      // The caller's right to change the resource is checked against its current content, which this path never reads.
+      return this.write((s) => s.update(resourceType, id, input, ifMatch));
+    }
     const session = new WriteSession(this.db, this.options);
     const resource = session.updateExpecting(resourceType, id, input, ifMatch);
     let written: boolean;
@@ -90,6 +112,7 @@ export class FhirRepository {
     if (current.deleted || current.content === null) {
       throw gone(`${resourceType}/${id} was deleted (version ${current.versionId})`);
     }
+    await this.assertVisible(resourceType, id, q);
     return { resourceType, id, versionId: current.versionId, lastUpdated: current.lastUpdated, json: current.content };
   }
 
@@ -102,10 +125,19 @@ export class FhirRepository {
     if (version.content === null) {
       throw gone(`Version ${versionId} of ${resourceType}/${id} is its deletion`);
     }
+    await this.assertVisible(resourceType, id, q);
     return { resourceType, id, versionId, lastUpdated: version.lastUpdated, json: version.content };
   }
 
   async history(query: HistoryQuery, q: Queryable = this.db): Promise<{ rows: VersionRow[]; hasMore: boolean; total?: number }> {
+    if (this.access?.readFilter) {
+      if (query.id === undefined && !this.access.mayReadAllHistory) {
+        throw forbidden('History across resources is not filtered by consent, so it is open to administrators only; read the history of one resource instead');
+      }
+      if (query.id !== undefined && query.resourceType !== undefined) {
+        await this.assertVisible(query.resourceType, query.id, q);
+      }
+    }
     const rows = await readHistory(q, query);
     const hasMore = rows.length > query.count;
     // A total is cheap for one resource's history; for a whole type or system it is counted only on a first page.
@@ -118,7 +150,7 @@ export class FhirRepository {
     page: { count: number; offset: number; scope?: SearchScope },
     q: Queryable = this.db,
   ): Promise<SearchPage> {
-    return searchPage(q, request, { ...page, baseUrl: this.options.baseUrl });
+    return searchPage(q, request, { ...page, scope: this.scoped(page.scope), baseUrl: this.options.baseUrl });
   }
 
   /** What `_include`/`_revinclude` add to a page of matches. */
@@ -126,14 +158,19 @@ export class FhirRepository {
     if (!request.include?.length && !request.revInclude?.length) {
       return [];
     }
-    return resolveIncludes(q, matches, request.include, request.revInclude);
+    return resolveIncludes(q, matches, request.include, request.revInclude, this.access?.readFilter?.bind(this.access));
   }
 
   async count(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
-    return countMatches(q, request, this.options.baseUrl, scope);
+    return countMatches(q, request, this.options.baseUrl, this.scoped(scope));
   }
 
   async compartment(query: CompartmentQuery, q: Queryable = this.db): ReturnType<typeof compartmentPage> {
-    return compartmentPage(q, query);
+    return compartmentPage(q, query, this.access?.readFilter?.bind(this.access));
+  }
+
+  /** The search's scope with the caller's read filter, so that pages and counts never include what it hides. */
+  private scoped(scope: SearchScope = {}): SearchScope {
+    return this.access?.readFilter ? { ...scope, filter: this.access.readFilter.bind(this.access) } : scope;
   }
 }

@@ -5,6 +5,9 @@ import type { SearchRequest } from '@medplum/core';
 import type { Queryable } from '../db';
 import { compileSearch, SqlParams } from '../search';
 
+/** An extra SQL condition on the resource row `alias` (the caller's read filter, see access.ts). */
+export type RowFilter = (alias: string, params: SqlParams) => string;
+
 export interface SearchPage {
   rows: Array<{ id: string; content: string }>;
   /** Whether another page follows. */
@@ -14,6 +17,8 @@ export interface SearchPage {
 /** Extra conditions that are not search parameters, e.g. the patient compartment. */
 export interface SearchScope {
   compartment?: string;
+  /** Rows the caller may see (security): applied in SQL, so that paging and counts never reveal what it hides. */
+  filter?: RowFilter;
 }
 
 function buildQuery(
@@ -27,6 +32,9 @@ function buildQuery(
   const where = [`r.res_type = ${params.add(request.resourceType)}`, 'NOT r.deleted', ...compiled.where];
   if (scope.compartment) {
     where.push(`r.compartments @> ARRAY[${params.add(scope.compartment)}]::text[]`);
+  }
+  if (scope.filter) {
+    where.push(scope.filter('r', params));
   }
   return { sql: `SELECT ${select} FROM resource r WHERE ${where.join(' AND ')}`, params, orderBy: compiled.orderBy };
 }
@@ -70,6 +78,7 @@ export interface CompartmentQuery {
 export async function compartmentPage(
   q: Queryable,
   query: CompartmentQuery,
+  filter?: RowFilter,
 ): Promise<{ rows: Array<{ resourceType: string; id: string; content: string }>; hasMore: boolean }> {
   const params = new SqlParams();
   const where = ['NOT r.deleted', `r.compartments @> ARRAY[${params.add(query.compartment)}]::text[]`];
@@ -78,6 +87,9 @@ export async function compartmentPage(
   }
   if (query.types.length > 0) {
     where.push(`r.res_type = ANY(${params.add(query.types)}::text[])`);
+  }
+  if (filter) {
+    where.push(filter('r', params));
   }
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT r.res_type, r.id, r.content FROM resource r WHERE ${where.join(' AND ')}

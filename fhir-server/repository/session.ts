@@ -10,6 +10,7 @@ import { badRequest, conflict, gone, notFound, preconditionFailed, unprocessable
 import { addChangeEvents, type ResourceChangeEvent } from '../events';
 import { addIndexWrites, compartmentsOf, extractIndexRows, parseSearch, queryRecord, type IndexRows } from '../search';
 import { validateResourceForWrite } from '../validation';
+import { isVisible, type RepositoryAccess } from './access';
 import { applyResourcePatch, type ResourcePatch } from './patch';
 import { localReferencesOf, type ResourceKey } from './references';
 import { findResourceIds } from './search-sql';
@@ -56,6 +57,8 @@ export class WriteSession {
   constructor(
     readonly tx: Queryable,
     private readonly options: SessionOptions,
+    /** The caller's restrictions (security module), when the session writes on behalf of a caller. */
+    private readonly access?: RepositoryAccess,
   ) {}
 
   async create(input: Resource, id: string = randomUUID()): Promise<Resource> {
@@ -70,6 +73,9 @@ export class WriteSession {
     const current = await this.lockCurrent(resourceType, id);
     checkIfMatch(resourceType, id, current, ifMatch);
     const created = !current || current.deleted;
+    if (!created) {
+      this.access?.checkChange?.(resourceType, id, current.content);
+    }
     const resource = this.prepare(input, id, (current?.versionId ?? 0) + 1);
     this.queue(resource, created ? 'create' : 'update');
     return { resource, created };
@@ -100,6 +106,7 @@ export class WriteSession {
       throw gone(`${resourceType}/${id} was deleted`);
     }
     checkIfMatch(resourceType, id, current, ifMatch);
+    this.access?.checkChange?.(resourceType, id, current.content);
     const patched = JSON.parse(current.content) as Resource;
     applyResourcePatch(patched, patch);
     if (patched.resourceType !== resourceType || patched.id !== id) {
@@ -120,6 +127,7 @@ export class WriteSession {
     if (!current || current.deleted) {
       return false;
     }
+    this.access?.checkChange?.(resourceType, id, current.content);
     this.claim(resourceType, id);
     this.pending.set(key(resourceType, id), {
       resourceType,
@@ -140,6 +148,10 @@ export class WriteSession {
       throw preconditionFailed(`If-None-Exist "${query}" matched ${ids.length} ${input.resourceType} resources`);
     }
     if (ids.length === 1) {
+      // The existing resource is returned: only if the caller may see it (patient consent, care relationship).
+      if (this.access && !(await isVisible(this.tx, this.access, input.resourceType, ids[0]))) {
+        throw preconditionFailed(`If-None-Exist "${query}" matched a ${input.resourceType} that this client may not see`);
+      }
       return { resource: await this.readExisting(input.resourceType, ids[0]), created: false };
     }
     // A conditional create gets a server-assigned id (or the one a transaction assigned), as a plain create does.
@@ -262,8 +274,9 @@ export class WriteSession {
   }
 
   /** Validates and stamps a copy of the resource with its id and new meta. */
-  private prepare(input: Resource, id: string, versionId: number): Resource {
+  private prepare(original: Resource, id: string, versionId: number): Resource {
     assertValidId(id);
+    const input = this.access?.stamp ? this.access.stamp(original) : original;
     const issues = validateResourceForWrite(input);
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
       throw badRequestWithIssues(issues);

@@ -29,6 +29,12 @@ function invokeOperation(ctx: RouteContext, request: FhirRequest, segment: strin
 }
 
 export async function route(ctx: RouteContext, request: FhirRequest): Promise<FhirResponse> {
+  if (ctx.guard) {
+    const answered = await ctx.guard.before(ctx, request);
+    if (answered) {
+      return answered;
+    }
+  }
   const segments = request.path.split('/').filter((s) => s !== '');
   const { method } = request;
   const get = method === 'GET' || method === 'HEAD';

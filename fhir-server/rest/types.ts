@@ -41,6 +41,13 @@ export interface RouteContext {
   operations: OperationRegistry;
   /** Set while the request runs as an entry of a transaction bundle: every write joins this session. */
   session?: WriteSession;
+  /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
+  guard?: RequestGuard;
+}
+
+export interface RequestGuard {
+  /** Throws (401/403/405) to refuse the request, answers it itself, or returns undefined to let the router answer. */
+  before(ctx: RouteContext, request: FhirRequest): Promise<FhirResponse | undefined> | undefined;
 }
 
 export function parseBody<T = Resource>(body: Resource | RawJson | undefined): T | undefined {

@@ -1,0 +1,13 @@
+/**
+ * Security: SMART Backend Services authorization (tokens, clients, scopes), organisation and role rules, patient
+ * consent. See docs/architecture.md, "Security".
+ */
+export { securityMigrations, OWNER_TAG_SYSTEM } from './migrations';
+export { PlatformSecurity, type SecurityOptions } from './security';
+export { AccessPolicy, ownerOf, type Interaction } from './access-policy';
+export { ClientStore, checkRegistration, type Client, type RegistrationInput, type AuthMethod } from './clients';
+export { TokenService, OAuthError, TokenError, CLIENT_ASSERTION_TYPE, type Caller } from './tokens';
+export { Permissions, type ScopeLetter } from './scopes';
+export { ROLES, isRole, rulesOf, type Role } from './roles';
+export { loadOrCreateSigningKey, type SigningKey } from './signing-key';
+export { RateLimiter } from './rate-limit';

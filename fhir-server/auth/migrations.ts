@@ -1,0 +1,200 @@
+/**
+ * Security's own tables (versions 1000–1999, see Migration in db/migrations.ts): registered clients, the token
+ * signing key, used client-assertion ids, the consent and care-relationship facts the access filters read, and the
+ * append-only audit log.
+ *
+ * Consent rules and care relationships are derived from Consent, Encounter, ServiceRequest and Appointment
+ * resources by triggers on `resource`, in the same transaction as the write, whatever path wrote it (REST, a
+ * transaction bundle, an HL7 v2 adapter through the repository). A derived table read by the access filters costs
+ * one index probe per candidate row; parsing Consents at query time would cost far more.
+ */
+import type { Migration } from '../db';
+
+/** The code system of the security tag that names the organisation owning a resource (stamped on write). */
+export const OWNER_TAG_SYSTEM = 'https://huimin.health/fhir/CodeSystem/owner-organization';
+
+export const securityMigrations: readonly Migration[] = [
+  {
+    version: 1000,
+    name: 'security: clients, signing keys, client assertion ids',
+    sql: `
+      CREATE TABLE auth_client (
+        client_id text PRIMARY KEY,
+        client_name text NOT NULL,
+        -- facility-system, clinician, referral-coordinator, supervisor or admin
+        role text NOT NULL,
+        -- 'Organization/{id}': the organisation that owns the client and the data it writes
+        organization text,
+        -- a fixed practitioner identity for single-user clinician clients ('Practitioner/{id}')
+        practitioner text,
+        scope text NOT NULL,
+        -- client_secret_basic or private_key_jwt
+        auth_method text NOT NULL,
+        -- scrypt$N$salt$hash; never the secret itself
+        secret_hash text,
+        -- the registered JWK Set (JSON) for private_key_jwt
+        jwks text,
+        disabled boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- The key that signs access tokens, shared by every worker process (created once, under a lock).
+      CREATE TABLE auth_signing_key (
+        kid text PRIMARY KEY,
+        private_jwk text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- jti of accepted client assertions, so that a captured assertion cannot be replayed before it expires.
+      CREATE TABLE auth_assertion_jti (
+        client_id text NOT NULL,
+        jti text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (client_id, jti)
+      );
+    `,
+  },
+  {
+    version: 1001,
+    name: 'security: consent rules and care relationships derived from resources by triggers',
+    sql: `
+      -- One row per denial of an active patient-privacy Consent. NULL organization: to everyone; NULL label: all data.
+      CREATE TABLE consent_rule (
+        consent_id text NOT NULL,
+        patient_ref text NOT NULL,
+        organization text,
+        label_system text,
+        label_code text
+      );
+      CREATE INDEX consent_rule_patient ON consent_rule (patient_ref);
+      CREATE INDEX consent_rule_consent ON consent_rule (consent_id);
+
+      -- "Organisation O has a care relationship with patient P": an Encounter, a referral (ServiceRequest) or an
+      -- Appointment for P that O owns or that names O as provider, performer or participant.
+      CREATE TABLE care_relationship (
+        source_type text NOT NULL,
+        source_id text NOT NULL,
+        patient_ref text NOT NULL,
+        organization text NOT NULL
+      );
+      CREATE INDEX care_relationship_lookup ON care_relationship (patient_ref, organization);
+      CREATE INDEX care_relationship_source ON care_relationship (source_type, source_id);
+
+      CREATE FUNCTION huimin_derive_consent_rules() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        doc jsonb;
+        patient text;
+        prov jsonb;
+        actor jsonb;
+        label jsonb;
+        orgs text[];
+      BEGIN
+        DELETE FROM consent_rule WHERE consent_id = NEW.id;
+        IF NEW.deleted OR NEW.content IS NULL THEN
+          RETURN NULL;
+        END IF;
+        doc := NEW.content::jsonb;
+        patient := doc #>> '{patient,reference}';
+        IF doc->>'status' <> 'active' OR patient IS NULL OR patient !~ '^Patient/[A-Za-z0-9.-]+$'
+           OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(doc #> '{scope,coding}', '[]'::jsonb)) c
+                          WHERE c->>'code' = 'patient-privacy') THEN
+          RETURN NULL;
+        END IF;
+        -- The base provision and its nested provisions; each one of type deny is a rule.
+        FOR prov IN SELECT p FROM (SELECT doc->'provision' AS p
+                                   UNION ALL SELECT jsonb_array_elements(COALESCE(doc #> '{provision,provision}', '[]'::jsonb))) x
+                    WHERE p IS NOT NULL AND p->>'type' = 'deny' LOOP
+          orgs := ARRAY(SELECT a #>> '{reference,reference}' FROM jsonb_array_elements(COALESCE(prov->'actor', '[]'::jsonb)) a
+                        WHERE a #>> '{reference,reference}' LIKE 'Organization/%');
+          IF array_length(orgs, 1) IS NULL THEN
+            orgs := ARRAY[NULL::text];
+          END IF;
+          IF jsonb_array_length(COALESCE(prov->'securityLabel', '[]'::jsonb)) = 0 THEN
+            INSERT INTO consent_rule (consent_id, patient_ref, organization)
+              SELECT NEW.id, patient, o FROM unnest(orgs) o;
+          ELSE
+            FOR label IN SELECT jsonb_array_elements(prov->'securityLabel') LOOP
+              INSERT INTO consent_rule (consent_id, patient_ref, organization, label_system, label_code)
+                SELECT NEW.id, patient, o, label->>'system', label->>'code' FROM unnest(orgs) o WHERE label->>'code' IS NOT NULL;
+            END LOOP;
+          END IF;
+        END LOOP;
+        RETURN NULL;
+      END $$;
+
+      CREATE TRIGGER resource_consent_rules AFTER INSERT OR UPDATE ON resource
+        FOR EACH ROW WHEN (NEW.res_type = 'Consent') EXECUTE FUNCTION huimin_derive_consent_rules();
+
+      CREATE FUNCTION huimin_derive_care_relationships() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        doc jsonb;
+      BEGIN
+        DELETE FROM care_relationship WHERE source_type = NEW.res_type AND source_id = NEW.id;
+        IF NEW.deleted OR NEW.content IS NULL THEN
+          RETURN NULL;
+        END IF;
+        doc := NEW.content::jsonb;
+        INSERT INTO care_relationship (source_type, source_id, patient_ref, organization)
+        SELECT DISTINCT NEW.res_type, NEW.id, p, o
+        FROM unnest(NEW.compartments) p,
+             (SELECT s->>'code' AS o FROM jsonb_array_elements(COALESCE(doc #> '{meta,security}', '[]'::jsonb)) s
+                WHERE s->>'system' = '${OWNER_TAG_SYSTEM}'
+              UNION SELECT doc #>> '{serviceProvider,reference}'
+              UNION SELECT x #>> '{reference}' FROM jsonb_array_elements(COALESCE(doc->'performer', '[]'::jsonb)) x
+              UNION SELECT x #>> '{actor,reference}' FROM jsonb_array_elements(COALESCE(doc->'participant', '[]'::jsonb)) x
+             ) orgs
+        WHERE o LIKE 'Organization/%';
+        RETURN NULL;
+      END $$;
+
+      CREATE TRIGGER resource_care_relationships AFTER INSERT OR UPDATE ON resource
+        FOR EACH ROW WHEN (NEW.res_type IN ('Encounter', 'ServiceRequest', 'Appointment'))
+        EXECUTE FUNCTION huimin_derive_care_relationships();
+    `,
+  },
+  {
+    version: 1002,
+    name: 'audit: append-only audit log with a hash chain',
+    sql: `
+      CREATE TABLE audit_event (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL,
+        recorded timestamptz NOT NULL,
+        -- What AuditEvent searches look for, as prefixed keys in one GIN index (one index to maintain per insert):
+        -- 'id:<uuid>', 'entity:Patient/1', 'agent:<client id>', 'agent:Organization/2', 'outcome:4', 'action:R',
+        -- 'flag:break-the-glass'.
+        keys text[] NOT NULL,
+        -- the AuditEvent resource as JSON text: what the chain's hashes cover
+        content text NOT NULL
+      );
+      CREATE INDEX audit_event_keys ON audit_event USING gin (keys);
+      -- recorded only grows with seq: a BRIN index answers date ranges at almost no cost per insert.
+      CREATE INDEX audit_event_recorded ON audit_event USING brin (recorded);
+
+      -- The hash chain, one link per event, appended by the sealer in chain order: an event's position, the hash of
+      -- the event before it and its own hash (over that and its content). A table of its own, so that sealing
+      -- appends rows instead of updating audit_event (which is then never updated at all).
+      CREATE TABLE audit_chain (
+        chain_pos bigint PRIMARY KEY,
+        seq bigint NOT NULL UNIQUE,
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+      );
+
+      -- Append-only, both: no UPDATE, DELETE or TRUNCATE.
+      CREATE FUNCTION huimin_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
+      END $$;
+      CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event
+        FOR EACH ROW EXECUTE FUNCTION huimin_audit_append_only();
+      CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
+        FOR EACH STATEMENT EXECUTE FUNCTION huimin_audit_append_only();
+      CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
+        FOR EACH ROW EXECUTE FUNCTION huimin_audit_append_only();
+      CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
+        FOR EACH STATEMENT EXECUTE FUNCTION huimin_audit_append_only();
+    `,
+  },
+];

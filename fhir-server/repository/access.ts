@@ -1,0 +1,29 @@
+/**
+ * The seam through which the security module restricts what a caller's requests may see and change, without the
+ * store knowing about tokens, roles or consent. A repository bound to a caller (`FhirRepository.withAccess`) adds
+ * `readFilter` to every query that returns resources (read, search, count, _include, $everything) and calls
+ * `checkChange` and `stamp` on every write, whatever path it came by (plain, conditional, bundle, patch).
+ */
+import type { Resource } from '@medplum/fhirtypes';
+import { SqlParams, type Queryable } from '../db';
+
+export interface RepositoryAccess {
+  /** An SQL condition on the `resource` row called `alias` that holds for the rows the caller may see. */
+  readFilter?(alias: string, params: SqlParams): string;
+  /** Called with the current content before a write changes or deletes an existing resource; throws to refuse. */
+  checkChange?(resourceType: string, id: string, currentContent: string | null): void;
+  /** The resource as it is to be stored (e.g. stamped with its owner); throws to refuse the write. */
+  stamp?(resource: Resource): Resource;
+  /** Whether history across resources (type or system `_history`) may be read; it is not filtered row by row. */
+  mayReadAllHistory?: boolean;
+}
+
+/** Whether the caller may see the resource (its read filter holds for the current row). */
+export async function isVisible(q: Queryable, access: RepositoryAccess, resourceType: string, id: string): Promise<boolean> {
+  if (!access.readFilter) {
+    return true;
+  }
+  const params = new SqlParams();
+  const sql = `SELECT 1 FROM resource r WHERE r.res_type = ${params.add(resourceType)} AND r.id = ${params.add(id)} AND ${access.readFilter('r', params)}`;
+  return (await q.query(sql, params.values, { prepare: true })).length > 0;
+}
