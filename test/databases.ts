@@ -3,11 +3,15 @@
  * parallel never collide), or an in-memory PGlite.
  */
 import { randomBytes } from 'node:crypto';
+import { securityMigrations } from '../fhir-server';
 import { migrate, openDatabase, type Database, type Migration } from '../fhir-server/db';
 
 export type Backend = 'postgres' | 'pglite';
 
-/** A migrated database; `migrations` are the tables of the modules under test beside the store's. */
+/**
+ * A migrated database: the store's tables, security's (every server needs them), and `migrations`, the tables of
+ * the modules under test.
+ */
 export async function createTestDatabase(backend: Backend = 'postgres', migrations: readonly Migration[] = []): Promise<Database> {
   let db: Database;
   if (backend === 'pglite') {
@@ -25,6 +29,7 @@ export async function createTestDatabase(backend: Backend = 'postgres', migratio
     url.searchParams.set('options', `-c search_path=${schema}`);
     db = await openDatabase(url.toString(), undefined);
   }
-  await migrate(db, migrations);
+  const modules = [...securityMigrations, ...migrations.filter((m) => !securityMigrations.includes(m))];
+  await migrate(db, modules);
   return db;
 }

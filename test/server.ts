@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { createFhirServer, securityMigrations, type Client, type Database, type FhirServer, type FhirServerOptions, type Role } from '../fhir-server';
+import { createFhirServer, type Client, type Database, type FhirServer, type FhirServerOptions, type Role } from '../fhir-server';
 import type { HttpHandler } from '../fhir-server/http/app';
 import { createTestDatabase, type Backend } from './databases';
 
@@ -41,8 +41,10 @@ export const TEST_PUBLIC_URL = 'http://127.0.0.1:8080';
 export async function createTestServer(
   backend: Backend = 'postgres',
   overrides: Partial<Omit<FhirServerOptions, 'db' | 'logger'>> = {},
+  /** A database the caller made (e.g. with its module's migrations); the server closes it. */
+  database?: Database,
 ): Promise<TestServer> {
-  const db = await createTestDatabase(backend, securityMigrations);
+  const db = database ?? (await createTestDatabase(backend));
   const auditJournalDir = mkdtempSync(path.join(os.tmpdir(), 'huimin-test-audit-'));
   const server = createFhirServer({
     auditJournalDir,
