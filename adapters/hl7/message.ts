@@ -158,7 +158,11 @@ export function delimitersOf(line: string): Delimiters {
     throw new Hl7ParseError('MSH is too short to hold its field separator and encoding characters (MSH-1, MSH-2)');
   }
   const field = line[3];
-  const encoding = line.slice(4, line.indexOf(field, 4) === -1 ? 8 : line.indexOf(field, 4));
+  let encoding = line.slice(4, line.indexOf(field, 4) === -1 ? 8 : line.indexOf(field, 4));
+  // A doubled escape character (\`^~\\&\`) is a sender's string-quoting slip, common enough to be read as meant.
+  if (encoding.length === 5 && encoding[2] === encoding[3]) {
+    encoding = encoding.slice(0, 3) + encoding.slice(4);
+  }
   if (encoding.length < 3 || encoding.length > 5) {
     throw new Hl7ParseError(`MSH-2 must hold 4 encoding characters, got "${encoding}"`);
   }

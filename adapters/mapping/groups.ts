@@ -45,7 +45,8 @@ export function orderGroups(message: Hl7Message): OrderGroup[] {
         start(s, undefined);
         break;
       case 'OBR':
-        if (current && !current.obr && current.results.length === 0) current.obr = s;
+        // OBX sent between an ORC and its OBR (some senders do) belong to that OBR.
+        if (current && !current.obr) current.obr = s;
         else start(current?.orc === lastOrc ? lastOrc : undefined, s);
         break;
       case 'OBX':

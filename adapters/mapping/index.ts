@@ -36,11 +36,11 @@ export function mappingFor(message: Hl7Message): Mapping {
   const event = message.triggerEvent;
   const byEvent = MAPPINGS[type];
   if (!byEvent) {
-    throw rejected(HL7_ERROR.unsupportedMessageType, `Message type "${type}" is not accepted (accepted: ${SUPPORTED_MESSAGES.join(', ')})`, 'MSH', 9);
+    throw rejected(HL7_ERROR.unsupportedMessageType, `Message type "${type}" is not accepted by this platform (see adapters/README.md for the accepted types)`, 'MSH', 9);
   }
   const mapping = byEvent[event];
   if (!mapping) {
-    throw rejected(HL7_ERROR.unsupportedEventCode, `Event "${type}^${event}" is not accepted (accepted for ${type}: ${Object.keys(byEvent).join(', ')})`, 'MSH', 9);
+    throw rejected(HL7_ERROR.unsupportedEventCode, `Event ${event} of ${type} is not accepted (accepted for ${type}: ${Object.keys(byEvent).join(' ')})`, 'MSH', 9);
   }
   return mapping;
 }

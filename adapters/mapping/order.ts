@@ -35,7 +35,10 @@ export async function mapOrder(ctx: MappingContext): Promise<void> {
     const subject = await writePatient(ctx, group.pid, 'create-if-none');
     const placer = (orc && entityIdentifier(orc.field(2))) ?? (obr && entityIdentifier(obr.field(2)));
     const filler = (orc && entityIdentifier(orc.field(3))) ?? (obr && entityIdentifier(obr.field(3)));
-    const key = placer ?? filler;
+    // Without an order number, the placer group number (ORC-4) and the service code together name the order.
+    const group4 = orc && entityIdentifier(orc.field(4));
+    const groupKey = group4 && obr?.get(4, 1) ? { value: `${group4.value}|${obr.get(4, 1)}`, namespace: group4.namespace } : undefined;
+    const key = placer ?? filler ?? groupKey;
     if (!key) {
       const segment = orc ?? obr;
       throw requiredMissing(segment?.name ?? 'ORC', 2, 'the placer order number (ORC-2/OBR-2) and filler order number (ORC-3/OBR-3) are both empty', segment?.occurrence);
@@ -43,6 +46,7 @@ export async function mapOrder(ctx: MappingContext): Promise<void> {
     const identifiers: Identifier[] = [];
     if (placer) identifiers.push({ ...facilityIdentifier(ctx.facility, 'order-placer', placer.value, placer.namespace), type: { coding: [{ system: V2_0203, code: 'PLAC' }] } });
     if (filler) identifiers.push({ ...facilityIdentifier(ctx.facility, 'order-filler', filler.value, filler.namespace), type: { coding: [{ system: V2_0203, code: 'FILL' }] } });
+    if (!placer && !filler && groupKey) identifiers.push({ ...facilityIdentifier(ctx.facility, 'order-group', groupKey.value, groupKey.namespace), type: { coding: [{ system: V2_0203, code: 'PGN' }] } });
     const control = orc?.get(1).toUpperCase() ?? 'NW';
     const status = control === 'SC' ? (ORDER_STATUS[orc?.get(5).toUpperCase() ?? ''] ?? 'active') : (CONTROL_STATUS[control] ?? 'active');
     const request: ServiceRequest = { resourceType: 'ServiceRequest', identifier: identifiers, status, intent: 'order', subject };

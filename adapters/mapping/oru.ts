@@ -2,9 +2,10 @@
  * ORU^R01 → DiagnosticReport (per OBR) + Observations (per OBX), upserted by the filler (else placer) order number,
  * so a corrected result replaces the preliminary one instead of adding to it.
  */
-import type { DiagnosticReport } from '@medplum/fhirtypes';
+import type { Attachment, DiagnosticReport } from '@medplum/fhirtypes';
 import { HL7_ERROR, MessageRejected, requiredMissing } from '../hl7/problems';
 import type { MappingContext, Ref } from './context';
+import type { Segment } from '../hl7/message';
 import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
 import { writeEncounter } from './encounter';
 import { noteText, orderGroups } from './groups';
@@ -23,15 +24,19 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
   }
   const patients = new Map<object, Ref>();
   for (const group of groups) {
-    if (!group.obr) {
-      throw new MessageRejected('AE', [{ segment: 'OBX', sequence: group.results[0]?.obx.occurrence, code: HL7_ERROR.segmentSequence, reason: 'OBX before any OBR' }]);
-    }
-    const obr = group.obr;
     if (!group.pid) {
-      throw requiredMissing('PID', undefined, 'ORU^R01 needs a PID segment before its OBR');
+      throw requiredMissing('PID', undefined, 'ORU^R01 needs a PID segment before its results');
     }
     const subject = patients.get(group.pid) ?? (await writePatient(ctx, group.pid, 'create-if-none'));
     patients.set(group.pid, subject);
+    if (!group.obr) {
+      if (group.orc) {
+        throw new MessageRejected('AE', [{ segment: 'OBX', sequence: group.results[0]?.obx.occurrence, code: HL7_ERROR.segmentSequence, reason: 'OBX after an ORC that has no OBR' }]);
+      }
+      await patientObservations(ctx, group.results, subject);
+      continue;
+    }
+    const obr = group.obr;
     const encounter = await writeEncounter(ctx, group.pv1, subject, 'from-pv1', subject.reference as string, 'create-if-none');
     const order =
       entityIdentifier(obr.field(3)) ?? entityIdentifier(obr.field(2)) ?? (group.orc ? (entityIdentifier(group.orc.field(3)) ?? entityIdentifier(group.orc.field(2))) : undefined);
@@ -45,8 +50,25 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
     }
     const effective = dateTime(obr.get(7), ctx.facility, obr, 7);
     const results: Ref[] = [];
-    const setIds = group.results.map((r) => r.obx.get(1));
-    for (const [index, { obx, notes }] of group.results.entries()) {
+    // OBX lines without an observation identifier are the report's narrative (TX/FT/ST) or its document (ED).
+    const narrative: string[] = [];
+    const presentedForm: Attachment[] = [];
+    const coded = group.results.filter(({ obx }) => {
+      if (obx.get(3, 1) || obx.get(3, 2)) return true;
+      const type = obx.get(2).toUpperCase();
+      if (type === 'ED') {
+        const ed = obx.field(5);
+        if (ed.get(5)) presentedForm.push({ contentType: ed.get(2) && ed.get(3) ? `${ed.get(2)}/${ed.get(3)}`.toLowerCase() : 'application/octet-stream', data: ed.get(5).replace(/\s+/g, '') });
+        return false;
+      }
+      if (['TX', 'FT', 'ST', ''].includes(type)) {
+        narrative.push(...obx.reps(5).map((r) => r.text()));
+        return false;
+      }
+      return true;
+    });
+    const setIds = coded.map((r) => r.obx.get(1));
+    for (const [index, { obx, notes }] of coded.entries()) {
       const setId = setIds[index] && setIds.indexOf(setIds[index]) === index ? setIds[index] : `#${index + 1}`;
       const subId = obx.get(4);
       const observation = await observationFromObx(ctx, obx, {
@@ -75,6 +97,25 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
     if (results.length) report.result = results;
     const conclusion = group.notes.map(noteText).join('\n');
     if (conclusion) report.conclusion = conclusion;
+    if (narrative.length) {
+      presentedForm.unshift({ contentType: 'text/plain; charset=utf-8', data: Buffer.from(narrative.join('\n'), 'utf8').toString('base64') });
+    }
+    if (presentedForm.length) report.presentedForm = presentedForm;
     await ctx.writer.put(report, identifierQuery(identifier));
+  }
+}
+
+/**
+ * OBX right after the PID, outside any order (not in the ORU_R01 structure, but sent): observations about the
+ * patient, keyed by the message and their position.
+ */
+async function patientObservations(ctx: MappingContext, results: Array<{ obx: Segment; notes: Segment[] }>, subject: Ref): Promise<void> {
+  for (const [index, { obx, notes }] of results.entries()) {
+    if (!obx.get(3, 1) && !obx.get(3, 2)) {
+      continue; // no observation identifier: nothing to call it by (the raw message keeps it)
+    }
+    const identifier = facilityIdentifier(ctx.facility, 'observation', `${ctx.message.controlId}-${index + 1}`, 'message');
+    const observation = await observationFromObx(ctx, obx, { subject, identifier, notes: notes.map(noteText) });
+    await ctx.writer.put(observation, identifierQuery(identifier));
   }
 }

@@ -17,11 +17,24 @@ const GENDER: Record<string, Patient['gender']> = {
 
 /** Every identifier of the PID segment (PID-3 repetitions, PID-2 of older versions, PID-19), classified. */
 export function pidIdentifiers(pid: Segment, facility: Facility): PatientIdentifier[] {
-  const found = [...pid.reps(3), ...pid.reps(2)]
+  // PID-3 (identifier list), then PID-2 (external id) and PID-4 (alternate id) of older versions.
+  const found = [...pid.reps(3), ...pid.reps(2), ...pid.reps(4)]
     .map((cx) => patientIdentifier(cx, facility))
     .filter((x): x is PatientIdentifier => x !== undefined);
   const p19 = pid19Identifier(pid.get(19), facility);
   if (p19) found.push(p19);
+  // PID-20 driver's licence: number ^ issuing state ^ expiry.
+  const licence = pid.field(20);
+  if (licence.get(1)) {
+    found.push({
+      kind: 'other',
+      identifier: {
+        type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'DL' }] },
+        system: `${facility.systemBase}:driver-licence${licence.get(2) ? `:${encodeURIComponent(licence.get(2))}` : ''}`,
+        value: licence.get(1),
+      },
+    });
+  }
   const unique = new Map(found.map((f) => [`${f.identifier.system}|${f.identifier.value}`, f]));
   return [...unique.values()];
 }

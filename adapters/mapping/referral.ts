@@ -43,8 +43,12 @@ export async function mapReferral(ctx: MappingContext): Promise<void> {
   };
   const priority = PRIORITY[rf1.get(2).toUpperCase()];
   if (priority) request.priority = priority;
+  // RF1-3 (referral type: medical, dental…) adds to the category; what is asked for is the OBR's service, if sent.
   const type = codeableConcept(rf1.field(3), ctx.facility);
-  if (type) request.code = type;
+  if (type) request.category?.push(type);
+  const obr = m.segment('OBR');
+  const code = obr && codeableConcept(obr.field(4), ctx.facility);
+  if (code) request.code = code;
   const authoredOn = dateTime(rf1.get(7), ctx.facility, rf1, 7);
   if (authoredOn) request.authoredOn = authoredOn;
   const reasons = rf1.reps(10).map((r) => codeableConcept(r, ctx.facility)).filter((c) => c !== undefined);

@@ -86,7 +86,7 @@ export async function startHl7Platform(options: { maxMessageBytes?: number } = {
 export function readAck(ack: Buffer | string): { code: string; controlId: string; errors: string[]; text: string } {
   const text = typeof ack === 'string' ? ack : ack.toString('utf8');
   const lines = text.split('\r').filter(Boolean);
-  const msa = (lines.find((l) => l.startsWith('MSA')) ?? '').split('|');
+  const msa = (lines.find((l) => l.startsWith('MSA')) ?? '').split(text[3] ?? '|');
   return { code: msa[1] ?? '', controlId: msa[2] ?? '', errors: lines.filter((l) => l.startsWith('ERR')), text };
 }
 
