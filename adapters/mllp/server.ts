@@ -132,7 +132,9 @@ export class MllpServer {
         socket.write(frame(answer));
       }
       if (thenClose) {
+        // The sender may still be pushing megabytes we will not read: FIN after the answer, then cut it off.
         socket.end();
+        setTimeout(() => socket.destroy(), 500).unref();
       }
     };
 
