@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
+import { adapterMigrations, createAdapters, hl7Operations } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
 import { createFhirServer, migrate, openDatabase } from './fhir-server';
 
@@ -15,7 +16,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db);
+  const applied = await migrate(db, adapterMigrations);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
@@ -60,15 +61,25 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
 
 /** Runs the API and the event relay in this process until a signal stops it. */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
-  const server = createFhirServer({ ...config, db, logger });
+  const server = createFhirServer({ ...config, db, logger, operations: hl7Operations });
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
     listener.once('error', reject);
   });
+  // HL7 v2 over MLLP in every process that serves the API: with several workers, the cluster shares the port and
+  // hands each new connection to one of them (a sender's messages on one connection stay in one process, in order).
+  const adapters = createAdapters({ repo: server.repository, logger, nationalIdAliases: config.hl7.nationalIdAliases });
+  if (config.hl7.enabled) {
+    const port = await adapters.listen(config.hl7);
+    if (cluster.isPrimary || cluster.worker?.id === 1) {
+      logger.info(`HL7 v2 MLLP${config.hl7.tls ? ' over TLS' : ''} listening on ${config.hl7.host}:${port}`);
+    }
+  }
   // Longer than common load balancers' idle timeouts, so that they close idle connections first.
   listener.keepAliveTimeout = 65_000;
   onShutdown(logger, async () => {
+    await adapters.stop();
     await new Promise((resolve) => listener.close(resolve));
     await server.stop();
     await db.close();
