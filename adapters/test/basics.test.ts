@@ -1,7 +1,8 @@
 import { readAck, startHl7Platform, hl7, type Hl7TestPlatform } from './harness';
 import type { Patient } from '@medplum/fhirtypes';
+import { splitMessages } from '../batch';
 
-describe('smoke', () => {
+describe('a first message', () => {
   let p: Hl7TestPlatform;
   beforeAll(async () => {
     p = await startHl7Platform();
@@ -25,5 +26,12 @@ describe('smoke', () => {
     const patients = await p.search<Patient>('Patient', { identifier: 'urn:oid:2.16.156.10011.1.3|110101199003074477' });
     expect(patients).toHaveLength(1);
     expect(patients[0].name?.[0].family).toBe('张');
+  });
+});
+
+describe('batch files', () => {
+  it('splits FHS/BHS batches into messages and drops the envelope', () => {
+    const file = Buffer.from('FHS|^~\\&|CDC\rBHS|^~\\&|CDC\r\nMSH|^~\\&|A|B\nPID|1\r\rMSH|^~\\&|C|D\rPID|2\rBTS|2\rFTS|1\r');
+    expect(splitMessages(file).map((m) => m.toString())).toEqual(['MSH|^~\\&|A|B\rPID|1\r', 'MSH|^~\\&|C|D\rPID|2\r']);
   });
 });
