@@ -197,7 +197,7 @@ export class Hl7Ingest {
       if (previous) {
         return { duplicateOf: previous.id, resources: previous.resources };
       }
-      const writer = new MessageWriter(session, repo, source);
+      const writer = new MessageWriter(session, repo, source, facility.systemBase);
       await mapping({ message, facility, session, repo, translator, source, messageTime, writer });
       await insertMessage(session.tx, this.record(r, 'AA', [], writer.written));
       return { duplicateOf: undefined, resources: writer.written };

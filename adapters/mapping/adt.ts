@@ -8,7 +8,6 @@
 import type { Encounter } from '@medplum/fhirtypes';
 import { advancePatientClock } from '../store/message-store';
 import type { MappingContext } from './context';
-import { identifierQuery } from './datatypes';
 import { patientFromPid } from './patient';
 import { writeEncounter } from './encounter';
 import { requiredMissing } from '../hl7/problems';
@@ -39,7 +38,7 @@ export async function mapAdt(ctx: MappingContext): Promise<void> {
   const { patient, primary } = patientFromPid(pid, ctx.facility);
   const current = await advancePatientClock(ctx.session.tx, ctx.facility.id, `${primary.system}|${primary.value}`, ctx.messageTime);
   const mode = current ? 'upsert' : 'create-if-none';
-  const patientRef = await ctx.writer.put(patient, identifierQuery(primary), mode);
+  const patientRef = await ctx.writer.put(patient, primary, mode);
   const status = ENCOUNTER_STATUS[ctx.message.triggerEvent];
   if (status === null || status === undefined) return;
   if (!current) {

@@ -5,7 +5,7 @@
 import type { Appointment, AppointmentParticipant } from '@medplum/fhirtypes';
 import { requiredMissing } from '../hl7/problems';
 import type { MappingContext } from './context';
-import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier } from './datatypes';
 import { noteText } from './groups';
 import { writePatient } from './patient';
 import { writePractitioner } from './practitioner';
@@ -63,7 +63,7 @@ export async function mapAppointment(ctx: MappingContext): Promise<void> {
   }
   const notes = m.all('NTE').map(noteText).filter(Boolean);
   if (notes.length) appointment.comment = notes.join('\n');
-  await ctx.writer.put(appointment, identifierQuery(identifier));
+  await ctx.writer.put(appointment, identifier);
 }
 
 /** Appointment.start/end are instants: seconds and a zone are needed. */

@@ -3,11 +3,14 @@
  * one transaction, the code translator, and helpers for upserts by identifier (conditional writes) that remember
  * what this message already wrote, so that a practitioner named twice is written once.
  */
-import type { Reference, Resource } from '@medplum/fhirtypes';
+import { createHash } from 'node:crypto';
+import { parseSearchRequest } from '@medplum/core';
+import type { Identifier, Reference, Resource } from '@medplum/fhirtypes';
 import type { FhirRepository, WriteSession } from '../../fhir-server';
 import type { Facility } from '../facilities';
 import type { Hl7Message } from '../hl7/message';
 import type { CodeTranslator } from '../translator';
+import { identifierQuery } from './datatypes';
 
 /** A reference to something this message wrote (typed loosely: it fits any reference field). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -28,8 +31,20 @@ export interface MappingContext {
 
 type Mode = 'upsert' | 'create-if-none';
 
+/**
+ * The id of a resource the adapters own, derived from its identifier. Resources whose identifier is in one of a
+ * facility's own systems (`urn:huimin:hl7:<facility>:visit`, `…:observation`, …) are written only by the adapters, so
+ * the identifier can name the id: an upsert is then one update-as-create (one locked read) instead of a
+ * conditional write (advisory lock, search, locked read), and two racing messages still meet on the primary key.
+ */
+export function ownedId(resourceType: string, identifier: Identifier): string {
+  return `h7-${createHash('sha256').update(`${resourceType}|${identifier.system}|${identifier.value}`).digest('hex').slice(0, 40)}`;
+}
+
 export class MessageWriter {
-  private readonly byCondition = new Map<string, Reference>();
+  private readonly byKey = new Map<string, Ref>();
+  /** Owned ids known (from prefetch) not to exist yet: created without a locked read. */
+  private readonly absent = new Set<string>();
   /** `Type/id` of every resource written (created or updated) by this message. */
   readonly written: string[] = [];
 
@@ -37,6 +52,8 @@ export class MessageWriter {
     private readonly session: WriteSession,
     private readonly repo: FhirRepository,
     private readonly source: string,
+    /** Identifier systems under this prefix belong to the adapters (see ownedId). */
+    private readonly ownedSystems: string,
   ) {}
 
   private stamp<T extends Resource>(resource: T): T {
@@ -44,22 +61,53 @@ export class MessageWriter {
   }
 
   /**
-   * Conditional update (`PUT Type?identifier=…`): creates the resource or replaces the one that matches.
-   * 'create-if-none' is a conditional create: an existing match is left as it is (a result must not overwrite the
-   * demographics an ADT feed keeps).
+   * Upsert by identifier: creates the resource or replaces the one with this identifier. 'create-if-none' leaves
+   * an existing one as it is (a result must not overwrite the demographics an ADT feed keeps). Patients, whose
+   * identifiers other writers (the API, the MPI) use too, go through conditional writes (`PUT Patient?identifier=…`,
+   * `If-None-Exist`); the adapters' own resources through their identifier-derived id.
    */
-  async put<T extends Resource>(resource: T, condition: string, mode: Mode = 'upsert'): Promise<Ref> {
-    const key = `${resource.resourceType}?${condition}`;
-    const known = this.byCondition.get(key);
+  async put<T extends Resource>(resource: T, identifier: Identifier, mode: Mode = 'upsert'): Promise<Ref> {
+    const key = `${resource.resourceType}|${identifier.system}|${identifier.value}`;
+    const known = this.byKey.get(key);
     if (known) return known;
-    const outcome =
-      mode === 'upsert'
-        ? await this.session.conditionalUpdate(resource.resourceType, condition, this.stamp(resource))
-        : await this.session.conditionalCreate(this.stamp(resource), condition);
-    const ref = { reference: `${resource.resourceType}/${outcome.resource.id}` };
-    if (mode === 'upsert' || outcome.created) this.written.push(ref.reference);
-    this.byCondition.set(key, ref);
+    let ref: { reference: string };
+    if (resource.resourceType !== 'Patient' && identifier.system?.startsWith(this.ownedSystems)) {
+      const id = ownedId(resource.resourceType, identifier);
+      ref = { reference: `${resource.resourceType}/${id}` };
+      if (this.absent.delete(ref.reference)) {
+        await this.session.create(this.stamp({ ...resource, id }), id);
+        this.written.push(ref.reference);
+      } else {
+        const exists = mode === 'create-if-none' && (await this.repo.read(resource.resourceType, id, this.session.tx).then(() => true, () => false));
+        if (!exists) {
+          await this.session.update(resource.resourceType, id, this.stamp({ ...resource, id }));
+          this.written.push(ref.reference);
+        }
+      }
+    } else {
+      const condition = identifierQuery(identifier);
+      const outcome =
+        mode === 'upsert'
+          ? await this.session.conditionalUpdate(resource.resourceType, condition, this.stamp(resource))
+          : await this.session.conditionalCreate(this.stamp(resource), condition);
+      ref = { reference: `${resource.resourceType}/${outcome.resource.id}` };
+      if (mode === 'upsert' || outcome.created) this.written.push(ref.reference);
+    }
+    this.byKey.set(key, ref);
     return ref;
+  }
+
+  /**
+   * Looks up in one search which of these owned resources exist already, so that the new ones (a laboratory's
+   * results, mostly) are created without a locked read each. A concurrent creation of the same id still meets
+   * the primary key, and the message's transaction is retried.
+   */
+  async prefetch(resourceType: string, identifiers: Identifier[]): Promise<void> {
+    const ids = identifiers.filter((i) => i.system?.startsWith(this.ownedSystems)).map((i) => ownedId(resourceType, i));
+    if (ids.length < 2) return;
+    const page = await this.repo.search(parseSearchRequest(resourceType, { _id: ids.join(','), _elements: 'id' }), { count: ids.length, offset: 0 }, this.session.tx);
+    const found = new Set(page.rows.map((r) => r.id));
+    ids.filter((id) => !found.has(id)).forEach((id) => this.absent.add(`${resourceType}/${id}`));
   }
 
   /** A resource with no identifier to upsert on. */

@@ -5,7 +5,7 @@
 import type { Attachment, DocumentReference } from '@medplum/fhirtypes';
 import { requiredMissing } from '../hl7/problems';
 import type { MappingContext } from './context';
-import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier } from './datatypes';
 import { writeEncounter } from './encounter';
 import { writePatient } from './patient';
 import { writePractitioner } from './practitioner';
@@ -71,5 +71,5 @@ export async function mapDocument(ctx: MappingContext): Promise<void> {
   if (authenticator) doc.authenticator = authenticator;
   const encounter = await writeEncounter(ctx, m.segment('PV1'), subject, 'from-pv1', subject.reference as string, 'create-if-none');
   if (encounter) doc.context = { encounter: [encounter] };
-  await ctx.writer.put(doc, identifierQuery(identifier));
+  await ctx.writer.put(doc, identifier);
 }

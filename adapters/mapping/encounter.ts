@@ -6,7 +6,7 @@
 import type { Encounter, EncounterParticipant, Location } from '@medplum/fhirtypes';
 import type { Segment } from '../hl7/message';
 import type { MappingContext, Ref } from './context';
-import { codeableConcept, dateTime, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, facilityIdentifier } from './datatypes';
 import { writePractitioner } from './practitioner';
 
 const V3_ACT_CODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
@@ -43,7 +43,7 @@ async function writeLocation(ctx: MappingContext, pv1: Segment, field: number): 
   };
   const kind = pl.get(3) ? 'bd' : pl.get(2) ? 'ro' : 'wa';
   location.physicalType = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/location-physical-type', code: kind }] };
-  return ctx.writer.put(location, identifierQuery(identifier));
+  return ctx.writer.put(location, identifier);
 }
 
 export async function writeEncounter(
@@ -91,5 +91,5 @@ export async function writeEncounter(
   if (participants.length) encounter.participant = participants;
   const location = await writeLocation(ctx, pv1, 3);
   if (location) encounter.location = [{ location, status: encounter.status === 'finished' ? 'completed' : 'active' }];
-  return ctx.writer.put(encounter, identifierQuery(identifier), mode);
+  return ctx.writer.put(encounter, identifier, mode);
 }

@@ -5,7 +5,7 @@
 import type { Immunization } from '@medplum/fhirtypes';
 import { requiredMissing } from '../hl7/problems';
 import type { MappingContext } from './context';
-import { codeableConcept, dateTime, date, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, date, entityIdentifier, facilityIdentifier } from './datatypes';
 import { quantityUnit } from './observation';
 import { writePatient } from './patient';
 import { writePractitioner } from './practitioner';
@@ -55,6 +55,6 @@ export async function mapImmunization(ctx: MappingContext): Promise<void> {
       const site = codeableConcept(rxr.field(2), ctx.facility);
       if (site) immunization.site = site;
     }
-    await ctx.writer.put(immunization, identifierQuery(identifier));
+    await ctx.writer.put(immunization, identifier);
   }
 }

@@ -5,7 +5,7 @@
 import type { Identifier, ServiceRequest } from '@medplum/fhirtypes';
 import { requiredMissing } from '../hl7/problems';
 import type { MappingContext } from './context';
-import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier } from './datatypes';
 import { writeEncounter } from './encounter';
 import { noteText, orderGroups } from './groups';
 import { translatedCode } from './observation';
@@ -66,6 +66,6 @@ export async function mapOrder(ctx: MappingContext): Promise<void> {
     if (reasons.length) request.reasonCode = reasons;
     const notes = group.notes.map(noteText).filter(Boolean);
     if (notes.length) request.note = notes.map((text) => ({ text }));
-    await ctx.writer.put(request, identifierQuery(identifiers[0]));
+    await ctx.writer.put(request, identifiers[0]);
   }
 }

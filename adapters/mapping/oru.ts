@@ -6,7 +6,7 @@ import type { Attachment, DiagnosticReport } from '@medplum/fhirtypes';
 import { HL7_ERROR, MessageRejected, requiredMissing } from '../hl7/problems';
 import type { MappingContext, Ref } from './context';
 import type { Segment } from '../hl7/message';
-import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier } from './datatypes';
 import { writeEncounter } from './encounter';
 import { noteText, orderGroups } from './groups';
 import { observationFromObx, translatedCode } from './observation';
@@ -68,17 +68,21 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
       return true;
     });
     const setIds = coded.map((r) => r.obx.get(1));
-    for (const [index, { obx, notes }] of coded.entries()) {
+    const observationIds = coded.map(({ obx }, index) => {
       const setId = setIds[index] && setIds.indexOf(setIds[index]) === index ? setIds[index] : `#${index + 1}`;
       const subId = obx.get(4);
+      return facilityIdentifier(ctx.facility, 'observation', `${order.value}-${setId}${subId ? `-${subId}` : ''}`, order.namespace);
+    });
+    await ctx.writer.prefetch('Observation', observationIds);
+    for (const [index, { obx, notes }] of coded.entries()) {
       const observation = await observationFromObx(ctx, obx, {
         subject,
         encounter,
         effective,
-        identifier: facilityIdentifier(ctx.facility, 'observation', `${order.value}-${setId}${subId ? `-${subId}` : ''}`, order.namespace),
+        identifier: observationIds[index],
         notes: notes.map(noteText),
       });
-      results.push(await ctx.writer.put(observation, identifierQuery(observation.identifier?.[0] ?? {})));
+      results.push(await ctx.writer.put(observation, observation.identifier?.[0] ?? {}));
     }
     const report: DiagnosticReport = {
       resourceType: 'DiagnosticReport',
@@ -101,7 +105,7 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
       presentedForm.unshift({ contentType: 'text/plain; charset=utf-8', data: Buffer.from(narrative.join('\n'), 'utf8').toString('base64') });
     }
     if (presentedForm.length) report.presentedForm = presentedForm;
-    await ctx.writer.put(report, identifierQuery(identifier));
+    await ctx.writer.put(report, identifier);
   }
 }
 
@@ -116,6 +120,6 @@ async function patientObservations(ctx: MappingContext, results: Array<{ obx: Se
     }
     const identifier = facilityIdentifier(ctx.facility, 'observation', `${ctx.message.controlId}-${index + 1}`, 'message');
     const observation = await observationFromObx(ctx, obx, { subject, identifier, notes: notes.map(noteText) });
-    await ctx.writer.put(observation, identifierQuery(identifier));
+    await ctx.writer.put(observation, identifier);
   }
 }

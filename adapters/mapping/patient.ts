@@ -6,7 +6,7 @@ import type { Facility } from '../facilities';
 import type { Hl7Message, Segment } from '../hl7/message';
 import { requiredMissing } from '../hl7/problems';
 import type { MappingContext, Ref } from './context';
-import { address, contactPoint, date, dateTime, humanName, identifierQuery } from './datatypes';
+import { address, contactPoint, date, dateTime, humanName } from './datatypes';
 import { patientIdentifier, pid19Identifier, type PatientIdentifier } from './identifiers';
 
 const GENDER: Record<string, Patient['gender']> = {
@@ -85,5 +85,5 @@ export async function writePatient(ctx: MappingContext, pid: Segment | undefined
     throw requiredMissing('PID', undefined, `${ctx.message.messageType}^${ctx.message.triggerEvent} needs a PID segment`);
   }
   const { patient, primary } = patientFromPid(pid, ctx.facility);
-  return ctx.writer.put(patient, identifierQuery(primary), mode);
+  return ctx.writer.put(patient, primary, mode);
 }

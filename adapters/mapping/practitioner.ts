@@ -5,7 +5,7 @@
 import type { Practitioner } from '@medplum/fhirtypes';
 import type { FieldValue } from '../hl7/message';
 import type { MappingContext, Ref } from './context';
-import { facilityIdentifier, humanName, identifierQuery } from './datatypes';
+import { facilityIdentifier, humanName } from './datatypes';
 
 export async function writePractitioner(ctx: MappingContext, xcn: FieldValue | undefined): Promise<Ref | undefined> {
   if (!xcn || xcn.empty) return undefined;
@@ -19,6 +19,6 @@ export async function writePractitioner(ctx: MappingContext, xcn: FieldValue | u
   const identifier = facilityIdentifier(ctx.facility, 'practitioner', id, xcn.get(9, 1));
   const practitioner: Practitioner = { resourceType: 'Practitioner', identifier: [identifier] };
   if (name) practitioner.name = [name];
-  const ref = await ctx.writer.put(practitioner, identifierQuery(identifier));
+  const ref = await ctx.writer.put(practitioner, identifier);
   return display ? { ...ref, display } : ref;
 }

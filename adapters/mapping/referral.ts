@@ -6,7 +6,7 @@
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { requiredMissing } from '../hl7/problems';
 import type { MappingContext, Ref } from './context';
-import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier, identifierQuery } from './datatypes';
+import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier } from './datatypes';
 import { writePractitioner } from './practitioner';
 import { writePatient } from './patient';
 
@@ -55,7 +55,7 @@ export async function mapReferral(ctx: MappingContext): Promise<void> {
   if (reasons.length) request.reasonCode = reasons;
   if (requester) request.requester = requester;
   if (performer) request.performer = [performer];
-  const requestRef = await ctx.writer.put(request, identifierQuery(identifier));
+  const requestRef = await ctx.writer.put(request, identifier);
   const task: Task = {
     resourceType: 'Task',
     identifier: [identifier],
@@ -69,5 +69,5 @@ export async function mapReferral(ctx: MappingContext): Promise<void> {
   if (authoredOn) task.authoredOn = authoredOn;
   if (requester) task.requester = requester;
   if (performer) task.owner = performer;
-  await ctx.writer.put(task, identifierQuery(identifier));
+  await ctx.writer.put(task, identifier);
 }
