@@ -21,6 +21,7 @@ import { CharsetError, decodeMessage, encodeMessage, hasUtf8Bom, isValidUtf8, pe
 import { delimitersOf, Hl7ParseError, parseHl7, type Hl7Message } from './hl7/message';
 import { HL7_ERROR, MessageRejected, rejected, type AckCode, type Problem } from './hl7/problems';
 import { KeyedSerializer } from './keyed-serializer';
+import { PatientDirectory } from './patient-directory';
 import { MessageWriter, type MappingContext } from './mapping/context';
 import { dateTime, toInstant } from './mapping/datatypes';
 import { mappingFor } from './mapping';
@@ -67,6 +68,7 @@ interface Receipt {
 
 export class Hl7Ingest {
   private readonly serializer = new KeyedSerializer();
+  private readonly patients = new PatientDirectory();
 
   constructor(private readonly options: Hl7IngestOptions) {}
 
@@ -192,16 +194,32 @@ export class Hl7Ingest {
     const { repo, translator } = this.options;
     const messageTime = toInstant(dateTime(message.msh.get(7), facility, message.msh, 7)) ?? new Date();
     const source = `urn:huimin:hl7v2:Organization/${facility.id}:${encodeURIComponent(message.controlId)}#${r.id}`;
-    const result = await repo.write(async (session) => {
-      const previous = await findProcessed(session.tx, facility.id, message.controlId, r.hash);
-      if (previous) {
-        return { duplicateOf: previous.id, resources: previous.resources };
-      }
-      const writer = new MessageWriter(session, repo, source, facility.systemBase);
-      await mapping({ message, facility, session, repo, translator, source, messageTime, writer });
-      await insertMessage(session.tx, this.record(r, 'AA', [], writer.written));
-      return { duplicateOf: undefined, resources: writer.written };
-    });
+    let lastWriter: MessageWriter | undefined;
+    const attempt = (patients: PatientDirectory | undefined): Promise<{ duplicateOf?: string; resources: string[]; writer?: MessageWriter }> =>
+      repo.write(async (session) => {
+        const previous = await findProcessed(session.tx, facility.id, message.controlId, r.hash);
+        if (previous) {
+          return { duplicateOf: previous.id, resources: previous.resources };
+        }
+        const writer = new MessageWriter(session, repo, source, facility.systemBase, patients);
+        lastWriter = writer;
+        await mapping({ message, facility, session, repo, translator, source, messageTime, writer });
+        await insertMessage(session.tx, this.record(r, 'AA', [], writer.written));
+        return { duplicateOf: undefined, resources: writer.written, writer };
+      });
+    let result: Awaited<ReturnType<typeof attempt>>;
+    try {
+      result = await attempt(this.patients);
+    } catch (err) {
+      // A remembered patient may have been deleted since: once more, asking the store.
+      const used = lastWriter?.usedPatients;
+      if (!(err instanceof FhirError) || !used?.size) throw err;
+      this.patients.forget(used);
+      result = await attempt(undefined);
+    }
+    if (result.writer) {
+      this.patients.learn(result.writer.learnedPatients);
+    }
     if (result.duplicateOf) {
       // A resend: answered AA again, recorded as a repeat, nothing written twice.
       await insertMessage(repo.db, { ...this.record(r, 'AA', [], result.resources), duplicateOf: result.duplicateOf }).catch((err: unknown) =>

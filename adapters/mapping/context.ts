@@ -11,6 +11,7 @@ import type { Facility } from '../facilities';
 import type { Hl7Message } from '../hl7/message';
 import type { CodeTranslator } from '../translator';
 import { identifierQuery } from './datatypes';
+import type { PatientDirectory } from '../patient-directory';
 
 /** A reference to something this message wrote (typed loosely: it fits any reference field). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -54,7 +55,14 @@ export class MessageWriter {
     private readonly source: string,
     /** Identifier systems under this prefix belong to the adapters (see ownedId). */
     private readonly ownedSystems: string,
+    /** Patients seen recently (identifier → id); undefined to always ask the store. */
+    private readonly patients?: PatientDirectory,
   ) {}
+
+  /** Patient identifiers → ids this message wrote or found, for the directory once the message is committed. */
+  readonly learnedPatients = new Map<string, string>();
+  /** Directory entries this message relied on. */
+  readonly usedPatients = new Set<string>();
 
   private stamp<T extends Resource>(resource: T): T {
     return { ...resource, meta: { ...resource.meta, source: this.source } };
@@ -84,6 +92,9 @@ export class MessageWriter {
           this.written.push(ref.reference);
         }
       }
+    } else if (resource.resourceType === 'Patient' && mode === 'create-if-none' && this.patients?.get(key)) {
+      ref = { reference: `Patient/${this.patients.get(key)}` };
+      this.usedPatients.add(key);
     } else {
       const condition = identifierQuery(identifier);
       const outcome =
@@ -92,6 +103,7 @@ export class MessageWriter {
           : await this.session.conditionalCreate(this.stamp(resource), condition);
       ref = { reference: `${resource.resourceType}/${outcome.resource.id}` };
       if (mode === 'upsert' || outcome.created) this.written.push(ref.reference);
+      if (resource.resourceType === 'Patient') this.learnedPatients.set(key, outcome.resource.id as string);
     }
     this.byKey.set(key, ref);
     return ref;

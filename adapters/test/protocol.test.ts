@@ -164,6 +164,17 @@ describe('HL7 v2 over MLLP', () => {
     expect((await p.search<Observation>('Observation', { code: '2345-7' }))[0].valueQuantity?.value).toBe(6.3);
   });
 
+  it('recreates a patient that was deleted after a result for it was taken in', async () => {
+    const oru = (id: string): string =>
+      hl7(MSH('HOSP-A', id, 'ORU^R01^ORU_R01'), 'PID|1||DIR-1^^^HOSP-A^MR||LIN^FENG||19700101|M', `OBR|1||F-${id}|CHEM^Chemistry^L`, 'OBX|1|NM|K^Potassium^L||4.1|mmol/L|3.5-5.3|N|||F');
+    expect(readAck(await client.send(oru('DIR-a'))).code).toBe('AA');
+    const [patient] = await p.search<Patient>('Patient', { identifier: 'DIR-1' });
+    await p.server.repository.write(async (s) => s.delete('Patient', patient.id as string, { force: true }));
+    expect(readAck(await client.send(oru('DIR-b'))).code).toBe('AA');
+    const [again] = await p.search<Patient>('Patient', { identifier: 'DIR-1' });
+    expect(again.id).not.toBe(patient.id);
+  });
+
   it('merges patients on A40', async () => {
     await client.send(adt('MRG-a', 'OLD-1', 'HE^OLD'));
     await client.send(adt('MRG-b', 'NEW-1', 'HE^NEW'));
