@@ -62,13 +62,9 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
 /** Runs the API and the event relay in this process until a signal stops it. */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
   const server = createFhirServer({ ...config, db, logger, operations: hl7Operations });
-  const listener = createServer(server.app).listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => {
-    listener.once('listening', resolve);
-    listener.once('error', reject);
-  });
-  // HL7 v2 over MLLP in every process that serves the API: with several workers, the cluster shares the port and
-  // hands each new connection to one of them (a sender's messages on one connection stay in one process, in order).
+  // HL7 v2 over MLLP in every process that serves the API, listening before the API answers ready. With several
+  // workers the cluster shares the port and hands each new connection to one of them (a sender's messages on one
+  // connection stay in one process, in order).
   const adapters = createAdapters({ repo: server.repository, logger, nationalIdAliases: config.hl7.nationalIdAliases });
   if (config.hl7.enabled) {
     const port = await adapters.listen(config.hl7);
@@ -76,6 +72,11 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
       logger.info(`HL7 v2 MLLP${config.hl7.tls ? ' over TLS' : ''} listening on ${config.hl7.host}:${port}`);
     }
   }
+  const listener = createServer(server.app).listen(config.port, config.host);
+  await new Promise<void>((resolve, reject) => {
+    listener.once('listening', resolve);
+    listener.once('error', reject);
+  });
   // Longer than common load balancers' idle timeouts, so that they close idle connections first.
   listener.keepAliveTimeout = 65_000;
   onShutdown(logger, async () => {
