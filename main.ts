@@ -7,7 +7,7 @@ import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
-import { adapterMigrations, createAdapters, hl7Operations } from './adapters';
+import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
 import { createFhirServer, migrate, openDatabase } from './fhir-server';
 
@@ -72,6 +72,9 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
       logger.info(`HL7 v2 MLLP${config.hl7.tls ? ' over TLS' : ''} listening on ${config.hl7.host}:${port}`);
     }
   }
+  // Outbound HL7 v2 (REF^I12, result notifications) that workflows enqueue: every process takes jobs from BullMQ.
+  const outbound = new Hl7Outbound({ repo: server.repository, redisUrl: config.redisUrl, prefix: config.redisPrefix, logger });
+  outbound.start();
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
@@ -81,6 +84,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   listener.keepAliveTimeout = 65_000;
   onShutdown(logger, async () => {
     await adapters.stop();
+    await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
     await server.stop();
     await db.close();

@@ -12,3 +12,6 @@ export { MllpClient, MllpServer, frame } from './mllp/server';
 export { RESIDENT_ID_SYSTEM, HEALTH_CARD_SYSTEM } from './mapping/identifiers';
 export { SUPPORTED_MESSAGES } from './mapping';
 export { searchMessages, getMessage, type StoredMessage } from './store/message-store';
+export { Hl7Outbound, OUTBOUND_QUEUE, DEAD_LETTER_QUEUE, type OutboundJob, type OutboundOptions } from './outbound/queue';
+export { queryDemographics } from './outbound/query';
+export { refI12, oruR01, qbpQ22 } from './outbound/messages';

@@ -17,6 +17,8 @@ import type { Logger } from 'pino';
 const VT = 0x0b;
 const FS = 0x1c;
 const CR = 0x0d;
+/** Frames one connection may have waiting for their ACK before the listener stops reading from it. */
+const MAX_PIPELINED = 8;
 
 export interface PeerInfo {
   /** Remote IP address (IPv4-mapped IPv6 addresses are given as IPv4). */
@@ -138,10 +140,14 @@ export class MllpServer {
       }
     };
 
+    // Frames a sender pipelines without waiting for ACKs wait here; past a few, reading pauses (bounded memory).
+    let pending = 0;
     const complete = (bytes: Buffer): void => {
+      if (++pending >= MAX_PIPELINED) socket.pause();
       queue = queue.then(async () => {
         try {
           send(await this.handler.onMessage(bytes, peer));
+          if (--pending < MAX_PIPELINED && !oversized) socket.resume();
         } catch (err) {
           // The handler answers every problem with an ACK itself; reaching here means it could not even do that.
           this.options.logger.error({ err }, 'MLLP handler failed; closing the connection without an ACK');

@@ -164,6 +164,13 @@ describe('HL7 v2 over MLLP', () => {
     expect((await p.search<Observation>('Observation', { code: '2345-7' }))[0].valueQuantity?.value).toBe(6.3);
   });
 
+  it('answers frames pipelined without waiting for ACKs, in order', async () => {
+    const c = await p.connect();
+    const acks = await Promise.all(Array.from({ length: 20 }, (_, i) => c.send(adt(`PIPE-${i}`, `PIPE-${i % 4}`, `PIPE^N${i}`))));
+    expect(acks.map((a) => readAck(a).controlId)).toEqual(Array.from({ length: 20 }, (_, i) => `PIPE-${i}`));
+    expect(acks.every((a) => readAck(a).code === 'AA')).toBe(true);
+  });
+
   it('recreates a patient that was deleted after a result for it was taken in', async () => {
     const oru = (id: string): string =>
       hl7(MSH('HOSP-A', id, 'ORU^R01^ORU_R01'), 'PID|1||DIR-1^^^HOSP-A^MR||LIN^FENG||19700101|M', `OBR|1||F-${id}|CHEM^Chemistry^L`, 'OBX|1|NM|K^Potassium^L||4.1|mmol/L|3.5-5.3|N|||F');
