@@ -1,5 +1,6 @@
 /**
- * ADT^A01/A02/A03/A04/A05/A06/A07/A08/A11/A13/A28/A31 → Patient + Encounter (+ Practitioner, Location).
+ * ADT^A01/A02/A03/A04/A05/A06/A07/A08/A11/A13/A28/A31 → Patient + Encounter (+ Practitioner, Location), and the
+ * tracking and pending events (A09, A10, A14, A15, A16, A25, A26, A27) that only move the visit's state.
  *
  * The patient is upserted by MRN and the visit by visit number. Messages for one patient are applied in order
  * (the pipeline serialises them); one that arrives after a newer one was already applied (MSH-7 older than the
@@ -22,8 +23,16 @@ const ENCOUNTER_STATUS: Record<string, Encounter['status'] | 'from-pv1' | null> 
   A06: 'in-progress', // outpatient → inpatient
   A07: 'in-progress', // inpatient → outpatient
   A08: 'from-pv1', // update: finished when PV1-45 (discharge time) is there
+  A09: 'from-pv1', // patient departing (tracking): the visit goes on
+  A10: 'from-pv1', // patient arriving (tracking)
   A11: 'cancelled', // cancel admit
   A13: 'in-progress', // cancel discharge
+  A14: 'planned', // pending admit
+  A15: 'from-pv1', // pending transfer: nothing has moved yet
+  A16: 'from-pv1', // pending discharge
+  A25: 'from-pv1', // cancel pending discharge
+  A26: 'from-pv1', // cancel pending transfer
+  A27: 'cancelled', // cancel pending admit
   A28: null, // add person information
   A31: null, // update person information
 };

@@ -1,5 +1,6 @@
 /**
- * SIU^S12 (new booking), S13 (rescheduled), S14 (modified), S15 (cancelled) → Appointment, upserted by the
+ * SIU^S12 (new booking), S13 (rescheduled), S14 (modified), S15 (cancelled), S16 (discontinued), S17 (deleted),
+ * S26 (no-show) → Appointment, upserted by the
  * filler appointment id (SCH-2, else the placer's SCH-1). Times from TQ1-7/8 (v2.5+) or SCH-11 (older), else AIS-4.
  */
 import type { Appointment, AppointmentParticipant } from '@medplum/fhirtypes';
@@ -10,9 +11,10 @@ import { noteText } from './groups';
 import { writePatient } from './patient';
 import { writePractitioner } from './practitioner';
 
-export const SIU_EVENTS = ['S12', 'S13', 'S14', 'S15'];
+export const SIU_EVENTS = ['S12', 'S13', 'S14', 'S15', 'S16', 'S17', 'S26'];
 
-const STATUS: Record<string, Appointment['status']> = { S12: 'booked', S13: 'booked', S14: 'booked', S15: 'cancelled' };
+/** S12 new, S13 rescheduled, S14 modified, S15 cancelled, S16 discontinued, S17 deleted, S26 no-show. */
+const STATUS: Record<string, Appointment['status']> = { S12: 'booked', S13: 'booked', S14: 'booked', S15: 'cancelled', S16: 'cancelled', S17: 'entered-in-error', S26: 'noshow' };
 
 export async function mapAppointment(ctx: MappingContext): Promise<void> {
   const m = ctx.message;
@@ -57,7 +59,7 @@ export async function mapAppointment(ctx: MappingContext): Promise<void> {
   if (type) appointment.appointmentType = type;
   const service = ais && codeableConcept(ais.field(3), ctx.facility);
   if (service) appointment.serviceType = [service];
-  if (m.triggerEvent === 'S15') {
+  if (m.triggerEvent === 'S15' || m.triggerEvent === 'S16') {
     const cancel = codeableConcept(sch.field(6), ctx.facility);
     if (cancel?.text) appointment.cancelationReason = { text: cancel.text };
   }
