@@ -17,12 +17,12 @@ export interface Hl7TestPlatform {
   adapters: Adapters;
   port: number;
   connect(): Promise<MllpClient>;
-  registerFacility(key: string, options?: { charset?: string; allowedAddress?: string; name?: string }): Promise<string>;
+  registerFacility(key: string, options?: { charset?: string; allowedAddress?: string; tlsSubject?: string; name?: string }): Promise<string>;
   search<T extends Resource>(resourceType: T['resourceType'], query: Record<string, string>): Promise<T[]>;
   close(): Promise<void>;
 }
 
-export async function startHl7Platform(options: { maxMessageBytes?: number } = {}): Promise<Hl7TestPlatform> {
+export async function startHl7Platform(options: { maxMessageBytes?: number; tls?: { certFile: string; keyFile: string; caFile?: string } } = {}): Promise<Hl7TestPlatform> {
   const db = await createTestDatabase('postgres', adapterMigrations);
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = createFhirServer({
@@ -40,7 +40,7 @@ export async function startHl7Platform(options: { maxMessageBytes?: number } = {
     operations: hl7Operations,
   });
   const adapters = createAdapters({ repo: server.repository, logger });
-  const port = await adapters.listen({ port: 0, host: '127.0.0.1', maxMessageBytes: options.maxMessageBytes ?? 5 * 1024 * 1024, idleTimeoutMs: 30_000 });
+  const port = await adapters.listen({ port: 0, host: '127.0.0.1', maxMessageBytes: options.maxMessageBytes ?? 5 * 1024 * 1024, idleTimeoutMs: 30_000, tls: options.tls });
   const clients: MllpClient[] = [];
   return {
     db,
@@ -56,6 +56,7 @@ export async function startHl7Platform(options: { maxMessageBytes?: number } = {
       const extension = [
         ...(o.charset ? [{ url: 'charset', valueString: o.charset }] : []),
         ...(o.allowedAddress ? [{ url: 'allowedAddress', valueString: o.allowedAddress }] : []),
+        ...(o.tlsSubject ? [{ url: 'tlsSubject', valueString: o.tlsSubject }] : []),
       ];
       const org: Organization = {
         resourceType: 'Organization',
