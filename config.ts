@@ -46,6 +46,20 @@ export interface PlatformConfig {
     /** Token requests per second per network address and worker process (0: no limit). */
     rateLimitTokenEndpoint: number;
   };
+  /** HL7 v2 MLLP listener (adapters/). */
+  hl7: {
+    enabled: boolean;
+    port: number;
+    host: string;
+    /** Largest message accepted; a bigger one is answered AR and its connection closed. */
+    maxMessageBytes: number;
+    /** An idle MLLP connection (or a frame that never ends) is closed after this long. */
+    idleTimeoutMs: number;
+    /** MLLP over TLS when cert and key are set; with a CA, client certificates are required. */
+    tls?: { certFile: string; keyFile: string; caFile?: string };
+    /** More assigning authorities meaning a national identifier: `oid=resident-id,oid=health-card`. */
+    nationalIdAliases?: string;
+  };
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -89,6 +103,18 @@ function adminClientFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['adminClient
   return { clientId, secret };
 }
 
+function hl7Tls(env: NodeJS.ProcessEnv): PlatformConfig['hl7']['tls'] {
+  const certFile = env.HL7_TLS_CERT;
+  const keyFile = env.HL7_TLS_KEY;
+  if (!certFile && !keyFile) {
+    return undefined;
+  }
+  if (!certFile || !keyFile) {
+    throw new Error('Configuration error: HL7_TLS_CERT and HL7_TLS_KEY must be set together');
+  }
+  return { certFile, keyFile, caFile: env.HL7_TLS_CA || undefined };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig {
   const port = intFromEnv(env, 'PORT', 8080);
   const tokenLifetime = intFromEnv(env, 'ACCESS_TOKEN_LIFETIME_SECONDS', 300);
@@ -121,6 +147,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
       corsOrigins: (env.CORS_ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
       rateLimitPerClient: intFromEnv(env, 'RATE_LIMIT_PER_CLIENT', 500),
       rateLimitTokenEndpoint: intFromEnv(env, 'RATE_LIMIT_TOKEN_ENDPOINT', 5),
+    },
+    hl7: {
+      enabled: boolFromEnv(env, 'HL7_ENABLED', true),
+      port: intFromEnv(env, 'HL7_PORT', 2575),
+      host: env.HL7_HOST || host,
+      maxMessageBytes: intFromEnv(env, 'HL7_MAX_MESSAGE_BYTES', 5 * 1024 * 1024),
+      idleTimeoutMs: intFromEnv(env, 'HL7_IDLE_TIMEOUT_MS', 300_000),
+      tls: hl7Tls(env),
+      nationalIdAliases: env.HL7_NATIONAL_ID_ALIASES || undefined,
     },
   };
 }

@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
+import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, createFhirServer, FhirRepository, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
@@ -16,7 +17,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations]);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -110,11 +111,24 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     ...config,
     db,
     logger,
-    operations: terminologyOperations(terminology),
+    operations: [...terminologyOperations(terminology), ...hl7Operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
   });
+  // HL7 v2 over MLLP in every process that serves the API, listening before the API answers ready. With several
+  // workers the cluster shares the port and hands each new connection to one of them (a sender's messages on one
+  // connection stay in one process, in order).
+  const adapters = createAdapters({ repo: server.repository, logger, nationalIdAliases: config.hl7.nationalIdAliases });
+  if (config.hl7.enabled) {
+    const port = await adapters.listen(config.hl7);
+    if (cluster.isPrimary || cluster.worker?.id === 1) {
+      logger.info(`HL7 v2 MLLP${config.hl7.tls ? ' over TLS' : ''} listening on ${config.hl7.host}:${port}`);
+    }
+  }
+  // Outbound HL7 v2 (REF^I12, result notifications) that workflows enqueue: every process takes jobs from BullMQ.
+  const outbound = new Hl7Outbound({ repo: server.repository, redisUrl: config.redisUrl, prefix: config.redisPrefix, logger });
+  outbound.start();
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
@@ -123,6 +137,8 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Longer than common load balancers' idle timeouts, so that they close idle connections first.
   listener.keepAliveTimeout = 65_000;
   onShutdown(logger, async () => {
+    await adapters.stop();
+    await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
     await server.stop();
     await db.close();

@@ -1,0 +1,121 @@
+/** Outbound: REF^I12 and ORU^R01 to a facility's MLLP Endpoint with BullMQ retries and a dead-letter list; QBP^Q22. */
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import type { DiagnosticReport, Endpoint, Observation, Patient, ServiceRequest } from '@medplum/fhirtypes';
+import { MllpServer } from '../mllp/server';
+import { Hl7Outbound } from '../outbound/queue';
+import { queryDemographics } from '../outbound/query';
+import { hl7, startHl7Platform, type Hl7TestPlatform } from './harness';
+
+const logger = pino({ level: 'silent' });
+
+/** A hospital system: answers AE to the first message it gets, AA afterwards, and RSP^K22 to queries. */
+async function fakeFacility(): Promise<{ server: MllpServer; port: number; received: string[] }> {
+  const received: string[] = [];
+  const server = new MllpServer({ port: 0, host: '127.0.0.1', maxMessageBytes: 1 << 20, idleTimeoutMs: 10_000, logger }, {
+    onMessage: async (bytes) => {
+      const text = bytes.toString('utf8');
+      received.push(text);
+      const controlId = text.split('\r')[0].split('|')[9];
+      if (text.includes('|QBP^Q22')) {
+        return Buffer.from(hl7('MSH|^~\\&|HIS|HOSP-OUT|HUIMIN|CITY|20250301||RSP^K22^RSP_K21|R1|P|2.5', `MSA|AA|${controlId}`, 'QAK|tag|OK', 'QPD|IHE PDQ Query|tag', 'PID|1||Q-1^^^HOSP-OUT^MR||宋^江||19700101|M'));
+      }
+      const code = received.length === 1 ? 'AE' : 'AA';
+      return Buffer.from(hl7('MSH|^~\\&|HIS|HOSP-OUT|HUIMIN|CITY|20250301||ACK|A1|P|2.5', `MSA|${code}|${controlId}`));
+    },
+    onOversized: async () => undefined,
+  });
+  const port = await server.listen();
+  return { server, port, received };
+}
+
+async function until(check: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('HL7 v2 outbound', () => {
+  let p: Hl7TestPlatform;
+  let outbound: Hl7Outbound;
+  let facility: Awaited<ReturnType<typeof fakeFacility>>;
+  let orgId: string;
+  let patient: Patient;
+
+  beforeAll(async () => {
+    p = await startHl7Platform();
+    facility = await fakeFacility();
+    orgId = await p.registerFacility('HOSP-OUT');
+    const endpoint: Endpoint = {
+      resourceType: 'Endpoint',
+      status: 'active',
+      connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7v2-mllp' },
+      payloadType: [{ text: 'HL7 v2' }],
+      address: `mllp://127.0.0.1:${facility.port}`,
+      managingOrganization: { reference: `Organization/${orgId}` },
+    };
+    await p.server.repository.write((s) => s.create(endpoint));
+    patient = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'Patient', identifier: [{ system: 'urn:oid:2.16.156.10011.1.3', value: '110101199003074477' }], name: [{ family: '张', given: ['伟'] }], birthDate: '1990-03-07', gender: 'male' }),
+    )) as Patient;
+    outbound = new Hl7Outbound({ repo: p.server.repository, redisUrl: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: `${process.env.TEST_REDIS_PREFIX ?? 'huimin-test'}-out-${randomBytes(3).toString('hex')}`, logger, attempts: 3, backoffMs: 50 });
+    outbound.start();
+  });
+  afterAll(async () => {
+    await outbound.stop();
+    await facility.server.close();
+    await p.close();
+  });
+
+  it('sends a referral as REF^I12, retrying after an AE until the facility accepts it', async () => {
+    const request = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', identifier: [{ system: 'urn:huimin:referral', value: 'REF-1' }], priority: 'urgent', subject: { reference: `Patient/${patient.id}` }, authoredOn: '2025-03-01T10:00:00+08:00', code: { coding: [{ system: 'http://loinc.org', code: '11502-2', display: 'Laboratory report' }] } }),
+    )) as ServiceRequest;
+    await outbound.enqueue({ kind: 'referral', resource: `ServiceRequest/${request.id}`, facility: orgId, facilityKey: 'HOSP-OUT' });
+    await until(() => facility.received.length >= 2);
+    const [first, second] = facility.received;
+    expect(first).toMatch(/^MSH\|\^~\\&\|HUIMIN\|HUIMIN\|HIS\|HOSP-OUT\|.*\|REF\^I12\^REF_I12\|/);
+    expect(second).toContain('RF1|P^Pending^HL70283|A^^HL70280||||REF-1|20250301100000+0800');
+    expect(second).toContain('PID|1||110101199003074477^^^&2.16.156.10011.1.3&ISO||张^伟||19900307|M');
+    expect(second).toContain('OBR|1|REF-1||11502-2^Laboratory report^LN');
+  });
+
+  it('notifies a result as ORU^R01 with its observations', async () => {
+    const before = facility.received.length;
+    const [observation] = (await p.server.repository.write(async (s) => [
+      await s.create({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '2345-7', display: 'Glucose' }] }, subject: { reference: `Patient/${patient.id}` }, valueQuantity: { value: 5.6, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' }, referenceRange: [{ low: { value: 3.9 }, high: { value: 6.1 } }] }),
+    ])) as Observation[];
+    const report = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'DiagnosticReport', status: 'final', identifier: [{ value: 'DR-1' }], code: { coding: [{ system: 'http://loinc.org', code: '24323-8' }] }, subject: { reference: `Patient/${patient.id}` }, result: [{ reference: `Observation/${observation.id}` }] }),
+    )) as DiagnosticReport;
+    await outbound.enqueue({ kind: 'result', resource: `DiagnosticReport/${report.id}`, facility: orgId, facilityKey: 'HOSP-OUT' });
+    await until(() => facility.received.length > before);
+    const sent = facility.received[before];
+    expect(sent).toContain('|ORU^R01^ORU_R01|');
+    expect(sent).toContain('OBR|1||DR-1|24323-8^^LN');
+    expect(sent).toContain('OBX|1|NM|2345-7^Glucose^LN||5.6|mmol/L^mmol/L^UCUM|3.9-6.1||||F');
+  });
+
+  it('moves a message the facility never accepts to the dead-letter list', async () => {
+    const silentOrg = await p.registerFacility('HOSP-GONE');
+    await p.server.repository.write((s) =>
+      s.create({ resourceType: 'Endpoint', status: 'active', connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7v2-mllp' }, payloadType: [{ text: 'HL7 v2' }], address: 'mllp://127.0.0.1:1', managingOrganization: { reference: `Organization/${silentOrg}` } } as Endpoint),
+    );
+    const request = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: `Patient/${patient.id}` } }),
+    )) as ServiceRequest;
+    await outbound.enqueue({ kind: 'referral', resource: `ServiceRequest/${request.id}`, facility: silentOrg, facilityKey: 'HOSP-GONE' });
+    await until(async () => (await outbound.deadLetters()).some((d) => d.resource === `ServiceRequest/${request.id}`));
+    const [dead] = (await outbound.deadLetters()).filter((d) => d.resource === `ServiceRequest/${request.id}`);
+    expect(dead.error).toMatch(/ECONNREFUSED/);
+  });
+
+  it('queries a facility for a patient with QBP^Q22 and maps the RSP^K22 answer', async () => {
+    const found = await queryDemographics(p.server.repository, (await p.adapters.facilities.find('HOSP-OUT', ''))!, { system: 'urn:oid:2.16.156.10011.1.3', value: '110101199003074477' });
+    expect(facility.received[facility.received.length - 1]).toContain('QPD|IHE PDQ Query|');
+    expect(found).toHaveLength(1);
+    expect(found[0].name?.[0]).toMatchObject({ family: '宋', given: ['江'] });
+  });
+});
