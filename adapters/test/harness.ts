@@ -2,18 +2,18 @@
  * A platform for adapter tests: its own database (with the adapters' tables), the FHIR server, the adapters and an
  * MLLP listener on a random port; helpers to register facilities and to send messages over a real socket.
  */
-import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import type { Organization, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@medplum/core';
-import { createFhirServer, type Database, type FhirServer } from '../../fhir-server';
+import type { Database } from '../../fhir-server';
 import { createTestDatabase } from '../../test/databases';
-import { TEST_PUBLIC_URL } from '../../test/server';
+import { createTestServer, type TestServer } from '../../test/server';
 import { adapterMigrations, createAdapters, FACILITY_EXTENSION, FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM, hl7Operations, MllpClient, type Adapters } from '..';
 
 export interface Hl7TestPlatform {
   db: Database;
-  server: FhirServer;
+  /** Its `app` acts as an administrator (see test/server.ts). */
+  server: TestServer;
   adapters: Adapters;
   port: number;
   connect(): Promise<MllpClient>;
@@ -25,20 +25,7 @@ export interface Hl7TestPlatform {
 export async function startHl7Platform(options: { maxMessageBytes?: number; tls?: { certFile: string; keyFile: string; caFile?: string } } = {}): Promise<Hl7TestPlatform> {
   const db = await createTestDatabase('postgres', adapterMigrations);
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const server = createFhirServer({
-    db,
-    logger,
-    publicBaseUrl: TEST_PUBLIC_URL,
-    fhirBasePath: '/fhir',
-    redisUrl: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    redisPrefix: `${process.env.TEST_REDIS_PREFIX ?? 'huimin-test'}-${randomBytes(4).toString('hex')}`,
-    maxBodyBytes: 10 * 1024 * 1024,
-    maxJsonDepth: 64,
-    maxPageSize: 1000,
-    defaultPageSize: 20,
-    enforceReferentialIntegrity: true,
-    operations: hl7Operations,
-  });
+  const server = await createTestServer('postgres', { operations: hl7Operations }, db);
   const adapters = createAdapters({ repo: server.repository, logger });
   const port = await adapters.listen({ port: 0, host: '127.0.0.1', maxMessageBytes: options.maxMessageBytes ?? 5 * 1024 * 1024, idleTimeoutMs: 30_000, tls: options.tls });
   const clients: MllpClient[] = [];
@@ -77,8 +64,7 @@ export async function startHl7Platform(options: { maxMessageBytes?: number; tls?
     async close() {
       clients.forEach((c) => c.close());
       await adapters.stop();
-      await server.stop();
-      await db.close();
+      await server.close();
     },
   };
 }
