@@ -50,6 +50,8 @@ function messageParameter(m: StoredMessage): ParametersParameter {
 export const hl7Operations: readonly FhirOperation[] = [
   {
     name: 'hl7-messages',
+    // Raw messages hold every facility's patients: operators and the bureau's supervisors only.
+    roles: ['admin', 'supervisor'],
     definition: 'http://huimin.health/fhir/OperationDefinition/hl7-messages',
     levels: ['system'],
     affectsState: false,
@@ -76,6 +78,7 @@ export const hl7Operations: readonly FhirOperation[] = [
   },
   {
     name: 'hl7-replay',
+    roles: ['admin'],
     definition: 'http://huimin.health/fhir/OperationDefinition/hl7-replay',
     levels: ['system'],
     affectsState: true,
@@ -107,6 +110,7 @@ export const hl7Operations: readonly FhirOperation[] = [
   },
   {
     name: 'hl7-facilities',
+    roles: ['admin', 'supervisor'],
     definition: 'http://huimin.health/fhir/OperationDefinition/hl7-facilities',
     levels: ['system'],
     affectsState: false,

@@ -1,6 +1,6 @@
 /** Operator operations: searching the message store, replaying failed messages, the facility-connection view. */
 import request from 'supertest';
-import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
+import type { OperationOutcome, Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { hl7, readAck, startHl7Platform, type Hl7TestPlatform } from './harness';
 
 const part = (p: ParametersParameter, name: string): ParametersParameter | undefined => p.part?.find((x) => x.name === name);
@@ -63,5 +63,15 @@ describe('HL7 operator operations', () => {
     expect(part(part(a, 'type') as ParametersParameter, 'code')?.valueString).toBe('ADT^A04');
     expect(part(facility('Quiet county clinic') as ParametersParameter, 'silent')?.valueBoolean).toBe(true);
     expect(params.find((x) => x.name === 'registered')?.valueInteger).toBe(3);
+  });
+
+  it('keeps the raw message store from facility systems: it holds every facility\'s patients', async () => {
+    const { token } = await p.server.tokenFor({ role: 'facility-system', organization: 'Organization/hosp-a', scope: 'system/*.cruds' });
+    const res = await request(p.server.rawApp).get('/fhir/$hl7-messages').set('Authorization', `Bearer ${token}`);
+    expect(res.status).toBe(403);
+    expect((res.body as OperationOutcome).issue?.[0]?.diagnostics).toBe("$hl7-messages is open to admin, supervisor callers; this client's role is facility-system");
+    const { token: supervisor } = await p.server.tokenFor({ role: 'supervisor', scope: 'system/*.rs' });
+    expect((await request(p.server.rawApp).get('/fhir/$hl7-facilities').set('Authorization', `Bearer ${supervisor}`)).status).toBe(200);
+    expect((await request(p.server.rawApp).post('/fhir/$hl7-replay').set('Authorization', `Bearer ${supervisor}`).send({ resourceType: 'Parameters' })).status).toBe(403);
   });
 });

@@ -143,6 +143,9 @@ export class AccessPolicy implements RequestGuard {
       }
       return this.options.auditReader(ctx, request, interaction);
     }
+    if (interaction.operation) {
+      this.assertOperationRole(ctx, interaction.operation, type, interaction.id);
+    }
     if (!letter) {
       return undefined;
     }
@@ -158,6 +161,15 @@ export class AccessPolicy implements RequestGuard {
       assertPatchLeavesMetaAlone(request);
     }
     return undefined;
+  }
+
+  /** Operations restricted to some roles (see FhirOperation.roles) refuse every other caller. */
+  private assertOperationRole(ctx: RouteContext, name: string, type: string | undefined, id: string | undefined): void {
+    const target = type ? { level: id ? ('instance' as const) : ('type' as const), type, id } : { level: 'system' as const };
+    const roles = ctx.operations.find(name, target)?.roles;
+    if (roles && !roles.includes(this.caller.role)) {
+      throw forbidden(`$${name} is open to ${roles.join(', ')} callers; this client's role is ${this.caller.role}`);
+    }
   }
 
   /** Rows this caller may see: the token's resource types, patient consent, and for clinicians a care relationship. */

@@ -27,6 +27,11 @@ export interface FhirOperation {
   resourceTypes?: readonly string[];
   /** An operation that changes nothing may also be invoked with GET (FHIR operations.html). */
   affectsState: boolean;
+  /**
+   * The caller roles (security's `admin`, `supervisor`, …) that may invoke it; undefined: any caller whose scopes
+   * allow it. For operations whose answers cross organisations, e.g. the HL7 raw message store.
+   */
+  roles?: readonly string[];
   invoke(ctx: RouteContext, request: FhirRequest, target: OperationTarget): Promise<FhirResponse>;
 }
 
