@@ -7,10 +7,10 @@ import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
-import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations } from './adapters';
+import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, TerminologyTranslator } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, createFhirServer, FhirRepository, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
-import { BindingValidator, coreBindingValueSets, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
+import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -119,7 +119,12 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // HL7 v2 over MLLP in every process that serves the API, listening before the API answers ready. With several
   // workers the cluster shares the port and hands each new connection to one of them (a sender's messages on one
   // connection stay in one process, in order).
-  const adapters = createAdapters({ repo: server.repository, logger, nationalIdAliases: config.hl7.nationalIdAliases });
+  const adapters = createAdapters({
+    repo: server.repository,
+    logger,
+    translator: new TerminologyTranslator(terminology, HOT_PATH_MAX_AGE_MS, hospitalLabSystem),
+    nationalIdAliases: config.hl7.nationalIdAliases,
+  });
   if (config.hl7.enabled) {
     const port = await adapters.listen(config.hl7);
     if (cluster.isPrimary || cluster.worker?.id === 1) {

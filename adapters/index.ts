@@ -7,7 +7,7 @@ export { Hl7Ingest, type IngestResult } from './ingest';
 export { adapterMigrations } from './store/migrations';
 export { hl7Operations, facilityView } from './operations';
 export { FACILITY_EXTENSION, FACILITY_TAG, FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM, type Facility } from './facilities';
-export { ConceptMapTranslator, type CodeTranslator } from './translator';
+export { ConceptMapTranslator, TerminologyTranslator, type CodeTranslator, type TerminologyTranslation } from './translator';
 export { MllpClient, MllpServer, frame } from './mllp/server';
 export { RESIDENT_ID_SYSTEM, HEALTH_CARD_SYSTEM } from './mapping/identifiers';
 export { SUPPORTED_MESSAGES } from './mapping';

@@ -5,10 +5,10 @@
 import pino from 'pino';
 import type { Organization, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@medplum/core';
-import type { Database } from '../../fhir-server';
+import type { Database, Migration } from '../../fhir-server';
 import { createTestDatabase } from '../../test/databases';
 import { createTestServer, type TestServer } from '../../test/server';
-import { adapterMigrations, createAdapters, FACILITY_EXTENSION, FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM, hl7Operations, MllpClient, type Adapters } from '..';
+import { adapterMigrations, createAdapters, FACILITY_EXTENSION, FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM, hl7Operations, MllpClient, type Adapters, type CodeTranslator } from '..';
 
 export interface Hl7TestPlatform {
   db: Database;
@@ -22,11 +22,20 @@ export interface Hl7TestPlatform {
   close(): Promise<void>;
 }
 
-export async function startHl7Platform(options: { maxMessageBytes?: number; tls?: { certFile: string; keyFile: string; caFile?: string } } = {}): Promise<Hl7TestPlatform> {
-  const db = await createTestDatabase('postgres', adapterMigrations);
+export interface Hl7PlatformOptions {
+  maxMessageBytes?: number;
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /** Tables other modules need beside the adapters' (e.g. terminology's). */
+  migrations?: readonly Migration[];
+  /** Built once the server exists; the default reads ConceptMaps from the store. */
+  translator?: (server: TestServer) => CodeTranslator;
+}
+
+export async function startHl7Platform(options: Hl7PlatformOptions = {}): Promise<Hl7TestPlatform> {
+  const db = await createTestDatabase('postgres', [...adapterMigrations, ...(options.migrations ?? [])]);
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = await createTestServer('postgres', { operations: hl7Operations }, db);
-  const adapters = createAdapters({ repo: server.repository, logger });
+  const adapters = createAdapters({ repo: server.repository, logger, translator: options.translator?.(server) });
   const port = await adapters.listen({ port: 0, host: '127.0.0.1', maxMessageBytes: options.maxMessageBytes ?? 5 * 1024 * 1024, idleTimeoutMs: 30_000, tls: options.tls });
   const clients: MllpClient[] = [];
   return {
