@@ -106,6 +106,28 @@ const MIGRATIONS: Migration[] = [
       CREATE INDEX search_reference_url ON search_reference (res_type, code, target_url) WHERE target_url IS NOT NULL;
     `,
   },
+  {
+    version: 50,
+    name: 'unique token and reference match indexes ending in the resource id',
+    sql: `
+      -- A search by system|code or Type/id is an index range whose entries are in resource-id order, so the first page
+      -- (ORDER BY id LIMIT n, or after a keyset cursor) stops after n entries instead of fetching and sorting every
+      -- match. Unique, so that PostgreSQL may turn the EXISTS semi-join into a plain join that keeps that order
+      -- (a partial index would not do: the planner proves uniqueness before it checks index predicates).
+      -- Extraction writes each (code, value, system) once per resource; older rows may hold duplicates.
+      DELETE FROM search_token a USING search_token b
+        WHERE a.res_type = b.res_type AND a.res_id = b.res_id AND a.code = b.code
+          AND a.value = b.value AND a.system = b.system AND a.ctid > b.ctid;
+      CREATE UNIQUE INDEX search_token_match ON search_token (res_type, code, value, system, res_id);
+      DROP INDEX search_token_lookup;
+
+      DELETE FROM search_reference a USING search_reference b
+        WHERE a.res_type = b.res_type AND a.res_id = b.res_id AND a.code = b.code
+          AND a.target_id = b.target_id AND a.target_type = b.target_type AND a.ctid > b.ctid;
+      CREATE UNIQUE INDEX search_reference_match ON search_reference (res_type, code, target_id, target_type, res_id);
+      DROP INDEX search_reference_lookup;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

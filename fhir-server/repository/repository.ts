@@ -10,7 +10,16 @@ import { gone, notFound } from '../errors';
 import type { ResourceChangeEvent } from '../events';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
-import { compartmentPage, countMatches, searchPage, type CompartmentQuery, type SearchPage, type SearchScope } from './search-sql';
+import {
+  compartmentPage,
+  countMatches,
+  estimateMatches,
+  searchPage,
+  type CompartmentQuery,
+  type PageOptions,
+  type SearchPage,
+  type SearchScope,
+} from './search-sql';
 import { countHistory, readCurrent, readHistory, readVersion, type HistoryQuery, type VersionRow } from './store';
 
 /** A stored version as read: the JSON text is passed through untouched, never re-serialised. */
@@ -113,11 +122,7 @@ export class FhirRepository {
     return { rows: rows.slice(0, query.count), hasMore, total };
   }
 
-  async search(
-    request: SearchRequest,
-    page: { count: number; offset: number; scope?: SearchScope },
-    q: Queryable = this.db,
-  ): Promise<SearchPage> {
+  async search(request: SearchRequest, page: Omit<PageOptions, 'baseUrl'>, q: Queryable = this.db): Promise<SearchPage> {
     return searchPage(q, request, { ...page, baseUrl: this.options.baseUrl });
   }
 
@@ -131,6 +136,11 @@ export class FhirRepository {
 
   async count(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
     return countMatches(q, request, this.options.baseUrl, scope);
+  }
+
+  /** The planner's estimate of `count` (`_total=estimate`), without running the search. */
+  async estimate(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
+    return estimateMatches(q, request, this.options.baseUrl, scope);
   }
 
   async compartment(query: CompartmentQuery, q: Queryable = this.db): ReturnType<typeof compartmentPage> {

@@ -9,7 +9,7 @@ import { Operator, type Filter, type SearchRequest } from '@medplum/core';
 import type { SqlParams } from './index-rows';
 import { findIndexedParam } from './indexed-params';
 import { dateCondition, parseDateValues } from './param-date';
-import { compileSort } from './sort';
+import { compileSort, type SortKey } from './sort';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext } from './search-type';
 
 export interface CompileOptions {
@@ -22,8 +22,8 @@ export interface CompileOptions {
 export interface CompiledSearch {
   /** Conditions to AND together. */
   where: string[];
-  /** Sort keys, always ending with a unique tiebreak so that paging is stable. */
-  orderBy: string[];
+  /** Sort keys, always ending with the id so that paging is stable within a type. */
+  orderBy: SortKey[];
 }
 
 export function compileSearch(request: SearchRequest, params: SqlParams, options: CompileOptions): CompiledSearch {

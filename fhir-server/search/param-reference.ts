@@ -2,7 +2,7 @@
  * Reference parameters: Reference.reference values that name a resource on this server (`Type/id`) are indexed as
  * (target_type, target_id), which chaining and includes join on; absolute URLs, URNs and canonicals as target_url.
  */
-import { Operator, type Filter, type TypedValue } from '@medplum/core';
+import { getSearchParameter, Operator, type Filter, type TypedValue } from '@medplum/core';
 import type { Reference } from '@medplum/fhirtypes';
 import type { IndexRows } from './index-rows';
 import { indexMatch, orValues, unsupportedModifier, type FilterContext, type SearchType } from './search-type';
@@ -40,12 +40,23 @@ export const referenceType: SearchType = {
       requiredType = filter.operator;
     } else if (filter.operator !== Operator.EQUALS) {
       throw unsupportedModifier(filter, 'reference');
+    } else {
+      // A parameter that can only point to one type (Observation.patient) names it, so that a bare id searches
+      // the unique (target_id, target_type, res_id) index range, in resource-id order (migration 50).
+      const targets = getSearchParameter(ctx.resourceType, filter.code)?.target;
+      requiredType = targets?.length === 1 ? targets[0] : undefined;
     }
     return indexMatch(ctx, 'reference', filter.code, (t) =>
       orValues(filter)
         .map((value) => referenceCondition(t, value, requiredType, ctx))
         .join(' OR '),
     );
+  },
+
+  // Sorted by the reference as written locally (`Type/id`), or its URL when it points elsewhere.
+  sort: {
+    ascending: (t) => `min(coalesce(${t}.target_type || '/' || ${t}.target_id, ${t}.target_url))`,
+    descending: (t) => `max(coalesce(${t}.target_type || '/' || ${t}.target_id, ${t}.target_url))`,
   },
 };
 

@@ -38,4 +38,9 @@ export const uriType: SearchType = {
         .join(' OR '),
     );
   },
+
+  sort: {
+    ascending: (t) => `min(${t}.value)`,
+    descending: (t) => `max(${t}.value)`,
+  },
 };
