@@ -20,9 +20,12 @@ const TYPE_INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
 
 const RESULT_PARAMETERS = [
   { name: '_count', type: 'number', documentation: 'Page size, bounded by the server maximum' },
-  { name: '_offset', type: 'number', documentation: 'Paging offset (used in next/previous links)' },
-  { name: '_total', type: 'token', documentation: 'accurate: count all matches' },
-  { name: '_summary', type: 'token', documentation: 'count: return only the total' },
+  { name: '_cursor', type: 'string', documentation: 'Keyset paging position, set in next links (opaque; stable while data changes)' },
+  { name: '_offset', type: 'number', documentation: 'Rows to skip; accepted, but links page by _cursor' },
+  { name: '_sort', type: 'string', documentation: 'Several keys, - for descending, on any indexed parameter, _id and _lastUpdated; missing values last' },
+  { name: '_total', type: 'token', documentation: 'none, estimate (the planner\'s estimate) or accurate' },
+  { name: '_summary', type: 'token', documentation: 'true, text, data, count or false (also on read)' },
+  { name: '_elements', type: 'string', documentation: 'Top-level elements to return, with the mandatory ones, id and meta (also on read)' },
 ] as const;
 
 function resourceEntry(type: string, operations: OperationRegistry): CapabilityStatementRestResource {
@@ -80,7 +83,17 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
         {
           mode: 'server',
           resource: [...r4ResourceTypes()].sort().map((type) => resourceEntry(type, operations)),
-          interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
+          interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }, { code: 'search-system' }],
+          // System-level search (GET [base]?_type=…): the parameters every resource has, beside the result parameters.
+          searchParam: [
+            ...['_id', '_lastUpdated', '_tag', '_profile', '_security', '_source'].map((name) => ({
+              name,
+              type: (name === '_lastUpdated' ? 'date' : name === '_profile' || name === '_source' ? 'uri' : 'token') as 'date' | 'uri' | 'token',
+              definition: `http://hl7.org/fhir/SearchParameter/Resource-${name.slice(1)}`,
+            })),
+            { name: '_type', type: 'token', documentation: 'The types to search, comma-separated; every type when absent' },
+            ...RESULT_PARAMETERS.map((p) => ({ ...p })),
+          ],
           operation: operations
             .all()
             .filter((op) => op.levels.includes('system'))
