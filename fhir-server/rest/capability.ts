@@ -2,16 +2,16 @@
  * The CapabilityStatement, generated from what the code supports (the router's interactions, the indexed
  * search parameters), never maintained by hand.
  */
-import { getSearchParameters } from '@medplum/core';
 import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { r4ResourceTypes } from '../definitions';
+import { indexedParams, runtimeParams } from '../search';
 import type { OperationRegistry } from './operations';
 
-/** Built once per registry and base URL: the statement only changes when the code does. */
-const cache = new WeakMap<OperationRegistry, Map<string, CapabilityStatement>>();
-
-/** SearchParameter types that are extracted at write time and searchable (composite and special are not yet). */
-const INDEXED_PARAMETER_TYPES = new Set(['string', 'token', 'date', 'reference', 'number', 'quantity', 'uri']);
+/**
+ * Built once per registry and base URL, and again when the stored SearchParameters change (their `generation`):
+ * otherwise the statement only changes when the code does.
+ */
+const cache = new WeakMap<OperationRegistry, Map<string, { generation: number; statement: CapabilityStatement }>>();
 
 /** Interactions the router answers for every resource type. */
 const TYPE_INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
@@ -29,9 +29,9 @@ const RESULT_PARAMETERS = [
 ] as const;
 
 function resourceEntry(type: string, operations: OperationRegistry): CapabilityStatementRestResource {
-  const params = Object.values(getSearchParameters(type) ?? {})
-    .filter((p) => INDEXED_PARAMETER_TYPES.has(p.type as string))
-    .map((p) => ({ name: p.code as string, definition: p.url, type: p.type }))
+  // What is indexed is what can be searched: the R4 parameters and those stored at runtime.
+  const params = indexedParams(type)
+    .map(({ code, param }) => ({ name: code, definition: param.url, type: param.type }))
     .sort((a, b) => a.name.localeCompare(b.name));
   return {
     type: type as ResourceType,
@@ -64,7 +64,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
     byBase = new Map();
     cache.set(operations, byBase);
   }
-  let statement = byBase.get(baseUrl);
+  let statement = byBase.get(baseUrl)?.generation === runtimeParams.generation ? byBase.get(baseUrl)?.statement : undefined;
   if (!statement) {
     statement = {
       resourceType: 'CapabilityStatement',
@@ -101,7 +101,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
         },
       ],
     };
-    byBase.set(baseUrl, statement);
+    byBase.set(baseUrl, { generation: runtimeParams.generation, statement });
   }
   return statement;
 }

@@ -45,6 +45,7 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
   }
   const [first, second, third, fourth] = segments;
   if (first === 'metadata' && segments.length === 1 && get) {
+    await ctx.repo.refreshSearchParameters(ctx.session?.tx);
     return { status: 200, body: capabilityStatement(ctx.baseUrl, ctx.operations) };
   }
   if (first.startsWith('$') && segments.length === 1) {

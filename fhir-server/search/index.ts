@@ -3,7 +3,8 @@ export { compartmentsOf, extractIndexRows } from './extract';
 export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';
-export { indexedParams } from './indexed-params';
+export { indexedParams, runtimeParams } from './indexed-params';
+export { REFRESH_INTERVAL_MS, RuntimeSearchParams, type RuntimeParam } from './runtime-params';
 export { orderByClause, type SortKey, type SortSqlType } from './sort';
 export {
   SqlParams,

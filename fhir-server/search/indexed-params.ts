@@ -24,6 +24,7 @@ import { referenceType } from './param-reference';
 import { stringType } from './param-string';
 import { tokenType } from './param-token';
 import { uriType } from './param-uri';
+import { RuntimeSearchParams } from './runtime-params';
 import type { SearchType } from './search-type';
 
 /** The handler of each indexed SearchParameter.type; composite and special parameters are not indexed here. */
@@ -56,12 +57,31 @@ export interface IndexedParam {
   readonly param: SearchParameter;
   readonly expression: FhirPathAtom;
   readonly type: SearchType;
+  /** Set for a parameter stored at runtime: its expression may use what the evaluator lacks. */
+  readonly runtime?: boolean;
 }
 
 const cache = new Map<string, IndexedParam[]>();
 
-/** The indexed parameters of `resourceType` (empty for an unknown type). Call loadFhirDefinitions() first. */
-export function indexedParams(resourceType: string): IndexedParam[] {
+/**
+ * The SearchParameter resources stored on this server, as this process knows them; the repository refreshes it
+ * before searches and writes (see runtime-params.ts).
+ */
+export const runtimeParams = new RuntimeSearchParams({
+  searchTypes: SEARCH_TYPES,
+  isBuiltIn: (resourceType, code) => RESOURCE_COLUMN_PARAMS.has(code) || r4Params(resourceType).some((p) => p.code === code),
+});
+
+/**
+ * The indexed parameters of `resourceType` (empty for an unknown type): the R4 ones, then those stored at runtime.
+ * Call loadFhirDefinitions() first.
+ */
+export function indexedParams(resourceType: string): readonly IndexedParam[] {
+  const runtime = runtimeParams.forType(resourceType);
+  return runtime.length === 0 ? r4Params(resourceType) : [...r4Params(resourceType), ...runtime];
+}
+
+function r4Params(resourceType: string): IndexedParam[] {
   let list = cache.get(resourceType);
   if (!list) {
     list = [];
