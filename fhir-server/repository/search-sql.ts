@@ -29,13 +29,17 @@ export interface PageOptions {
   scope?: SearchScope;
 }
 
+/** The sort key of the default order, by id. */
+const ID_KEY: SortKey = { expr: 'r.id', descending: false, sqlType: 'text', nullable: false };
+
 function buildQuery(
   request: SearchRequest,
   baseUrl: string,
   scope: SearchScope,
+  params = new SqlParams(),
+  idAfter?: string,
 ): { from: string; params: SqlParams; orderBy: SortKey[] } {
-  const params = new SqlParams();
-  const compiled = compileSearch(request, params, { alias: 'r', baseUrl });
+  const compiled = compileSearch(request, params, { alias: 'r', baseUrl, idAfter });
   const where = ['NOT r.deleted', ...compiled.where];
   if (scope.types === undefined) {
     where.unshift(`r.res_type = ${params.add(request.resourceType)}`);
@@ -46,11 +50,19 @@ function buildQuery(
     where.push(`r.compartments @> ARRAY[${params.add(scope.compartment)}]::text[]`);
   }
   const orderBy = [...compiled.orderBy];
-  if (scope.types !== undefined && scope.types.length !== 1) {
+  if (!oneType(scope)) {
     // Ids are unique only within a type: across types the type completes the key, so that paging stays exact.
     orderBy.push({ expr: 'r.res_type', descending: false, sqlType: 'text', nullable: false });
   }
   return { from: `FROM resource r WHERE ${where.join(' AND ')}`, params, orderBy };
+}
+
+const oneType = (scope: SearchScope): boolean => scope.types === undefined || scope.types.length === 1;
+
+/** Whether the page is in the default order, by id alone: then a cursor is one id. */
+function ordersByIdOnly(request: SearchRequest, scope: SearchScope): boolean {
+  const [first] = request.sortRules ?? [];
+  return oneType(scope) && (first === undefined || (first.code === '_id' && !first.descending));
 }
 
 /** What a cursor is bound to: the same sort over the same types. */
@@ -82,10 +94,18 @@ function afterCursor(keys: SortKey[], values: Array<string | null>, params: SqlP
 
 export async function searchPage(q: Queryable, request: SearchRequest, options: PageOptions): Promise<SearchPage> {
   const scope = options.scope ?? {};
-  const { from, params, orderBy } = buildQuery(request, options.baseUrl, scope);
   const signature = sortSignature(request, scope);
+  const params = new SqlParams();
+  // In the default order a cursor is one id, which index lookups repeat so that their range starts there.
+  const idAfter =
+    options.cursor !== undefined && ordersByIdOnly(request, scope)
+      ? `${params.add(decodeCursor(options.cursor, signature, [ID_KEY])[0])}::text`
+      : undefined;
+  const { from, orderBy } = buildQuery(request, options.baseUrl, scope, params, idAfter);
   let sql = `SELECT r.res_type, r.id, r.content, ${orderBy.map((k, i) => `(${k.expr})::text AS k${i}`).join(', ')} ${from}`;
-  if (options.cursor !== undefined) {
+  if (idAfter !== undefined) {
+    sql += ` AND r.id > ${idAfter}`;
+  } else if (options.cursor !== undefined) {
     sql += ` AND ${afterCursor(orderBy, decodeCursor(options.cursor, signature, orderBy), params)}`;
   }
   sql += ` ORDER BY ${orderByClause(orderBy)} LIMIT ${params.add(options.count + 1)}`;

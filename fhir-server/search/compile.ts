@@ -17,6 +17,11 @@ export interface CompileOptions {
   alias: string;
   /** This server's base URL, so that absolute references to it count as local. */
   baseUrl?: string;
+  /**
+   * Set when the page continues after a resource id (keyset paging by id): a parameter placeholder that index
+   * lookups repeat on their own res_id, so that their range starts there (see `indexMatch`).
+   */
+  idAfter?: string;
 }
 
 export interface CompiledSearch {
@@ -33,6 +38,7 @@ export function compileSearch(request: SearchRequest, params: SqlParams, options
     alias: options.alias,
     resourceType: request.resourceType,
     baseUrl: options.baseUrl,
+    idAfter: options.idAfter === undefined ? undefined : { alias: options.alias, param: options.idAfter },
     nextAlias: () => `${options.alias}_${++aliasCount}`,
   };
   return {

@@ -67,6 +67,10 @@ describe.each<Backend>(['postgres', 'pglite'])('search results on %s', (backend)
   it('pages by keyset: every resource once, in id order, however many pages', async () => {
     const pages = await allPages('/fhir/Patient?_count=3');
     expect(pages).toEqual([['pr-a', 'pr-b', 'pr-c'], ['pr-d', 'pr-e', 'pr-f'], ['pr-g']]);
+    // With filters, whose index lookups start at the cursor too (also inside NOT EXISTS).
+    expect(await allPages('/fhir/Patient?gender=male&_count=1')).toEqual([['pr-b'], ['pr-e'], ['pr-f']]);
+    expect(await allPages('/fhir/Patient?gender:not=female&_count=2')).toEqual([['pr-b', 'pr-e'], ['pr-f', 'pr-g']]);
+    expect(await allPages('/fhir/Patient?gender:missing=false&family=li,chen&_count=2')).toEqual([['pr-b', 'pr-d'], ['pr-e', 'pr-f']]);
   });
 
   it('loses and repeats nothing when resources are created and deleted between pages', async () => {
@@ -163,6 +167,12 @@ describe.each<Backend>(['postgres', 'pglite'])('search results on %s', (backend)
     expect(both.entry?.find((e) => e.resource?.id === 'ob-1')?.fullUrl).toBe(`${server.baseUrl}/Observation/ob-1`);
     const byId = await get('/fhir?_id=ob-1,pr-c');
     expect(byId.entry?.map((e) => e.resource?.id).sort()).toEqual(['ob-1', 'pr-c']);
+    // Without _type every type is searched, with the parameters every resource has.
+    await put({ ...patients[4], meta: { tag: [{ system: 'http://huimin/tags', code: 'vip' }] } });
+    await put({ resourceType: 'Observation', id: 'ob-2', status: 'final', code: { text: 'note' }, meta: { tag: [{ system: 'http://huimin/tags', code: 'vip' }] } });
+    const tagged = await get(`/fhir?_tag=${encodeURIComponent('http://huimin/tags|vip')}`);
+    expect(tagged.entry?.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`).sort()).toEqual(['Observation/ob-2', 'Patient/pr-e']);
+    await api().delete('/fhir/Observation/ob-2');
     // Paged across types: 8 resources by 3, each once.
     const pages = await allPages('/fhir?_type=Patient,Observation&_count=3');
     expect(pages.map((p) => p.length)).toEqual([3, 3, 2]);
