@@ -1,5 +1,6 @@
 /**
- * `npm run bench:search -- [--resources 1000000]`: token search latency on a large store. Loads the resources
+ * `npm run bench:search -- [--resources 1000000]`: search latency on a large store (token, reference, page 100 by
+ * cursor, `_sort`, `_total=estimate`, system level). Loads the resources
  * in-process through the repository's public write API (set-based batches, validation and indexing included),
  * then starts the platform on that database and times token searches over HTTP.
  */
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
     console.log(lines.join('\n'));
     writeSection(
       'token-search',
-      ['## Token search on a large store', '', `Command: \`npm run bench:search -- --resources ${total}\` (run ${new Date().toISOString()})`, '',
+      ['## Search on a large store', '', `Command: \`npm run bench:search -- --resources ${total}\` (run ${new Date().toISOString()})`, '',
         `Machine: ${machine}`, '', '```', ...lines, '```'].join('\n'),
     );
   } finally {
