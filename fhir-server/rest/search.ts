@@ -124,7 +124,8 @@ async function answer(
       ? [{ fullUrl: `urn:uuid:${randomUUID()}`, json: JSON.stringify({ resourceType: 'OperationOutcome', issue: issues }), mode: 'outcome' }]
       : [];
 
-  if (request.query.get('_summary') === 'count') {
+  // `_summary=count`, and `_count=0` (no page asked for): the number of matches alone.
+  if (request.query.get('_summary') === 'count' || (count === 0 && search.total !== 'none')) {
     const total = await ctx.repo.count(search, scope, q);
     return { status: 200, body: searchsetBundle(outcomeEntry, [{ relation: 'self', url: selfUrl.toString() }], total) };
   }

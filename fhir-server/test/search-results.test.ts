@@ -121,6 +121,9 @@ describe.each<Backend>(['postgres', 'pglite'])('search results on %s', (backend)
     const estimate = (await get('/fhir/Patient?gender=male&_count=1&_total=estimate')).total;
     expect(typeof estimate).toBe('number');
     expect(estimate).toBeGreaterThanOrEqual(0);
+    const none = await get('/fhir/Patient?family=li&_count=0');
+    expect(none.total).toBe(2);
+    expect(none.entry ?? []).toHaveLength(0);
     const count = await get('/fhir/Patient?family=li&_summary=count');
     expect(count.total).toBe(2);
     expect(count.entry ?? []).toHaveLength(0);
