@@ -24,6 +24,7 @@ import { referenceType } from './param-reference';
 import { stringType } from './param-string';
 import { tokenType } from './param-token';
 import { uriType } from './param-uri';
+import { r4ResourceTypes } from '../definitions';
 import { RuntimeSearchParams } from './runtime-params';
 import type { SearchType } from './search-type';
 
@@ -70,6 +71,7 @@ const cache = new Map<string, IndexedParam[]>();
 export const runtimeParams = new RuntimeSearchParams({
   searchTypes: SEARCH_TYPES,
   isBuiltIn: (resourceType, code) => RESOURCE_COLUMN_PARAMS.has(code) || r4Params(resourceType).some((p) => p.code === code),
+  allTypes: () => ['Resource', ...r4ResourceTypes()],
 });
 
 /**

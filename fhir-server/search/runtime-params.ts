@@ -13,7 +13,12 @@
  * Rules: a stored parameter applies when its status is not `retired`, its type is one this server indexes, and its
  * expression parses; its full FHIRPath expression is evaluated with @medplum/core's evaluator on each resource of
  * its base types. A stored parameter whose code an R4 parameter of that type already has is ignored: the R4
- * definition, which the store's own rows were written with, wins.
+ * definition, which the store's own rows were written with, wins. A parameter on `Resource` or `DomainResource`
+ * applies to every type.
+ *
+ * Index rows follow the definition a resource was written under: after a parameter is changed or deleted, the
+ * rows it wrote stay until `$reindex` of its types rewrites them (a deleted parameter is no longer searchable, so
+ * they are not found meanwhile, unless a new parameter takes the same code).
  */
 import { parseFhirPath, type FhirPathAtom } from '@medplum/core';
 import type { SearchParameter } from '@medplum/fhirtypes';
@@ -36,6 +41,8 @@ export interface RuntimeParamsSource {
   searchTypes: Partial<Record<SearchParameter['type'], SearchType>>;
   /** Whether `resourceType` already has an R4 parameter named `code`. */
   isBuiltIn(resourceType: string, code: string): boolean;
+  /** Every resource type, for parameters defined on Resource or DomainResource (and `Resource`, for system search). */
+  allTypes(): Iterable<string>;
 }
 
 /** The stored SearchParameters as one process knows them. */
@@ -105,7 +112,9 @@ export class RuntimeSearchParams {
       } catch {
         continue; // a stored parameter with an expression that does not parse cannot index anything
       }
-      for (const base of param.base ?? []) {
+      const declared: readonly string[] = param.base ?? [];
+      const bases = declared.includes('Resource') || declared.includes('DomainResource') ? this.source.allTypes() : declared;
+      for (const base of bases) {
         if (this.source.isBuiltIn(base, param.code) || byType.get(base)?.some((p) => p.code === param.code)) {
           continue;
         }

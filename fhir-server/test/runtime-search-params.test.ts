@@ -98,9 +98,29 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
     expect(perType).toEqual([['Patient', 3], ['SearchParameter', 1]]);
   });
 
+  it('applies a parameter on Resource to every type, also in system-level search', async () => {
+    const batchUrl = 'http://huimin.health/fhir/StructureDefinition/import-batch';
+    await put({
+      resourceType: 'SearchParameter', id: 'import-batch', url: 'http://huimin.health/fhir/SearchParameter/import-batch',
+      name: 'import-batch', status: 'active', description: 'The import batch a resource came in', code: 'import-batch',
+      base: ['Resource'], type: 'token', expression: `meta.extension.where(url='${batchUrl}').value`,
+    });
+    const meta = { extension: [{ url: batchUrl, valueString: 'B1' }] };
+    await put({ ...patient('eth-5', '03'), meta });
+    const res = await api().put('/fhir/Observation/ib-1').set('Content-Type', FHIR_JSON).send({
+      resourceType: 'Observation', id: 'ib-1', status: 'final', code: { text: 'note' }, meta,
+    });
+    expect(res.status).toBe(201);
+    expect(await ids('/fhir/Observation?import-batch=B1')).toEqual(['ib-1']);
+    expect((await ids('/fhir?import-batch=B1')).sort()).toEqual(['eth-5', 'ib-1']);
+    expect((await api().delete('/fhir/Observation/ib-1')).status).toBe(200);
+    expect((await api().delete('/fhir/Patient/eth-5')).status).toBe(200);
+    expect((await api().delete('/fhir/SearchParameter/import-batch')).status).toBe(200);
+  });
+
   it('takes updates and deletions into account, and other processes see them through the database', async () => {
     // Another process's view: its own registry, reading the same database.
-    const other = new RuntimeSearchParams({ searchTypes: SEARCH_TYPES, isBuiltIn: () => false }, 0);
+    const other = new RuntimeSearchParams({ searchTypes: SEARCH_TYPES, isBuiltIn: () => false, allTypes: () => [] }, 0);
     await other.refresh(server.db);
     expect(other.forType('Patient').map((p) => p.code)).toEqual(['ethnicity']);
 
