@@ -103,7 +103,8 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
     await put({
       resourceType: 'SearchParameter', id: 'import-batch', url: 'http://huimin.health/fhir/SearchParameter/import-batch',
       name: 'import-batch', status: 'active', description: 'The import batch a resource came in', code: 'import-batch',
-      base: ['Resource'], type: 'token', expression: `meta.extension.where(url='${batchUrl}').value`,
+      // R4 allows Resource as a base; @medplum/fhirtypes lists concrete types only.
+      base: ['Resource'] as unknown as SearchParameter['base'], type: 'token', expression: `meta.extension.where(url='${batchUrl}').value`,
     });
     const meta = { extension: [{ url: batchUrl, valueString: 'B1' }] };
     await put({ ...patient('eth-5', '03'), meta });
