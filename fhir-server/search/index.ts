@@ -4,7 +4,7 @@ export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } f
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';
 export { indexedParams, runtimeParams } from './indexed-params';
-export { REFRESH_INTERVAL_MS, RuntimeSearchParams, type RuntimeParam } from './runtime-params';
+export { RuntimeSearchParams } from './runtime-params';
 export { orderByClause, type SortKey, type SortSqlType } from './sort';
 export {
   SqlParams,
