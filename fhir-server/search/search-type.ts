@@ -27,6 +27,8 @@ export interface FilterContext {
   readonly resourceType: string;
   /** This server's base URL: absolute references under it count as local. */
   readonly baseUrl?: string;
+  /** See CompileOptions.idAfter: it applies to lookups on the page's own resource alias only (not a chain's). */
+  readonly idAfter?: { alias: string; param: string };
   /** A fresh alias for an index table, so nested subqueries never shadow each other. */
   nextAlias(): string;
 }
@@ -69,6 +71,12 @@ export function indexMatch(
   const t = ctx.nextAlias();
   const r = ctx.alias;
   const where = [`${t}.res_type = ${r}.res_type`, `${t}.res_id = ${r}.id`, `${t}.code = ${ctx.params.add(code)}`];
+  if (ctx.idAfter?.alias === r) {
+    // Implied by the page's own `id > cursor` (res_id = id), but PostgreSQL carries only equalities across a
+    // join: said here, the index range starts at the cursor instead of reading every earlier page's entries.
+    // Inside NOT EXISTS it is just as redundant, so it never changes what matches.
+    where.push(`${t}.res_id > ${ctx.idAfter.param}`);
+  }
   if (condition) {
     where.push(`(${condition(t)})`);
   }
