@@ -149,6 +149,13 @@ const MIGRATIONS: Migration[] = [
       -- stay unique on the rest of the key, while NULL system or value stays distinct as before (a token without a
       -- system, display-only rows), which NULLS NOT DISTINCT would not allow.
       -- Extraction writes each (code, value, system) once per resource and group; older rows may hold duplicates.
+      --
+      -- Ordinary lookups read ungrouped rows only (coalesce(grp, 0) = 0, see search-type.ts indexMatch), so a typed
+      -- Identifier, indexed since migration 3 as a grouped row only, gets the ungrouped copy extraction now writes
+      -- beside it. Grouped token rows are those of identifiers, composite components (code with '$') and :of-type.
+      INSERT INTO search_token (res_type, res_id, code, system, value)
+        SELECT DISTINCT res_type, res_id, code, system, value FROM search_token
+        WHERE grp IS NOT NULL AND code NOT LIKE '%$%' AND code NOT LIKE '%:of-type';
       DELETE FROM search_token a USING search_token b
         WHERE a.res_type = b.res_type AND a.res_id = b.res_id AND a.code = b.code
           AND a.value = b.value AND a.system = b.system AND coalesce(a.grp, 0) = coalesce(b.grp, 0) AND a.ctid > b.ctid;

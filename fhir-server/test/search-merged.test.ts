@@ -96,6 +96,11 @@ describe.each<Backend>(['postgres', 'pglite'])('part A and part B together on %s
     const ofType = extractIndexRows(twoMrns).token.filter((r) => r.code === 'identifier:of-type');
     expect(ofType.map((r) => r.value)).toEqual(['MR', 'MR']);
     expect(new Set(ofType.map((r) => r.group)).size).toBe(2);
+    // Each typed identifier twice: ungrouped for ordinary searches, grouped with its type for :of-type.
+    const m11 = extractIndexRows(twoMrns).token.filter((r) => r.code === 'identifier' && r.value === 'M-11');
+    expect(m11.map((r) => r.group === undefined)).toEqual([true, false]);
+    expect(await ids('/fhir/Patient?identifier=urn:mrn|M-11')).toEqual(['mg-p1']);
+    expect(await ids('/fhir/Patient?identifier:not=urn:mrn|M-11')).toEqual(['mg-p2', 'mg-p3']);
 
     expect(await ids(`/fhir/Patient?identifier:of-type=${encodeURIComponent(`${V2_0203}|MR|M-10`)}`)).toEqual(['mg-p1']);
     expect(await ids(`/fhir/Patient?identifier:of-type=${encodeURIComponent(`${V2_0203}|MR|M-11`)}`)).toEqual(['mg-p1']);
