@@ -137,6 +137,8 @@ describe.each<Backend>(['postgres', 'pglite'])('part A and part B together on %s
     expect(await ids('/fhir/Patient?birth-organization.name=Huimin')).toEqual(['mg-p1']);
     expect(await ids('/fhir/Organization?_has:Patient:birth-organization:identifier=M-11')).toEqual(['mg-org']);
     expect(await ids('/fhir/Observation?subject:Patient.birth-organization.name:contains=Maternity')).toEqual(['mg-o1']);
+    const included = await get('/fhir/Patient?_id=mg-p1&_include=Patient:birth-organization');
+    expect((included.entry ?? []).filter((e) => e.search?.mode === 'include').map((e) => e.resource?.id)).toEqual(['mg-org']);
     expect((await api().delete('/fhir/SearchParameter/patient-birth-organization')).status).toBe(200);
   });
 });
