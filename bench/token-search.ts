@@ -1,5 +1,6 @@
 /**
- * `npm run bench:search -- [--resources 1000000]`: token search latency on a large store. Loads the resources
+ * `npm run bench:search -- [--resources 1000000]`: search latency on a large store (token, reference, page 100 by
+ * cursor, `_sort`, `_total=estimate`, system level). Loads the resources
  * in-process through the repository's public write API (set-based batches, validation and indexing included),
  * then starts the platform on that database and times token searches over HTTP.
  */
@@ -76,6 +77,21 @@ async function time(url: string, rounds: number): Promise<{ p50: number; p99: nu
   return { p50: lat[Math.floor(lat.length / 2)], p99: lat[Math.floor(lat.length * 0.99)], matches };
 }
 
+/** The relative URL of page `n` of a search, reached by following next links (keyset cursors) from page 1. */
+async function pageUrl(baseUrl: string, query: string, n: number): Promise<string> {
+  let url = `${baseUrl}/${query}`;
+  for (let page = 1; page < n; page++) {
+    const bundle = (await (await fetch(url, { headers: { Authorization: bearer } })).json()) as { link?: Array<{ relation: string; url: string }> };
+    const next = bundle.link?.find((l) => l.relation === 'next')?.url;
+    if (!next) {
+      throw new Error(`${query} has only ${page} pages`);
+    }
+    url = next;
+  }
+  const parsed = new URL(url);
+  return `${parsed.pathname.replace(/^\/fhir\//, '')}${parsed.search}`;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { resources: { type: 'string', default: '1000000' } } });
   const total = Number(values.resources);
@@ -87,21 +103,27 @@ async function main(): Promise<void> {
     // Patient i has the Observations j with j % PATIENTS = i, so its code is CODES[i % CODES.length].
     bearer = `Bearer ${platform.token}`;
     const patient = await (await fetch(`${platform.baseUrl}/Patient?family:exact=Bench7`, { headers: { Authorization: bearer } })).json() as { entry: Array<{ resource: { id: string } }> };
+    const patientId = patient.entry[0].resource.id;
+    const common = 'Observation?code=http://loinc.org|718-7';
     const queries: Record<string, string> = {
       'rare code (1 in 1000)': 'Observation?code=http://loinc.org|1558-6',
-      'common code, first page': 'Observation?code=http://loinc.org|718-7',
-      'patient and code': `Observation?patient=${patient.entry[0].resource.id}&code=http://loinc.org|${CODES[7 % CODES.length]}`,
+      'common code, first page': common,
+      'common code, page 100': await pageUrl(platform.baseUrl, common, 100),
+      'patient and code': `Observation?patient=${patientId}&code=http://loinc.org|${CODES[7 % CODES.length]}`,
+      'patient, newest first (_sort=-date)': `Observation?patient=${patientId}&_sort=-date`,
+      'common code, _total=estimate': `${common}&_total=estimate`,
+      'system level, two types by _id': `?_type=Patient,Observation&_id=${patientId}`,
     };
     const lines = [`loaded ${total} Observations (+${PATIENTS} Patients) at ${loadRate.toFixed(0)} resources/s in-process`];
     for (const [name, query] of Object.entries(queries)) {
       await time(`${platform.baseUrl}/${query}`, 20);
       const r = await time(`${platform.baseUrl}/${query}`, 200);
-      lines.push(`${name}: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.matches} entries on the page) — GET ${query}`);
+      lines.push(`${name}: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.matches} entries on the page) — GET ${query.length > 160 ? `${query.slice(0, 160)}…` : query}`);
     }
     console.log(lines.join('\n'));
     writeSection(
       'token-search',
-      ['## Token search on a large store', '', `Command: \`npm run bench:search -- --resources ${total}\` (run ${new Date().toISOString()})`, '',
+      ['## Search on a large store', '', `Command: \`npm run bench:search -- --resources ${total}\` (run ${new Date().toISOString()})`, '',
         `Machine: ${machine}`, '', '```', ...lines, '```'].join('\n'),
     );
   } finally {

@@ -133,6 +133,44 @@ const MIGRATIONS: Migration[] = [
         WHERE canonical_unit IS NOT NULL;
     `,
   },
+  {
+    version: 50,
+    name: 'unique token and reference match indexes ending in the resource id',
+    sql: `
+      -- A search by system|code or Type/id is an index range whose entries are in resource-id order, so the first page
+      -- (ORDER BY id LIMIT n, or after a keyset cursor) stops after n entries instead of fetching and sorting every
+      -- match. Unique, so that the index states what extraction guarantees and an updated resource's rows must be
+      -- deleted before they are inserted again (search/write.ts).
+      --
+      -- The key ends in the group (migration 3): rows of different groups are legitimately alike. Two components of
+      -- one Observation with the same code give two code-value-quantity$0 rows that differ only in grp, and two
+      -- identifiers typed MR give two identifier:of-type rows that differ only in grp; a key without it would have to
+      -- drop one and lose a match. coalesce(grp, 0), not grp: ungrouped rows (grp NULL, nearly all of them) must
+      -- stay unique on the rest of the key, while NULL system or value stays distinct as before (a token without a
+      -- system, display-only rows), which NULLS NOT DISTINCT would not allow.
+      -- Extraction writes each (code, value, system) once per resource and group; older rows may hold duplicates.
+      --
+      -- Ordinary lookups read ungrouped rows only (coalesce(grp, 0) = 0, see search-type.ts indexMatch), so a typed
+      -- Identifier, indexed since migration 3 as a grouped row only, gets the ungrouped copy extraction now writes
+      -- beside it. Grouped token rows are those of identifiers, composite components (code with '$') and :of-type.
+      INSERT INTO search_token (res_type, res_id, code, system, value)
+        SELECT DISTINCT res_type, res_id, code, system, value FROM search_token
+        WHERE grp IS NOT NULL AND code NOT LIKE '%$%' AND code NOT LIKE '%:of-type';
+      DELETE FROM search_token a USING search_token b
+        WHERE a.res_type = b.res_type AND a.res_id = b.res_id AND a.code = b.code
+          AND a.value = b.value AND a.system = b.system AND coalesce(a.grp, 0) = coalesce(b.grp, 0) AND a.ctid > b.ctid;
+      CREATE UNIQUE INDEX search_token_match ON search_token (res_type, code, value, system, res_id, (coalesce(grp, 0)));
+      DROP INDEX search_token_lookup;
+
+      DELETE FROM search_reference a USING search_reference b
+        WHERE a.res_type = b.res_type AND a.res_id = b.res_id AND a.code = b.code
+          AND a.target_id = b.target_id AND a.target_type = b.target_type AND coalesce(a.grp, 0) = coalesce(b.grp, 0)
+          AND a.ctid > b.ctid;
+      CREATE UNIQUE INDEX search_reference_match
+        ON search_reference (res_type, code, target_id, target_type, res_id, (coalesce(grp, 0)));
+      DROP INDEX search_reference_lookup;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -3,11 +3,11 @@
  * `search_reference` index as joins, so that a page's included resources cost one query per include parameter and
  * round, not one per resource.
  */
-import { getSearchParameter, type IncludeTarget } from '@medplum/core';
+import type { IncludeTarget } from '@medplum/core';
 import { SqlParams, type Queryable } from '../db';
 import { isR4ResourceType } from '../definitions';
 import { badRequest } from '../errors';
-import { ALL_REFERENCE_PARAMS } from '../search';
+import { ALL_REFERENCE_PARAMS, findSearchParameter } from '../search';
 import type { ResourceKey } from './references';
 import type { RowFilter } from './search-sql';
 
@@ -39,7 +39,8 @@ function checkReferenceParam(target: IncludeTarget, kind: string): void {
     }
     return;
   }
-  const param = getSearchParameter(target.resourceType, target.searchParam);
+  // A reference parameter stored at runtime is included through like an R4 one.
+  const param = findSearchParameter(target.resourceType, target.searchParam);
   if (!param || param.type !== 'reference') {
     throw badRequest(`${kind}=${target.resourceType}:${target.searchParam}: ${target.resourceType} has no reference search parameter "${target.searchParam}"`);
   }

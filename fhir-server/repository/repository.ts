@@ -7,11 +7,22 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { Database, Queryable } from '../db';
 import { isRetryableConflict } from '../db';
 import { forbidden, gone, notFound } from '../errors';
+import { runtimeParams } from '../search';
 import type { ResourceChangeEvent } from '../events';
 import { isVisible, type RepositoryAccess } from './access';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
-import { compartmentPage, countMatches, searchPage, type CompartmentQuery, type SearchPage, type SearchScope } from './search-sql';
+import { reindexTypes, type ReindexResult } from './reindex';
+import {
+  compartmentPage,
+  countMatches,
+  estimateMatches,
+  searchPage,
+  type CompartmentQuery,
+  type PageOptions,
+  type SearchPage,
+  type SearchScope,
+} from './search-sql';
 import { countHistory, readCurrent, readHistory, readVersion, type HistoryQuery, type VersionRow } from './store';
 
 /** A stored version as read: the JSON text is passed through untouched, never re-serialised. */
@@ -55,6 +66,7 @@ export class FhirRepository {
    * a race with a concurrent writer is retried from the start, so `fn` must not have outside effects.
    */
   async write<T>(fn: (session: WriteSession) => Promise<T>): Promise<T> {
+    await runtimeParams.refresh(this.db);
     for (let attempt = 1; ; attempt++) {
       try {
         const { result, events } = await this.db.transaction(async (tx) => {
@@ -63,9 +75,7 @@ export class FhirRepository {
           await session.flush();
           return { result, events: session.events };
         });
-        if (events.length > 0) {
-          this.onCommit(events);
-        }
+        await this.committed(events);
         return result;
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS || !isRetryableConflict(err)) {
@@ -81,6 +91,7 @@ export class FhirRepository {
    * nothing was written, and the ordinary transactional update answers with the right 412, 404 or re-creation.
    */
   async updateIfMatch(resourceType: string, id: string, input: Resource, ifMatch: number): Promise<WriteOutcome> {
+    await runtimeParams.refresh(this.db);
     if (this.access?.checkChange) {
       // The caller's right to change the resource is checked against its current content, which this path never reads.
       return this.write((s) => s.update(resourceType, id, input, ifMatch));
@@ -99,8 +110,27 @@ export class FhirRepository {
     if (!written) {
       return this.write((s) => s.update(resourceType, id, input, ifMatch));
     }
-    this.onCommit(session.events);
+    await this.committed(session.events);
     return { resource, created: false };
+  }
+
+  /** After a commit: wake the relay, and take a changed SearchParameter into use at once in this process. */
+  private async committed(events: ResourceChangeEvent[]): Promise<void> {
+    if (events.length === 0) {
+      return;
+    }
+    this.onCommit(events);
+    if (events.some((e) => e.resourceType === 'SearchParameter')) {
+      await runtimeParams.refresh(this.db, true);
+    }
+  }
+
+  /**
+   * Makes sure this process knows the SearchParameters stored on the server (another process may have changed
+   * them); cheap, see search/runtime-params.ts. Searches and writes call it themselves.
+   */
+  async refreshSearchParameters(q: Queryable = this.db): Promise<void> {
+    await runtimeParams.refresh(q);
   }
 
   async read(resourceType: string, id: string, q: Queryable = this.db): Promise<StoredResource> {
@@ -145,11 +175,8 @@ export class FhirRepository {
     return { rows: rows.slice(0, query.count), hasMore, total };
   }
 
-  async search(
-    request: SearchRequest,
-    page: { count: number; offset: number; scope?: SearchScope },
-    q: Queryable = this.db,
-  ): Promise<SearchPage> {
+  async search(request: SearchRequest, page: Omit<PageOptions, 'baseUrl'>, q: Queryable = this.db): Promise<SearchPage> {
+    await runtimeParams.refresh(q);
     return searchPage(q, request, { ...page, scope: this.scoped(page.scope), baseUrl: this.options.baseUrl });
   }
 
@@ -162,7 +189,19 @@ export class FhirRepository {
   }
 
   async count(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
+    await runtimeParams.refresh(q);
     return countMatches(q, request, this.options.baseUrl, this.scoped(scope));
+  }
+
+  /** The planner's estimate of `count` (`_total=estimate`), without running the search. */
+  async estimate(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
+    return estimateMatches(q, request, this.options.baseUrl, this.scoped(scope));
+  }
+
+  /** `$reindex`: recomputes the index rows of every resource of `types` (see reindex.ts). */
+  async reindex(types: readonly string[]): Promise<ReindexResult[]> {
+    await runtimeParams.refresh(this.db, true);
+    return reindexTypes(this.db, types);
   }
 
   async compartment(query: CompartmentQuery, q: Queryable = this.db): ReturnType<typeof compartmentPage> {

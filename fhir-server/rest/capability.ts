@@ -3,20 +3,16 @@
  * search parameters), never maintained by hand.
  */
 import { getSearchParameters } from '@medplum/core';
-import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType, SearchParameter } from '@medplum/fhirtypes';
+import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { r4ResourceTypes } from '../definitions';
-import { isSearchableComposite } from '../search';
+import { indexedParams, isSearchableComposite, runtimeParams } from '../search';
 import type { OperationRegistry } from './operations';
 
-/** Built once per registry and base URL: the statement only changes when the code does. */
-const cache = new WeakMap<OperationRegistry, Map<string, CapabilityStatement>>();
-
-/** SearchParameter types that are extracted at write time and searchable (composites: see isSearchable; special ones are not). */
-const INDEXED_PARAMETER_TYPES = new Set(['string', 'token', 'date', 'reference', 'number', 'quantity', 'uri']);
-
-/** A composite is searchable when each of its components has an indexed type (search/composite.ts). */
-const isSearchable = (type: string, p: SearchParameter): boolean =>
-  INDEXED_PARAMETER_TYPES.has(p.type as string) || (p.type === 'composite' && isSearchableComposite(type, p.code as string));
+/**
+ * Built once per registry and base URL, and again when the stored SearchParameters change (their `generation`):
+ * otherwise the statement only changes when the code does.
+ */
+const cache = new WeakMap<OperationRegistry, Map<string, { generation: number; statement: CapabilityStatement }>>();
 
 /** Interactions the router answers for every resource type. */
 const TYPE_INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
@@ -25,16 +21,24 @@ const TYPE_INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
 
 const RESULT_PARAMETERS = [
   { name: '_count', type: 'number', documentation: 'Page size, bounded by the server maximum' },
-  { name: '_offset', type: 'number', documentation: 'Paging offset (used in next/previous links)' },
-  { name: '_total', type: 'token', documentation: 'accurate: count all matches' },
-  { name: '_summary', type: 'token', documentation: 'count: return only the total' },
+  { name: '_cursor', type: 'string', documentation: 'Keyset paging position, set in next links (opaque; stable while data changes)' },
+  { name: '_offset', type: 'number', documentation: 'Rows to skip; accepted, but links page by _cursor' },
+  { name: '_sort', type: 'string', documentation: 'Several keys, - for descending, on any indexed parameter, _id and _lastUpdated; missing values last' },
+  { name: '_total', type: 'token', documentation: 'none, estimate (the planner\'s estimate) or accurate' },
+  { name: '_summary', type: 'token', documentation: 'true, text, data, count or false (also on read)' },
+  { name: '_elements', type: 'string', documentation: 'Top-level elements to return, with the mandatory ones, id and meta (also on read)' },
 ] as const;
 
 function resourceEntry(type: string, operations: OperationRegistry): CapabilityStatementRestResource {
-  const params = Object.values(getSearchParameters(type) ?? {})
-    .filter((p) => isSearchable(type, p))
-    .map((p) => ({ name: p.code as string, definition: p.url, type: p.type }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+  // What is indexed is what can be searched: the R4 parameters and those stored at runtime, and the R4 composites
+  // whose components all have an indexed type (search/composite.ts).
+  const composites = Object.values(getSearchParameters(type) ?? {}).filter(
+    (p) => p.type === 'composite' && isSearchableComposite(type, p.code as string),
+  );
+  const params = [
+    ...indexedParams(type).map(({ code, param }) => ({ name: code, definition: param.url, type: param.type })),
+    ...composites.map((p) => ({ name: p.code as string, definition: p.url, type: p.type })),
+  ].sort((a, b) => a.name.localeCompare(b.name));
   return {
     type: type as ResourceType,
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
@@ -66,7 +70,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
     byBase = new Map();
     cache.set(operations, byBase);
   }
-  let statement = byBase.get(baseUrl);
+  let statement = byBase.get(baseUrl)?.generation === runtimeParams.generation ? byBase.get(baseUrl)?.statement : undefined;
   if (!statement) {
     statement = {
       resourceType: 'CapabilityStatement',
@@ -85,7 +89,17 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
         {
           mode: 'server',
           resource: [...r4ResourceTypes()].sort().map((type) => resourceEntry(type, operations)),
-          interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
+          interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }, { code: 'search-system' }],
+          // System-level search (GET [base]?_type=…): the parameters every resource has, beside the result parameters.
+          searchParam: [
+            ...['_id', '_lastUpdated', '_tag', '_profile', '_security', '_source'].map((name) => ({
+              name,
+              type: (name === '_lastUpdated' ? 'date' : name === '_profile' || name === '_source' ? 'uri' : 'token') as 'date' | 'uri' | 'token',
+              definition: `http://hl7.org/fhir/SearchParameter/Resource-${name.slice(1)}`,
+            })),
+            { name: '_type', type: 'token', documentation: 'The types to search, comma-separated; every type when absent' },
+            ...RESULT_PARAMETERS.map((p) => ({ ...p })),
+          ],
           operation: operations
             .all()
             .filter((op) => op.levels.includes('system'))
@@ -93,7 +107,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
         },
       ],
     };
-    byBase.set(baseUrl, statement);
+    byBase.set(baseUrl, { generation: runtimeParams.generation, statement });
   }
   return statement;
 }

@@ -4,13 +4,13 @@
  */
 import type { Operation } from '@medplum/core';
 import { isR4ResourceType } from '../definitions';
-import { parseSearch, queryRecord } from '../search';
 import type { Parameters, Resource } from '@medplum/fhirtypes';
 import { badRequest, notSupported } from '../errors';
-import type { ResourcePatch, SearchScope, WriteSession } from '../repository';
-import { historyBundle, pageLinks, searchsetBundle, type SearchEntry } from './bundles';
+import type { ResourcePatch, StoredResource, WriteSession } from '../repository';
+import { historyBundle, pageLinks } from './bundles';
 import { informational, parseVersionTag, readResponse, writeResponse } from './http-semantics';
 import { instantParam, pageOf } from './paging';
+import { subsetJson, subsetOf } from './subset';
 import type { FhirRequest, FhirResponse, RouteContext } from './types';
 
 export function assertResourceType(type: string): void {
@@ -39,15 +39,21 @@ function write<T>(ctx: RouteContext, fn: (session: WriteSession) => Promise<T>):
 
 const reader = (ctx: RouteContext) => ctx.session?.tx;
 
+/** A stored resource as the client asked for it: whole, or reduced by `_summary`/`_elements` (also allowed on reads). */
+function asRequested(request: FhirRequest, stored: StoredResource): StoredResource {
+  const subset = subsetOf(request.query);
+  return subset ? { ...stored, json: subsetJson(stored.json, subset) } : stored;
+}
+
 export async function read(ctx: RouteContext, request: FhirRequest, type: string, id: string): Promise<FhirResponse> {
-  return readResponse(request, ctx.baseUrl, await ctx.repo.read(type, id, reader(ctx)));
+  return readResponse(request, ctx.baseUrl, asRequested(request, await ctx.repo.read(type, id, reader(ctx))));
 }
 
 export async function vread(ctx: RouteContext, request: FhirRequest, type: string, id: string, vid: string): Promise<FhirResponse> {
   if (!/^[0-9]+$/.test(vid)) {
     throw badRequest(`Version id "${vid}" is not a version of this server (versions are 1, 2, 3, ...)`);
   }
-  return readResponse(request, ctx.baseUrl, await ctx.repo.vread(type, id, Number(vid), reader(ctx)));
+  return readResponse(request, ctx.baseUrl, asRequested(request, await ctx.repo.vread(type, id, Number(vid), reader(ctx))));
 }
 
 export async function create(ctx: RouteContext, request: FhirRequest, type: string): Promise<FhirResponse> {
@@ -140,28 +146,4 @@ export async function history(ctx: RouteContext, request: FhirRequest, type?: st
   const path = [type, id, '_history'].filter(Boolean).join('/');
   const selfUrl = new URL(`${ctx.baseUrl}/${path}?${request.query}`);
   return { status: 200, body: historyBundle(ctx.baseUrl, result.rows, pageLinks({ selfUrl, offset, count, hasMore: result.hasMore }), result.total) };
-}
-
-export async function search(ctx: RouteContext, request: FhirRequest, type: string, scope: SearchScope = {}, path = type): Promise<FhirResponse> {
-  const { count, offset } = pageOf(request.query, ctx);
-  const searchRequest = parseSearch(type, queryRecord(request.query));
-  const selfUrl = new URL(`${ctx.baseUrl}/${path}?${request.query}`);
-  if (request.query.get('_summary') === 'count') {
-    const total = await ctx.repo.count(searchRequest, scope, reader(ctx));
-    return { status: 200, body: searchsetBundle([], [{ relation: 'self', url: selfUrl.toString() }], total) };
-  }
-  const page = await ctx.repo.search(searchRequest, { count, offset, scope }, reader(ctx));
-  let total: number | undefined;
-  if (searchRequest.total === 'accurate' || searchRequest.total === 'estimate') {
-    total = await ctx.repo.count(searchRequest, scope, reader(ctx));
-  } else if (offset === 0 && !page.hasMore) {
-    // The whole result is on this page: the total is known for free.
-    total = page.rows.length;
-  }
-  const entries: SearchEntry[] = page.rows.map((row) => ({ fullUrl: `${ctx.baseUrl}/${type}/${row.id}`, json: row.content, mode: 'match' }));
-  const included = await ctx.repo.includes(searchRequest, page.rows.map((row) => ({ resourceType: type, id: row.id })), reader(ctx));
-  for (const row of included) {
-    entries.push({ fullUrl: `${ctx.baseUrl}/${row.resourceType}/${row.id}`, json: row.content, mode: 'include' });
-  }
-  return { status: 200, body: searchsetBundle(entries, pageLinks({ selfUrl, offset, count, hasMore: page.hasMore }), total) };
 }

@@ -7,6 +7,7 @@ import { processBundle } from './bundle-processor';
 import { capabilityStatement } from './capability';
 import * as rest from './interactions';
 import type { OperationTarget } from './operations';
+import { search, systemSearch } from './search';
 import type { FhirRequest, FhirResponse, RouteContext } from './types';
 
 const unsupported = (request: FhirRequest): never => {
@@ -43,14 +44,21 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
     if (method === 'POST') {
       return processBundle(ctx, request);
     }
-    throw notSupported(400, 'Searching across all resource types is not supported; search one type, e.g. GET Patient?name=zhang');
+    if (get) {
+      return systemSearch(ctx, request);
+    }
+    return unsupported(request);
   }
   const [first, second, third, fourth] = segments;
   if (first === 'metadata' && segments.length === 1 && get) {
+    await ctx.repo.refreshSearchParameters(ctx.session?.tx);
     return { status: 200, body: capabilityStatement(ctx.baseUrl, ctx.operations) };
   }
   if (first.startsWith('$') && segments.length === 1) {
     return invokeOperation(ctx, request, first, { level: 'system' });
+  }
+  if (first === '_search' && segments.length === 1 && method === 'POST') {
+    return systemSearch(ctx, request);
   }
   if (first === '_history' && segments.length === 1 && get) {
     return rest.history(ctx, request);
@@ -60,7 +68,7 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
 
   switch (segments.length) {
     case 1:
-      if (get) return rest.search(ctx, request, type);
+      if (get) return search(ctx, request, type);
       if (method === 'POST') return rest.create(ctx, request, type);
       if (method === 'PUT') return rest.conditionalUpdate(ctx, request, type);
       if (method === 'PATCH') return rest.conditionalPatch(ctx, request, type);
@@ -68,7 +76,7 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
       break;
     case 2:
       if (second === '_history' && get) return rest.history(ctx, request, type);
-      if (second === '_search' && method === 'POST') return rest.search(ctx, request, type);
+      if (second === '_search' && method === 'POST') return search(ctx, request, type);
       if (second.startsWith('$')) return invokeOperation(ctx, request, second, { level: 'type', type });
       if (second.startsWith('_')) break;
       if (get) return rest.read(ctx, request, type, second);
@@ -81,7 +89,7 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
       if (third.startsWith('$')) return invokeOperation(ctx, request, third, { level: 'instance', type, id: second });
       if (type === 'Patient' && get && !third.startsWith('$') && !third.startsWith('_')) {
         rest.assertResourceType(third);
-        return rest.search(ctx, request, third, { compartment: `Patient/${second}` }, `Patient/${second}/${third}`);
+        return search(ctx, request, third, { compartment: `Patient/${second}` }, `Patient/${second}/${third}`);
       }
       break;
     case 4:

@@ -1,6 +1,7 @@
 /** The store's own operations, registered like any other module's. */
 import { everything } from './everything';
 import type { FhirOperation } from './operations';
+import { reindexOperation, REINDEX_DEFINITION } from './reindex';
 import { validateOperation } from './validate';
 
 export const storeOperations: readonly FhirOperation[] = [
@@ -18,5 +19,14 @@ export const storeOperations: readonly FhirOperation[] = [
     resourceTypes: ['Patient'],
     affectsState: false,
     invoke: (ctx, request, target) => everything(ctx, request, target.id as string),
+  },
+  {
+    name: 'reindex',
+    definition: REINDEX_DEFINITION,
+    levels: ['system', 'type'],
+    affectsState: true,
+    // Rewrites every resource's index rows under a lock: a platform operation, not a facility's.
+    roles: ['admin'],
+    invoke: reindexOperation,
   },
 ];

@@ -7,8 +7,9 @@
  * A link's target type is its `:Type` modifier, or else the one type among the parameter's targets that has the
  * next parameter; when several have it, the chain is ambiguous and answered with a 400 that asks for `:Type`.
  */
-import { getSearchParameter, type Filter } from '@medplum/core';
+import type { Filter } from '@medplum/core';
 import { keyCode, parseFilter } from './filter-parse';
+import { findSearchParameter } from './indexed-params';
 import { contextFor, type FilterContext, searchError } from './search-type';
 
 export type FilterCompiler = (filter: Filter, ctx: FilterContext) => string;
@@ -27,7 +28,7 @@ export function compileChain(filter: Filter, ctx: FilterContext, compileFilter: 
       return compileFilter(parseFilter(at.resourceType, last, filter.value), at);
     }
     const [code, explicitType, ...extra] = links[i].split(':');
-    const param = getSearchParameter(at.resourceType, code);
+    const param = findSearchParameter(at.resourceType, code);
     if (!param || param.type !== 'reference' || extra.length > 0) {
       throw searchError(`Cannot chain through '${links[i]}' in '${filter.code}': ${at.resourceType} has no reference search parameter '${code}'`);
     }
@@ -59,7 +60,7 @@ function chainTarget(
     }
     return explicitType;
   }
-  const candidates = targets.filter((t) => COMMON_PARAMS.has(nextCode) || getSearchParameter(t, nextCode) !== undefined);
+  const candidates = targets.filter((t) => COMMON_PARAMS.has(nextCode) || findSearchParameter(t, nextCode) !== undefined);
   if (candidates.length === 1) {
     return candidates[0];
   }

@@ -13,7 +13,7 @@ import { findIndexedParam, RESOURCE_COLUMN_PARAMS } from './indexed-params';
 import { identifierCode } from './param-reference';
 import { compileReverseChain } from './reverse-chain';
 import { dateCondition, parseDateValues } from './param-date';
-import { compileSort } from './sort';
+import { compileSort, type SortKey } from './sort';
 import { indexMatch, invalidValue, orValues, unsupportedModifier, type FilterContext } from './search-type';
 
 export interface CompileOptions {
@@ -21,13 +21,18 @@ export interface CompileOptions {
   alias: string;
   /** This server's base URL, so that absolute references to it count as local. */
   baseUrl?: string;
+  /**
+   * Set when the page continues after a resource id (keyset paging by id): a parameter placeholder that index
+   * lookups repeat on their own res_id, so that their range starts there (see `indexMatch`).
+   */
+  idAfter?: string;
 }
 
 export interface CompiledSearch {
   /** Conditions to AND together. */
   where: string[];
-  /** Sort keys, always ending with a unique tiebreak so that paging is stable. */
-  orderBy: string[];
+  /** Sort keys, always ending with the id so that paging is stable within a type. */
+  orderBy: SortKey[];
 }
 
 export function compileSearch(request: SearchRequest, params: SqlParams, options: CompileOptions): CompiledSearch {
@@ -37,6 +42,7 @@ export function compileSearch(request: SearchRequest, params: SqlParams, options
     alias: options.alias,
     resourceType: request.resourceType,
     baseUrl: options.baseUrl,
+    idAfter: options.idAfter === undefined ? undefined : { alias: options.alias, param: options.idAfter },
     nextAlias: () => `${options.alias}_${++aliasCount}`,
   };
   return {

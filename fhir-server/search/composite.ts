@@ -106,7 +106,7 @@ function copyGrouped(from: IndexRows, to: IndexRows, group: number): void {
 
 /** Whether the resource has any value for the composite (for `:missing`). */
 export function compositePresent(param: CompositeParam, ctx: FilterContext): string {
-  return indexMatch(ctx, param.components[0].type.kind, componentCode(param.code, 0));
+  return indexMatch(ctx, param.components[0].type.kind, componentCode(param.code, 0), undefined, 'grouped');
 }
 
 export function compileComposite(param: CompositeParam, filter: Filter, ctx: FilterContext): string {
@@ -129,7 +129,7 @@ export function compileComposite(param: CompositeParam, filter: Filter, ctx: Fil
         );
       });
       return [`(${first.type.valueCondition(parts[0], a0, ctx, filter)})`, ...joined].join(' AND ');
-    });
+    }, 'grouped');
   });
   return `(${conditions.join(' OR ')})`;
 }

@@ -11,7 +11,8 @@
  * - on ordered types (number, date, quantity) the first value's prefix becomes the operator, as medplum does; the
  *   further OR'ed values keep theirs (see prefix.ts).
  */
-import { getSearchParameter, Operator, type Filter } from '@medplum/core';
+import { Operator, type Filter } from '@medplum/core';
+import { findSearchParameter } from './indexed-params';
 import { isPrefix } from './prefix';
 
 const ORDERED_TYPES: ReadonlySet<string> = new Set(['number', 'date', 'quantity']);
@@ -26,9 +27,9 @@ export function keyCode(key: string): string {
   return colon < 0 ? key : key.slice(0, colon);
 }
 
-/** Whether the store parses this key itself: chains, `_has`, and every search parameter the type defines. */
+/** Whether the store parses this key itself: chains, `_has`, and every search parameter the type has (R4 or stored). */
 export function isFilterKey(resourceType: string, key: string): boolean {
-  return isChainKey(key) || getSearchParameter(resourceType, keyCode(key)) !== undefined;
+  return isChainKey(key) || findSearchParameter(resourceType, keyCode(key)) !== undefined;
 }
 
 export function parseFilter(resourceType: string, key: string, value: string): Filter {
@@ -43,7 +44,7 @@ export function parseFilter(resourceType: string, key: string, value: string): F
   if (modifier) {
     return { code, operator: modifier as Operator, value };
   }
-  const type = getSearchParameter(resourceType, code)?.type;
+  const type = findSearchParameter(resourceType, code)?.type;
   const prefix = value.slice(0, 2);
   if (type && ORDERED_TYPES.has(type) && isPrefix(prefix)) {
     return { code, operator: prefix, value: value.slice(2) };

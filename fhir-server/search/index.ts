@@ -5,6 +5,9 @@ export { compileSearch, type CompiledSearch, type CompileOptions } from './compi
 export { parseSearch, queryRecord } from './parse';
 export { ALL_REFERENCE_PARAMS } from './include-parse';
 export { isSearchableComposite } from './composite';
+export { findSearchParameter, indexedParams, runtimeParams } from './indexed-params';
+export { RuntimeSearchParams } from './runtime-params';
+export { orderByClause, type SortKey, type SortSqlType } from './sort';
 export {
   SqlParams,
   type DateRow,

@@ -24,6 +24,8 @@ import { referenceType } from './param-reference';
 import { stringType } from './param-string';
 import { tokenType } from './param-token';
 import { uriType } from './param-uri';
+import { r4ResourceTypes } from '../definitions';
+import { RuntimeSearchParams } from './runtime-params';
 import type { SearchType } from './search-type';
 
 /** The handler of each indexed SearchParameter.type; composite and special parameters are not indexed here. */
@@ -56,12 +58,32 @@ export interface IndexedParam {
   readonly param: SearchParameter;
   readonly expression: FhirPathAtom;
   readonly type: SearchType;
+  /** Set for a parameter stored at runtime: its expression may use what the evaluator lacks. */
+  readonly runtime?: boolean;
 }
 
 const cache = new Map<string, IndexedParam[]>();
 
-/** The indexed parameters of `resourceType` (empty for an unknown type). Call loadFhirDefinitions() first. */
-export function indexedParams(resourceType: string): IndexedParam[] {
+/**
+ * The SearchParameter resources stored on this server, as this process knows them; the repository refreshes it
+ * before searches and writes (see runtime-params.ts).
+ */
+export const runtimeParams = new RuntimeSearchParams({
+  searchTypes: SEARCH_TYPES,
+  isBuiltIn: (resourceType, code) => RESOURCE_COLUMN_PARAMS.has(code) || r4Params(resourceType).some((p) => p.code === code),
+  allTypes: () => ['Resource', ...r4ResourceTypes()],
+});
+
+/**
+ * The indexed parameters of `resourceType` (empty for an unknown type): the R4 ones, then those stored at runtime.
+ * Call loadFhirDefinitions() first.
+ */
+export function indexedParams(resourceType: string): readonly IndexedParam[] {
+  const runtime = runtimeParams.forType(resourceType);
+  return runtime.length === 0 ? r4Params(resourceType) : [...r4Params(resourceType), ...runtime];
+}
+
+function r4Params(resourceType: string): IndexedParam[] {
   let list = cache.get(resourceType);
   if (!list) {
     list = [];
@@ -76,6 +98,15 @@ export function indexedParams(resourceType: string): IndexedParam[] {
     cache.set(resourceType, list);
   }
   return list;
+}
+
+/**
+ * The definition of `code` on `resourceType`: the R4 one, else a stored one. The store's own parsing and chaining
+ * look parameters up here, so that a parameter stored at runtime is parsed (no prefix read into a token) and
+ * chained through like an R4 one.
+ */
+export function findSearchParameter(resourceType: string, code: string): SearchParameter | undefined {
+  return getSearchParameter(resourceType, code) ?? runtimeParams.forType(resourceType).find((p) => p.code === code)?.param;
 }
 
 /** The indexed parameter named `code`, or a 400 that says why the search cannot use it. */

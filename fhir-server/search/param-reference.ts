@@ -3,7 +3,7 @@
  * (target_type, target_id), which chaining and includes join on; absolute URLs, URNs and canonicals as target_url.
  * Reference.identifier is indexed as a token row under `{code}:identifier`, for the `:identifier` modifier.
  */
-import { Operator, type Filter, type TypedValue } from '@medplum/core';
+import { getSearchParameter, Operator, type Filter, type TypedValue } from '@medplum/core';
 import type { Reference } from '@medplum/fhirtypes';
 import { isR4ResourceType } from '../definitions';
 import { unescape } from './escape';
@@ -75,6 +75,11 @@ export const referenceType: SearchType = {
       requiredType = filter.operator;
     } else if (filter.operator !== Operator.EQUALS) {
       throw unsupportedModifier(filter, 'reference');
+    } else {
+      // A parameter that can only point to one type (Observation.patient) names it, so that a bare id searches
+      // the unique (target_id, target_type, res_id) index range, in resource-id order (migration 50).
+      const targets = getSearchParameter(ctx.resourceType, filter.code)?.target;
+      requiredType = targets?.length === 1 ? targets[0] : undefined;
     }
     return indexMatch(ctx, 'reference', filter.code, (t) =>
       orValues(filter)
@@ -85,6 +90,12 @@ export const referenceType: SearchType = {
 
   valueCondition(value: string, t: string, ctx: FilterContext): string {
     return referenceCondition(t, unescape(value), undefined, ctx);
+  },
+
+  // Sorted by the reference as written locally (`Type/id`), or its URL when it points elsewhere.
+  sort: {
+    ascending: (t) => `min(coalesce(${t}.target_type || '/' || ${t}.target_id, ${t}.target_url))`,
+    descending: (t) => `max(coalesce(${t}.target_type || '/' || ${t}.target_id, ${t}.target_url))`,
   },
 };
 

@@ -113,6 +113,9 @@ function pushIdentifier(code: string, identifier: Identifier, rows: IndexRows): 
     rows.token.push({ code, system, value });
     return;
   }
+  // The ordinary row serves every other search; the grouped copy ties the value to this Identifier's type codings
+  // for :of-type, which alone reads grouped rows (search-type.ts, indexMatch).
+  rows.token.push({ code, system, value });
   const group = newGroup(rows);
   rows.token.push({ code, system, value, group });
   for (const coding of typeCodings) {
@@ -165,7 +168,7 @@ function ofType(filter: Filter, ctx: FilterContext): string {
           ` WHERE ${t}.res_type = ${k}.res_type AND ${t}.res_id = ${k}.res_id AND ${t}.grp = ${k}.grp AND ${t}.code = ${ctx.params.add(ofTypeCode(filter.code))}` +
           ` AND ${t}.system = ${ctx.params.add(typeSystem)} AND ${t}.value = ${ctx.params.add(typeCode)})`
         );
-      });
+      }, 'grouped');
     })
     .join(' OR ');
 }

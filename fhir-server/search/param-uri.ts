@@ -43,4 +43,9 @@ export const uriType: SearchType = {
   valueCondition(value: string, t: string, ctx: FilterContext): string {
     return `${t}.value = ${ctx.params.add(unescape(value))}`;
   },
+
+  sort: {
+    ascending: (t) => `min(${t}.value)`,
+    descending: (t) => `max(${t}.value)`,
+  },
 };

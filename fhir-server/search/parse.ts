@@ -1,8 +1,8 @@
 /**
- * Parsing a search's query string. The filters on the type's own search parameters (and chains, `_has`) are
- * parsed here (filter-parse.ts), as are `_include`/`_revinclude` (include-parse.ts); everything else (result
- * parameters, unknown names) goes to @medplum/core's parser. It reports most bad input as an
- * OperationOutcomeError, but throws a plain Error for some; those are the client's input too, so they become a
+ * Parsing a search's query string. The filters on the type's own search parameters, R4 and stored at runtime
+ * (and chains, `_has`), are parsed here (filter-parse.ts), as are `_include`/`_revinclude` (include-parse.ts);
+ * everything else (result parameters, unknown names) goes to @medplum/core's parser. It reports most bad input as
+ * an OperationOutcomeError, but throws a plain Error for some; those are the client's input too, so they become a
  * 400 rather than an internal error.
  */
 import { OperationOutcomeError, parseSearchRequest, type Filter, type IncludeTarget, type SearchRequest } from '@medplum/core';

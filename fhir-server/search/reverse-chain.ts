@@ -4,10 +4,11 @@
  * or a chain, so nesting is recursion. Compiled as a correlated EXISTS from the target's side of
  * `search_reference` (its (target_type, target_id) index), joined to the referring resource's row.
  */
-import { getSearchParameter, type Filter } from '@medplum/core';
+import type { Filter } from '@medplum/core';
 import { isR4ResourceType } from '../definitions';
 import type { FilterCompiler } from './chain';
 import { parseFilter } from './filter-parse';
+import { findSearchParameter } from './indexed-params';
 import { contextFor, type FilterContext, searchError } from './search-type';
 
 export function compileReverseChain(filter: Filter, ctx: FilterContext, compileFilter: FilterCompiler): string {
@@ -19,7 +20,7 @@ export function compileReverseChain(filter: Filter, ctx: FilterContext, compileF
   if (!isR4ResourceType(sourceType)) {
     throw searchError(`Invalid reverse chain '${filter.code}': '${sourceType}' is not a FHIR R4 resource type`);
   }
-  const param = getSearchParameter(sourceType, code);
+  const param = findSearchParameter(sourceType, code);
   if (!param || param.type !== 'reference') {
     throw searchError(`Invalid reverse chain '${filter.code}': ${sourceType} has no reference search parameter '${code}'`);
   }

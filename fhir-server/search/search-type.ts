@@ -27,6 +27,8 @@ export interface FilterContext {
   readonly resourceType: string;
   /** This server's base URL: absolute references under it count as local. */
   readonly baseUrl?: string;
+  /** See CompileOptions.idAfter: it applies to lookups on the page's own resource alias only (not a chain's). */
+  readonly idAfter?: { alias: string; param: string };
   /** A fresh alias for an index table, so nested subqueries never shadow each other. */
   nextAlias(): string;
 }
@@ -51,6 +53,9 @@ export interface SearchType {
   readonly sort?: { ascending(t: string): string; descending(t: string): string };
 }
 
+/** The index tables whose match index is unique per resource and group (migration 50). */
+const UNIQUE_MATCH_KINDS: ReadonlySet<IndexKind> = new Set(['token', 'reference']);
+
 /**
  * True when the resource has an index row of `kind` for `code` that satisfies `condition` (given the index alias).
  *
@@ -59,16 +64,32 @@ export interface SearchType {
  * in the same time (selective string 3.2 ms, identifier 0.05 ms, string AND token 92 ms, unselective token with
  * LIMIT 20 0.1 ms). EXISTS wins on generality: it follows the resource row's own type, so it also serves
  * searches over several types at once.
+ *
+ * `rows` says which rows the lookup reads: the ungrouped ones of an ordinary parameter, or the grouped ones of a
+ * composite's components and of an Identifier with its type (index-rows.ts).
  */
 export function indexMatch(
   ctx: FilterContext,
   kind: IndexKind,
   code: string,
   condition?: (t: string) => string,
+  rows: 'ungrouped' | 'grouped' = 'ungrouped',
 ): string {
   const t = ctx.nextAlias();
   const r = ctx.alias;
   const where = [`${t}.res_type = ${r}.res_type`, `${t}.res_id = ${r}.id`, `${t}.code = ${ctx.params.add(code)}`];
+  if (rows === 'ungrouped' && UNIQUE_MATCH_KINDS.has(kind)) {
+    // The match index ends in coalesce(grp, 0) (migration 50). Fixing it by an equality, as every other key column
+    // is, lets the planner prove the lookup yields each resource once, and so join in the index's resource-id order
+    // instead of de-duplicating and sorting every match. Only composite and :of-type lookups read grouped rows.
+    where.push(`coalesce(${t}.grp, 0) = 0`);
+  }
+  if (ctx.idAfter?.alias === r) {
+    // Implied by the page's own `id > cursor` (res_id = id), but PostgreSQL carries only equalities across a
+    // join: said here, the index range starts at the cursor instead of reading every earlier page's entries.
+    // Inside NOT EXISTS it is just as redundant, so it never changes what matches.
+    where.push(`${t}.res_id > ${ctx.idAfter.param}`);
+  }
   if (condition) {
     where.push(`(${condition(t)})`);
   }

@@ -62,22 +62,25 @@ type IndexedItem = { resourceType: string; id: string; rows: IndexRows };
 export function addIndexWrites(statement: CompositeWrite, inserted: IndexedItem[], cleared: ResourceRef[]): void {
   // Every table gets its DELETE and INSERT even when there is nothing to do (empty arrays cost nothing): the
   // statement's text is then always the same, so it can stay prepared instead of being planned on every write.
-  addDeletes(statement, cleared);
+  const deletes = addDeletes(statement, cleared);
   for (const kind of KINDS) {
-    addInsert(statement, kind, inserted);
+    addInsert(statement, kind, inserted, deletes[kind]);
   }
 }
 
-function addDeletes(statement: CompositeWrite, owners: ResourceRef[]): void {
+/** The DELETE of each table's rows of `owners`; returns each DELETE's CTE name, for the INSERT to wait on. */
+function addDeletes(statement: CompositeWrite, owners: ResourceRef[]): Record<IndexKind, string> {
   const doomed = statement.add(
     (p) =>
       `SELECT * FROM ${statement.rows(`unnest(${p.add(owners.map((r) => r.resourceType))}::text[], ${p.add(owners.map((r) => r.id))}::text[]) AS u0(res_type, res_id)`, 'u')}`,
   );
+  const names = {} as Record<IndexKind, string>;
   for (const kind of KINDS) {
-    statement.add(
-      () => `DELETE FROM ${INDEX_TABLES[kind]} t USING ${doomed} d WHERE t.res_type = d.res_type AND t.res_id = d.res_id`,
+    names[kind] = statement.add(
+      () => `DELETE FROM ${INDEX_TABLES[kind]} t USING ${doomed} d WHERE t.res_type = d.res_type AND t.res_id = d.res_id RETURNING 1`,
     );
   }
+  return names;
 }
 
 /** Removes every index row of the given resources. */
@@ -94,7 +97,12 @@ export async function replaceIndexRows(tx: Queryable, items: IndexedItem[]): Pro
   await statement.run(tx);
 }
 
-function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, items: IndexedItem[]): void {
+/**
+ * The INSERT of a table's new rows. It reads its DELETE's result first: CTEs of one statement run in no set order,
+ * and an updated resource's unchanged token or reference must be deleted before it is inserted again, or the
+ * unique match index (migration 50) would see it twice.
+ */
+function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, items: IndexedItem[], deleted: string): void {
   const columns = COLUMNS[kind] as ColumnSpec<K>;
   const arrays: unknown[][] = [[], [], [], [], ...columns.map(() => [])];
   for (const item of items) {
@@ -110,6 +118,7 @@ function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, item
   const types = ['text', 'text', 'text', 'integer', ...columns.map(([, sqlType]) => sqlType)];
   statement.add(
     (p) =>
-      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM ${statement.rows(`unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')}) AS r0`, 'r')}`,
+      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM ${statement.rows(`unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')}) AS r0`, 'r')}` +
+      ` WHERE (SELECT count(*) FROM ${deleted}) >= 0`,
   );
 }

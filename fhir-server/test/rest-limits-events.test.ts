@@ -36,8 +36,12 @@ describe('input limits', () => {
     expect(head.text ?? '').toBe('');
   });
 
-  it('names an unknown search parameter in a 400', async () => {
-    const res = await api().get('/fhir/Patient?shoe-size=42');
+  it('names an unknown search parameter: ignored and reported by default, a 400 under Prefer: handling=strict', async () => {
+    const lenient = await api().get('/fhir/Patient?shoe-size=42');
+    expect(lenient.status).toBe(200);
+    const outcome = lenient.body.entry.find((e: { search: { mode: string } }) => e.search.mode === 'outcome');
+    expect(outcome.resource.issue[0].diagnostics).toContain('shoe-size');
+    const res = await api().get('/fhir/Patient?shoe-size=42').set('Prefer', 'handling=strict');
     expect(res.status).toBe(400);
     expect(res.body.issue[0].diagnostics).toContain('shoe-size');
   });

@@ -108,6 +108,30 @@ describe('extractIndexRows on other types', () => {
     ]);
   });
 
+  test('each token and local reference once per resource (the match indexes are unique on them)', () => {
+    const repeated: Observation = {
+      ...observation,
+      code: {
+        coding: [
+          { system: 'http://loinc.org', code: '29463-7', display: 'Body weight' },
+          { system: 'http://loinc.org', code: '29463-7', display: 'Weight measured' },
+          { system: 'http://loinc.org', code: '29463-7' },
+        ],
+      },
+      performer: [{ reference: 'Patient/p2' }, { reference: 'Patient/p2/_history/3' }, { reference: 'Practitioner/dr1' }],
+    };
+    const rows = extractIndexRows(repeated);
+    // The second display stays findable by :text as a display-only row.
+    expect(rows.token.filter((r) => r.code === 'code')).toEqual([
+      { code: 'code', system: 'http://loinc.org', value: '29463-7', display: 'Body weight' },
+      { code: 'code', display: 'Weight measured' },
+    ]);
+    expect(rows.reference.filter((r) => r.code === 'performer')).toEqual([
+      { code: 'performer', targetType: 'Patient', targetId: 'p2' },
+      { code: 'performer', targetType: 'Practitioner', targetId: 'dr1' },
+    ]);
+  });
+
   test('quantity: precision range, code preferred to unit; unit when there is no code', () => {
     expect(extractIndexRows(observation).quantity.filter((r) => r.code === 'value-quantity')).toEqual([
       // 5.4 mg is 0.0054 g in UCUM base units, written to 15 significant digits.

@@ -6,7 +6,7 @@ import { OperationOutcomeError, parseSearchRequest, type Operator, type SearchRe
 import type { Observation, Patient, Resource, RiskAssessment, ValueSet } from '@medplum/fhirtypes';
 import type { Database } from '../db';
 import { loadFhirDefinitions } from '../definitions';
-import { compartmentsOf, compileSearch, deleteIndexRows, extractIndexRows, replaceIndexRows, SqlParams } from '../search';
+import { compartmentsOf, compileSearch, deleteIndexRows, extractIndexRows, orderByClause, replaceIndexRows, SqlParams } from '../search';
 import { createTestDatabase, type Backend } from '../../test/databases';
 
 const BASE = 'https://huimin.example/fhir';
@@ -102,7 +102,7 @@ async function run(db: Database, request: SearchRequest): Promise<string[]> {
   const sql =
     `SELECT r.id FROM resource r WHERE r.res_type = ${type} AND NOT r.deleted` +
     where.map((w) => ` AND ${w}`).join('') +
-    ` ORDER BY ${orderBy.join(', ')}`;
+    ` ORDER BY ${orderByClause(orderBy)}`;
   return (await db.query<{ id: string }>(sql, params.values)).map((row) => row.id);
 }
 
@@ -259,6 +259,8 @@ describe.each<Backend>(['postgres', 'pglite'])('search on %s', (backend) => {
     ['Observation?_sort=code', ['o1', 'o2', 'o3']],
     ['RiskAssessment?_sort=-probability', ['r2', 'r1']],
     ['Patient?_sort=family&family=z', ['p3', 'p2']],
+    ['Patient?_sort=general-practitioner', ['p2', 'p1', 'p3', 'p4']],
+    ['ValueSet?_sort=-url', ['v2', 'v1', 'v3']],
   ])('sort %s', async (url, ids) => {
     expect(await search(db, url)).toEqual(ids);
   });
@@ -267,7 +269,7 @@ describe.each<Backend>(['postgres', 'pglite'])('search on %s', (backend) => {
     ['Patient?foo=bar', "Unknown search parameter 'foo' for resource type Patient"],
     ['Patient?family:below=x', "Modifier or prefix 'below' is not supported on string search parameter 'family'"],
     ['Patient?gender:missing=maybe', "Invalid value 'maybe' for search parameter 'gender': :missing takes true or false"],
-    ['Patient?_sort=organization', "Cannot sort by 'organization': reference parameters are not sortable"],
+    ['Patient?_sort=foo', "Unknown search parameter 'foo' for resource type Patient"],
     ['Observation?subject.name=x', "'subject.name' is ambiguous: Observation.subject may refer to"],
   ])('bad request %s', async (url, message) => {
     let error: unknown;
