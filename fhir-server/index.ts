@@ -7,13 +7,14 @@ import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
-import { FhirRepository } from './repository';
+import { FhirRepository, type WriteInterceptor } from './repository';
 import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
 
 export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
 export { loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type ResourceChangeEvent, type ResourceChangeJob } from './events';
-export { FhirRepository, WriteSession, type StoredResource } from './repository';
+export { FhirRepository, WriteSession, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
+export { parseSearch, queryRecord } from './search';
 export {
   route,
   operationParameters,
@@ -43,6 +44,8 @@ export interface FhirServerOptions {
   enforceReferentialIntegrity: boolean;
   /** Operations from other modules (terminology, MPI, …), answered beside the store's own. */
   operations?: readonly FhirOperation[];
+  /** Other modules' rules on writes (booking, Task state machine), run inside each write's transaction. */
+  writeInterceptors?: readonly WriteInterceptor[];
 }
 
 export interface FhirServer {
@@ -60,7 +63,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl },
+    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
     () => relay.notify(),
   );
   const ctx: RouteContext = {

@@ -63,6 +63,10 @@ export class FhirRepository {
    * nothing was written, and the ordinary transactional update answers with the right 412, 404 or re-creation.
    */
   async updateIfMatch(resourceType: string, id: string, input: Resource, ifMatch: number): Promise<WriteOutcome> {
+    if (this.options.interceptors?.some((i) => i.resourceTypes.includes(resourceType))) {
+      // An interceptor needs the current version and a transaction: take the ordinary path.
+      return this.write((s) => s.update(resourceType, id, input, ifMatch));
+    }
     const session = new WriteSession(this.db, this.options);
     const resource = session.updateExpecting(resourceType, id, input, ifMatch);
     let written: boolean;
