@@ -11,7 +11,7 @@ import { FhirRepository, type WriteInterceptor } from './repository';
 import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
 
 export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
-export { loadFhirDefinitions } from './definitions';
+export { isR4ResourceType, loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type ResourceChangeEvent, type ResourceChangeJob } from './events';
 export { FhirRepository, WriteSession, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
 export { parseSearch, queryRecord } from './search';
@@ -27,7 +27,7 @@ export {
   type OperationTarget,
   type RouteContext,
 } from './rest';
-export { FhirError, badRequest, notFound, notSupported, outcome, issue } from './errors';
+export { FhirError, badRequest, conflict, notFound, notSupported, outcome, issue, unprocessable } from './errors';
 export { validateResourceForWrite, registerProfile } from './validation';
 
 export interface FhirServerOptions {

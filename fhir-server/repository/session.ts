@@ -302,6 +302,12 @@ export class WriteSession {
     return readCurrent(this.tx, resourceType, id, true);
   }
 
+  /** The current version as this transaction sees it (undefined when missing or deleted), for interceptors. */
+  async read<T extends Resource = Resource>(resourceType: string, id: string): Promise<T | undefined> {
+    const current = await readCurrent(this.tx, resourceType, id);
+    return current?.content && !current.deleted ? (JSON.parse(current.content) as T) : undefined;
+  }
+
   private async readExisting(resourceType: string, id: string): Promise<Resource> {
     const current = await readCurrent(this.tx, resourceType, id);
     if (!current?.content) {
