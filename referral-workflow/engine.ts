@@ -207,7 +207,7 @@ export class ReferralEngine {
       throw new DelayedError();
     }
     const step = job.name as StepName;
-    {
+    try {
       switch (step) {
         case 'validate':
           await this.validate(job.data.taskId as string);
@@ -236,6 +236,13 @@ export class ReferralEngine {
         default:
           throw new StepRefused(`Unknown workflow step "${String(step)}"`);
       }
+    } catch (err) {
+      // The store refusing what the step writes (invalid content) will not change on retry; a lost race (412,
+      // 409) or an outage will, so those are retried with backoff.
+      if (err instanceof FhirError && [400, 404, 410, 422].includes(err.status)) {
+        throw new StepRefused(`${step} ${job.data.taskId ?? job.data.slotId}: ${err.message}`);
+      }
+      throw err;
     }
     this.options.onStep?.(step, job.data.taskId ?? job.data.slotId ?? '');
   }
@@ -262,7 +269,8 @@ export class ReferralEngine {
   /** Writes the Task at the version read (If-Match): a concurrent change makes the step retry on fresh data. */
   private async updateTask(task: Task, changes: Partial<Task>): Promise<Task> {
     const { resource } = await this.repo.write((s) =>
-      s.update('Task', task.id as string, { ...task, ...changes, lastModified: new Date(this.options.clock.now()).toISOString() }, Number(task.meta?.versionId)),
+      // lastModified records when the Task changed (wall time); the engine's clock only decides what is due.
+      s.update('Task', task.id as string, { ...task, ...changes, lastModified: new Date().toISOString() }, Number(task.meta?.versionId)),
     );
     return resource as Task;
   }
@@ -344,7 +352,8 @@ export class ReferralEngine {
         category: [{ coding: [{ system: SNOMED, code: REFERRAL_CATEGORY, display: 'Patient referral' }] }],
         subject: sr.subject as Reference<Patient>,
         about: [{ reference: `Task/${taskId}` }, { reference: `ServiceRequest/${sr.id}` }],
-        basedOn: [{ reference: `ServiceRequest/${sr.id}` }],
+        // basedOn is searchable (Communication?based-on=Task/…); about is not a search parameter in R4.
+        basedOn: [{ reference: `Task/${taskId}` }, { reference: `ServiceRequest/${sr.id}` }],
         sender: task.requester,
         recipient: task.owner ? [task.owner] : undefined,
         priority: sr.priority,
@@ -378,6 +387,7 @@ export class ReferralEngine {
         category: [{ coding: [{ system: SNOMED, code: REFERRAL_CATEGORY, display: 'Patient referral' }] }],
         subject: sr.subject as Reference<Patient>,
         about: [{ reference: `Task/${task.id}` }, { reference: `ServiceRequest/${sr.id}` }],
+        basedOn: [{ reference: `Task/${task.id}` }, { reference: `ServiceRequest/${sr.id}` }],
         recipient: task.requester ? [task.requester] : undefined,
         sent: new Date(this.options.clock.now()).toISOString(),
         payload: [{ contentString: text }],

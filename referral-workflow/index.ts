@@ -28,6 +28,8 @@ export { referralMigrations } from './migrations';
 export { taskStatusTo0283, taskStatusFrom0283, type ReferralStatus0283 } from './hl7-status';
 export { checkTaskTransition, TASK_TRANSITIONS } from './tasks';
 export { reservationOf } from './booking';
+export { installReferralContent, referralReasons } from './content';
+export { referralFigures, REFERRAL_MEASURE } from './report';
 export * as codes from './fhir';
 
 export interface WorkflowStoreExtensions {

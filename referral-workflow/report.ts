@@ -164,6 +164,7 @@ const COUNT_GROUPS: Array<[string, string]> = [
   ['overdue', 'Referrals not answered by their deadline'],
   ['slots-reserved', 'Slots reserved for referrals'],
   ['slots-used', 'Reserved slots booked by referrals'],
+  ['slots-unused', 'Reserved slots still held for referrals'],
   ['slots-released', 'Reserved slots released to the public'],
 ];
 

@@ -1,5 +1,5 @@
 /** Appointment booking: slots turn busy in the booking's transaction, the last-slot race, cancel, no-show, reservations. */
-import type { Appointment, Bundle, HealthcareService, Organization, Patient, Schedule, ServiceRequest, Slot } from '@medplum/fhirtypes';
+import type { Appointment, Bundle, HealthcareService, MeasureReport, Organization, Patient, Schedule, ServiceRequest, Slot } from '@medplum/fhirtypes';
 import { api, createHarness, waitFor, type Harness } from './harness';
 import { codes, reservationOf } from '..';
 
@@ -140,5 +140,12 @@ describe('booking', () => {
     }, 10_000, 'release');
     expect(reservationOf(released)).toBe('released');
     expect(reservationOf(await fhir.read<Slot>('Slot', reserved[2].id as string))).toBe('reserved');
+
+    // The bureau's figure: reserved-slot use per institution (the schedule's actor) and month.
+    const month = (reserved[0].start as string).slice(0, 7);
+    const report = await fhir.search(`$referral-report?period-start=${month}&period-end=2999-01-01`);
+    const mine = report.entry?.map((e) => e.resource as MeasureReport).filter((r) => r.reporter?.reference === `Organization/${hospital.id}`) ?? [];
+    const total = (code: string): number => mine.reduce((n, r) => n + (r.group?.find((g) => g.code?.coding?.[0].code === code)?.population?.[0].count ?? 0), 0);
+    expect([total('slots-reserved'), total('slots-used'), total('slots-released'), total('slots-unused')]).toEqual([3, 1, 1, 1]);
   });
 });

@@ -70,14 +70,19 @@ export async function createHarness(env: NodeJS.ProcessEnv = {}, extra: Partial<
       config,
       baseUrl: BASE,
       clock,
-      onError: (err) => errors.push(err),
+      onError: (err, job) => {
+        errors.push(err);
+        if (process.env.DEBUG_WORKFLOW) {
+          console.log('workflow error', job?.name, job?.id, err);
+        }
+      },
       ...extra,
       ...more,
     });
     workers.push(workflow);
     return workflow;
   };
-  const workflow = startWorkers();
+  const workflow = startWorkers(process.env.DEBUG_WORKFLOW ? { onStep: (step, id) => console.log('step', step, id) } : {});
   return {
     server,
     db,
