@@ -24,6 +24,12 @@ export interface QueueSettings {
   redisUrl: string;
   /** BullMQ key prefix (the platform's REDIS_PREFIX). */
   prefix: string;
+  /**
+   * How long a worker's claim on a job lasts without renewal, and how often stalled jobs (their worker died) are
+   * looked for; BullMQ's defaults are 30 s each. A crashed worker's step is taken over by another after about that.
+   */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
 }
 
 /** Retention of the per-consumer event queues: an hour or 10 000 completed jobs, a week of failures. */
@@ -75,26 +81,38 @@ export class QueueGroup {
   }
 
   worker<T>(name: string, processor: (job: Job<T>) => Promise<unknown>, concurrency: number, onError: (err: Error, job?: Job) => void): Worker<T> {
-    const worker = new Worker<T>(name, processor, { connection: this.connection(), prefix: this.settings.prefix, concurrency });
+    const worker = new Worker<T>(name, processor, {
+      connection: this.connection(),
+      prefix: this.settings.prefix,
+      concurrency,
+      // Only when set: an explicit undefined would replace BullMQ's defaults.
+      ...(this.settings.lockDurationMs ? { lockDuration: this.settings.lockDurationMs } : {}),
+      ...(this.settings.stalledIntervalMs ? { stalledInterval: this.settings.stalledIntervalMs } : {}),
+    });
     worker.on('error', (err) => onError(err));
     worker.on('failed', (job, err) => onError(err, job));
     this.workers.push(worker as Worker);
     return worker;
   }
 
-  /** Stops taking jobs, lets the active ones finish, then closes queues and connections. */
-  async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close()));
-    await Promise.all(this.queues.map((q) => q.close()));
-    for (const redis of this.connections) {
-      redis.disconnect();
-    }
+  private closing: Promise<void> | undefined;
+
+  /** Stops taking jobs, lets the active ones finish, then closes queues and connections (once, however often called). */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown(false);
+    return this.closing;
   }
 
   /** Closes without waiting for active jobs (a crashed process, in tests): their locks expire and another worker takes them over. */
-  async kill(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close(true)));
+  kill(): Promise<void> {
+    this.closing ??= this.shutDown(true);
+    return this.closing;
+  }
+
+  private async shutDown(force: boolean): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close(force)));
     await Promise.all(this.queues.map((q) => q.close()));
+    // Disconnecting an ioredis client twice leaves a timer behind that delays process exit: once only, here.
     for (const redis of this.connections) {
       redis.disconnect();
     }

@@ -38,7 +38,11 @@ export interface Harness {
 
 export const BASE = 'http://127.0.0.1:8080/fhir';
 
-export async function createHarness(env: NodeJS.ProcessEnv = {}, extra: Partial<WorkflowOptions> = {}): Promise<Harness> {
+export async function createHarness(
+  env: NodeJS.ProcessEnv = {},
+  extra: Partial<WorkflowOptions> = {},
+  tuning: { lockDurationMs?: number; stalledIntervalMs?: number } = {},
+): Promise<Harness> {
   const config = loadWorkflowConfig({ REFERRAL_SLOT_SHARE: '0', SUBSCRIPTION_DELIVERY_BACKOFF_MS: '50', ...env });
   const db = await createTestDatabase('postgres', referralMigrations);
   const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -66,7 +70,7 @@ export async function createHarness(env: NodeJS.ProcessEnv = {}, extra: Partial<
     const workflow = startWorkflow({
       repository: server.repository,
       db,
-      queues: { redisUrl, prefix },
+      queues: { redisUrl, prefix, ...tuning },
       config,
       baseUrl: BASE,
       clock,
