@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
 
 export interface PlatformConfig {
   port: number;
@@ -32,6 +33,10 @@ export interface PlatformConfig {
   /** Largest `_count` a search may ask for. */
   maxPageSize: number;
   defaultPageSize: number;
+  /** Whether this platform's processes run the workflow's BullMQ workers (referral, subscriptions, event fan-out). */
+  workflowWorkers: boolean;
+  /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_DELIVERY_*). */
+  workflow: WorkflowConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -81,5 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     enforceReferentialIntegrity: boolFromEnv(env, 'ENFORCE_REFERENTIAL_INTEGRITY', true),
     maxPageSize: intFromEnv(env, 'MAX_PAGE_SIZE', 1000),
     defaultPageSize: intFromEnv(env, 'DEFAULT_PAGE_SIZE', 20),
+    workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
+    workflow: loadWorkflowConfig(env),
   };
 }

@@ -9,13 +9,14 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig, type PlatformConfig } from './config';
 import { createFhirServer, migrate, openDatabase } from './fhir-server';
+import { installReferralContent, referralMigrations, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db);
+  const applied = await migrate(db, referralMigrations);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
@@ -58,9 +59,24 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
-/** Runs the API and the event relay in this process until a signal stops it. */
+/**
+ * Runs the API, the event relay and (unless WORKFLOW_WORKERS=false) the workflow's BullMQ workers in this process
+ * until a signal stops it. Every worker process runs them: BullMQ gives each job to one worker, so they share the work.
+ */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
-  const server = createFhirServer({ ...config, db, logger });
+  const workflowRules = workflowStoreExtensions(config.workflow);
+  const server = createFhirServer({ ...config, db, logger, ...workflowRules });
+  await installReferralContent(server.repository);
+  const workflow = config.workflowWorkers
+    ? startWorkflow({
+        repository: server.repository,
+        db,
+        queues: { redisUrl: config.redisUrl, prefix: config.redisPrefix },
+        config: config.workflow,
+        baseUrl: `${config.publicBaseUrl}${config.fhirBasePath}`,
+        onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
+      })
+    : undefined;
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
@@ -70,6 +86,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   listener.keepAliveTimeout = 65_000;
   onShutdown(logger, async () => {
     await new Promise((resolve) => listener.close(resolve));
+    await workflow?.close();
     await server.stop();
     await db.close();
   });
