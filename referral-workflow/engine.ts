@@ -149,6 +149,33 @@ export class ReferralEngine {
     return promoted;
   }
 
+  /**
+   * Queues again what open referrals are waiting for: after Redis lost its jobs (a restart without persistence, a
+   * flush), the workflow's state is still in the Tasks. Steps already queued are not duplicated (same job ids), and
+   * repeated steps are no-ops. Run at start by startWorkflow.
+   */
+  async recover(): Promise<number> {
+    let queued = 0;
+    for (const status of ['requested', 'accepted', 'received']) {
+      for (const task of await searchAll<Task>(this.repo, 'Task', `status=${status}&_sort=_lastUpdated`, 10_000)) {
+        const id = task.id as string;
+        if (status === 'received') {
+          const end = task.restriction?.period?.end;
+          if (end && businessStatusOf(task) === 'routed') {
+            await this.timer('deadline', `deadline-${id}`, { taskId: id }, Date.parse(end));
+            queued++;
+          }
+        } else if (await this.referralOf(task)) {
+          if (status === 'requested' || (!appointmentOf(task) && businessStatusOf(task) !== 'no-slot')) {
+            await this.queue(status === 'requested' ? 'validate' : 'book', id);
+            queued++;
+          }
+        }
+      }
+    }
+    return queued;
+  }
+
   /** What a change means for the workflow: which step to queue. */
   private async onEvent(event: ResourceChangeJob): Promise<void> {
     if (event.interaction === 'delete') {

@@ -80,6 +80,8 @@ export function startWorkflow(options: WorkflowOptions): Workflow {
   const dispatcher = new EventDispatcher(options.queues, Object.values(EVENT_QUEUES), onError);
   const engine = new ReferralEngine({ ...options, clock: options.clock ?? systemClock, onError });
   const subscriptions = new SubscriptionService({ ...options, onError });
+  // Whatever Redis may have lost while this process was down: open referrals' steps, undelivered notifications.
+  void Promise.all([engine.recover(), subscriptions.sweep()]).catch((err: Error) => onError(err));
   return {
     engine,
     subscriptions,

@@ -4,6 +4,7 @@
  */
 import type { Appointment, Bundle, Communication, Slot, Task } from '@medplum/fhirtypes';
 import { codes, type ReferralMessageSender } from '..';
+import { deleteKeysWithPrefix } from '../../test/redis-keys';
 import { api, createHarness, waitFor, type Harness } from './harness';
 import { addSlots, buildCity, submitReferral, type City } from './fixtures';
 
@@ -91,5 +92,19 @@ describe('crash and resume', () => {
     }
     const busy = (await fhir.search(`Slot?schedule=Schedule/${city.schedule.id}&status=busy&_count=100`)).entry?.map((e) => e.resource as Slot) ?? [];
     expect(busy).toHaveLength(ids.length);
+  });
+
+  it('loses no referral when Redis loses its jobs: the Tasks say what is open', async () => {
+    await h.workflow.close();
+    const { taskId } = await submitReferral(fhir, city, { from: city.clinic, to: city.hospital, direction: 'up' });
+    await waitFor(async () => (await h.server.relay.pending()) === 0 || undefined, 10_000, 'relay'); // the event is in Redis only...
+    await deleteKeysWithPrefix(h.redisUrl, h.prefix); // ...and Redis forgets everything (a restart without persistence)
+    h.workflow = h.startWorkers({ hl7: workingHl7 });
+    const routed = await waitFor(async () => {
+      const t = await fhir.read<Task>('Task', taskId);
+      return t.status === 'received' ? t : undefined;
+    }, 15_000, 'routing after recovery');
+    expect(codes.businessStatusOf(routed)).toBe('routed');
+    await waitFor(() => sent.includes(taskId) || undefined, 10_000, 'notification after recovery');
   });
 });
