@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const rate = option(args, 'rate', 50);
   const duration = option(args, 'duration', 20);
-  const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18090));
+  const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18917));
   const base = platform.baseUrl;
   try {
     const machine = await machineDescription(platform.databaseUrl);

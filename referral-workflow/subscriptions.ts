@@ -4,8 +4,8 @@
  * Life cycle: a client creates a Subscription with status `requested`; this service checks the criteria and the
  * endpoint and sets it `active` (or `error` with the reason in `Subscription.error`).
  *
- * Matching: for each change event (from the fan-out queue `subscription-events`), the active Subscriptions whose
- * criteria name the changed type are tested by asking the store the criteria's own search restricted to the
+ * Matching: for each change event (from the fan-out queue `subscription-events`), the active Subscriptions (read
+ * at most once a second) whose criteria name the changed type are tested by asking the store the criteria's own search restricted to the
  * changed resource (`criteria&_id=…`). The store's search is the one the client would run, so every parameter,
  * modifier, chain and `_has` means exactly what it means in a search, which an in-memory matcher only approximates.
  * Deletions are not notified (R4 rest-hook has no way to say "deleted").
@@ -108,6 +108,9 @@ function lockKey(subscriptionId: string): string {
   return createHash('sha256').update(`subscription:${subscriptionId}`).digest().readBigInt64BE(0).toString();
 }
 
+/** How long the list of active subscriptions is reused before it is read again. */
+const ACTIVE_CACHE_MS = 1000;
+
 /** How long a drain's lease lasts beyond the current delivery's timeout (a crashed worker's lease then expires). */
 const LEASE_MARGIN_MS = 30_000;
 
@@ -115,6 +118,7 @@ export class SubscriptionService {
   private readonly group: QueueGroup;
   private readonly deliveries: Queue<DeliveryJob>;
   private readonly sweepTimer: NodeJS.Timeout;
+  private active: { at: number; list: Subscription[] } | undefined;
 
   constructor(private readonly options: SubscriptionServiceOptions) {
     this.group = new QueueGroup(options.queues);
@@ -166,19 +170,26 @@ export class SubscriptionService {
     if (event.interaction === 'delete') {
       return;
     }
-    // Active subscriptions on this type ("Observation" also finds "ObservationDefinition": checked below).
-    const candidates = await searchAll<Subscription>(
-      this.options.repository,
-      'Subscription',
-      `status=active&criteria=${encodeURIComponent(event.resourceType)}`,
-    );
-    for (const subscription of candidates) {
+    for (const subscription of await this.activeSubscriptions()) {
       const criteria = parseCriteria(subscription.criteria);
       if ('error' in criteria || criteria.resourceType !== event.resourceType || !(await this.matches(criteria, event.id))) {
         continue;
       }
       await this.enqueue(subscription.id as string, event);
     }
+  }
+
+  /**
+   * The active subscriptions, read from the store at most once per ACTIVE_CACHE_MS (every event needs them, and
+   * most platforms have few). A subscription activated by another process is seen within that time; one changed
+   * by this process at once.
+   */
+  private async activeSubscriptions(): Promise<Subscription[]> {
+    if (!this.active || Date.now() - this.active.at > ACTIVE_CACHE_MS) {
+      const found = await searchAll<Subscription>(this.options.repository, 'Subscription', 'status=active');
+      this.active = { at: Date.now(), list: found };
+    }
+    return this.active.list;
   }
 
   /** Whether the resource is among the criteria's search results now. */
@@ -208,6 +219,7 @@ export class SubscriptionService {
   /** Activates a requested subscription, or resumes one set back to active. */
   private async onSubscriptionChange(event: ResourceChangeJob): Promise<void> {
     const repo = this.options.repository;
+    this.active = undefined;
     if (event.interaction === 'delete') {
       await this.options.db.query('DELETE FROM subscription_notification WHERE subscription_id = $1', [event.id]);
       return;

@@ -112,10 +112,15 @@ describe('upward referral', () => {
     const routed = await waitForTask(taskId, 'routing', (t) => t.status === 'received');
     const deadline = Date.parse(routed.restriction?.period?.end as string);
     expect(deadline - h.clock.now()).toBeLessThanOrEqual(30 * MINUTE);
-    expect(await h.workflow.engine.promoteDueTimers()).toBe(0); // not yet
+    // The deadline timer is set once the receiver has been notified; before the deadline nothing is due.
+    await waitFor(async () => (await communicationsAbout(taskId)).length > 0 || undefined, 10_000, 'notification');
+    expect(await h.workflow.engine.promoteDueTimers()).toBe(0);
     h.clock.set(deadline + 1);
-    await waitFor(async () => (await h.workflow.engine.promoteDueTimers()) > 0 || undefined, 10_000, 'timer');
-    const overdue = await waitForTask(taskId, 'overdue', (t) => codes.businessStatusOf(t) === 'overdue');
+    const overdue = await waitFor(async () => {
+      await h.workflow.engine.promoteDueTimers();
+      const t = await readTask(taskId);
+      return codes.businessStatusOf(t) === 'overdue' ? t : undefined;
+    }, 10_000, 'overdue');
     expect(taskStatusTo0283(overdue)).toBe('E');
     const worklist = await fhir.search(`Task?business-status=${encodeURIComponent(`${codes.BUSINESS_STATUS}|overdue`)}&_include=Task:focus`);
     expect(worklist.entry?.some((e) => e.resource?.id === taskId)).toBe(true);
