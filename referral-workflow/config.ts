@@ -16,6 +16,8 @@ export interface WorkflowConfig {
   subscriptionBackoffMs: number;
   /** Longest a rest-hook endpoint may take to answer, in ms. */
   subscriptionTimeoutMs: number;
+  /** How long after a change its notification waits, so that notifications matched out of order go out in order, in ms. */
+  subscriptionReorderMs: number;
 }
 
 export const DEFAULT_DEADLINES = 'green=PT15M,stat=PT30M,asap=PT2H,urgent=PT12H,routine=P2D';
@@ -79,5 +81,6 @@ export function loadWorkflowConfig(env: NodeJS.ProcessEnv = process.env): Workfl
     subscriptionAttempts: number(env, 'SUBSCRIPTION_DELIVERY_ATTEMPTS', 6, (n) => Number.isInteger(n) && n >= 1, 'a positive integer'),
     subscriptionBackoffMs: number(env, 'SUBSCRIPTION_DELIVERY_BACKOFF_MS', 1000, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
     subscriptionTimeoutMs: number(env, 'SUBSCRIPTION_DELIVERY_TIMEOUT_MS', 10_000, (n) => Number.isInteger(n) && n > 0, 'a positive integer'),
+    subscriptionReorderMs: number(env, 'SUBSCRIPTION_REORDER_WINDOW_MS', 100, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
   };
 }

@@ -14,7 +14,7 @@ import { appointmentSlotRule, slotReservationRule } from './booking';
 import { systemClock, type Clock } from './clock';
 import type { WorkflowConfig } from './config';
 import { ReferralEngine, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
-import { EVENT_QUEUES, EventDispatcher, type QueueSettings } from './queues';
+import { EVENT_CONSUMERS, EventDispatcher, type QueueSettings } from './queues';
 import { referralReportOperation } from './report';
 import { SubscriptionService } from './subscriptions';
 import { referralRequestRule, taskOperations, taskStateRule } from './tasks';
@@ -23,7 +23,7 @@ export { loadWorkflowConfig, parseDuration, parseDeadlines, type WorkflowConfig 
 export { ManualClock, systemClock, type Clock } from './clock';
 export { allowAllConsent, ReferralEngine, STEP_QUEUE, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
 export { SubscriptionService, DELIVERY_QUEUE, parseCriteria } from './subscriptions';
-export { EVENT_QUEUES, EventDispatcher, type QueueSettings } from './queues';
+export { EVENT_CONSUMERS, EVENT_QUEUES, EventDispatcher, type EventConsumer, type QueueSettings } from './queues';
 export { referralMigrations } from './migrations';
 export { taskStatusTo0283, taskStatusFrom0283, type ReferralStatus0283 } from './hl7-status';
 export { checkTaskTransition, TASK_TRANSITIONS } from './tasks';
@@ -77,7 +77,7 @@ export interface Workflow {
  */
 export function startWorkflow(options: WorkflowOptions): Workflow {
   const onError = options.onError ?? (() => undefined);
-  const dispatcher = new EventDispatcher(options.queues, Object.values(EVENT_QUEUES), onError);
+  const dispatcher = new EventDispatcher(options.queues, EVENT_CONSUMERS, onError);
   const engine = new ReferralEngine({ ...options, clock: options.clock ?? systemClock, onError });
   const subscriptions = new SubscriptionService({ ...options, onError });
   // Whatever Redis may have lost while this process was down: open referrals' steps, undelivered notifications.

@@ -13,6 +13,8 @@ export const referralMigrations: readonly Migration[] = [
         event_id text NOT NULL,
         -- The store's outbox sequence of the change: notifications go out in this order.
         event_seq bigint NOT NULL,
+        -- When the change happened: a notification waits a short reorder window after it (see subscriptions.ts).
+        occurred_at timestamptz NOT NULL,
         res_type text NOT NULL,
         res_id text NOT NULL,
         version_id integer NOT NULL,

@@ -19,6 +19,17 @@ export const EVENT_QUEUES = {
   subscriptions: 'subscription-events',
 } as const;
 
+/** A consumer's queue and the resource types it wants (all when absent), so that no queue fills with events nobody reads. */
+export interface EventConsumer {
+  queue: string;
+  resourceTypes?: readonly string[];
+}
+
+export const EVENT_CONSUMERS: readonly EventConsumer[] = [
+  { queue: EVENT_QUEUES.referral, resourceTypes: ['Task', 'Slot'] },
+  { queue: EVENT_QUEUES.subscriptions },
+];
+
 /** Where the workflow's BullMQ queues live. */
 export interface QueueSettings {
   redisUrl: string;
@@ -50,6 +61,9 @@ export const STEP_JOB_DEFAULTS: DefaultJobOptions = {
   removeOnComplete: { age: 24 * 3600, count: 50_000 },
   removeOnFail: { age: 14 * 24 * 3600, count: 10_000 },
 };
+
+/** Events copied at once per process: one at a time, the copying could not keep up with the store's write rate. */
+const DISPATCH_CONCURRENCY = 16;
 
 /** A Redis connection as BullMQ workers need it (blocking commands must never time out). */
 export function workerConnection(redisUrl: string): Redis {
@@ -119,21 +133,31 @@ export class QueueGroup {
   }
 }
 
-/** Copies every resource-change event to each consumer's queue. */
+/**
+ * Copies every resource-change event to the queue of each consumer that wants its type. Several events are copied
+ * at once (DISPATCH_CONCURRENCY): consumers must not rely on receiving them in the relay's order. The referral engine
+ * reads the current state of what changed, and subscription delivery orders notifications by the event's `seq`.
+ */
 export class EventDispatcher {
   private readonly group: QueueGroup;
-  private readonly targets: Queue<ResourceChangeJob>[];
+  private readonly targets: Array<{ queue: Queue<ResourceChangeJob>; types?: ReadonlySet<string> }>;
 
-  constructor(settings: QueueSettings, consumerQueues: readonly string[], onError: (err: Error) => void) {
+  constructor(settings: QueueSettings, consumers: readonly EventConsumer[], onError: (err: Error) => void) {
     this.group = new QueueGroup(settings);
-    this.targets = consumerQueues.map((name) => this.group.queue<ResourceChangeJob>(name, EVENT_JOB_DEFAULTS));
-    // One at a time, so that each consumer queue receives a process's events in the relay's order.
-    this.group.worker<ResourceChangeJob>(RESOURCE_CHANGE_QUEUE, (job) => this.dispatch(job), 1, onError);
+    this.targets = consumers.map((c) => ({
+      queue: this.group.queue<ResourceChangeJob>(c.queue, EVENT_JOB_DEFAULTS),
+      types: c.resourceTypes ? new Set(c.resourceTypes) : undefined,
+    }));
+    this.group.worker<ResourceChangeJob>(RESOURCE_CHANGE_QUEUE, (job) => this.dispatch(job), DISPATCH_CONCURRENCY, onError);
   }
 
   private async dispatch(job: Job<ResourceChangeJob>): Promise<void> {
     const event = job.data;
-    await Promise.all(this.targets.map((queue) => queue.add(event.interaction, event, { jobId: event.eventId })));
+    await Promise.all(
+      this.targets
+        .filter((t) => !t.types || t.types.has(event.resourceType))
+        .map((t) => t.queue.add(event.interaction, event, { jobId: event.eventId })),
+    );
   }
 
   close(): Promise<void> {

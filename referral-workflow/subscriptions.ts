@@ -21,9 +21,11 @@
  * `error` with the reason. Setting it back to `active` resumes delivery where it stopped. A sweep every minute
  * restarts the drains of rows left without one (a crash between commit and enqueue, an expired lease).
  *
- * Order: matching runs one event at a time per process, in the order the fan-out received them, and rows are
- * delivered by the outbox sequence of their change. With several processes matching at once, a notification matched
- * late by a slower process can follow a later one already delivered; per subscription, deliveries never overlap.
+ * Order: the fan-out and matching handle several events at once, so rows may be inserted slightly out of order.
+ * A drain delivers the waiting rows by the store's change sequence (`seq`), and holds each back until
+ * SUBSCRIPTION_REORDER_WINDOW_MS (default 100 ms) after its change: an earlier change matched within that window is
+ * delivered first. Only a matching delayed beyond it (a retry after a failure) can put a notification after a later
+ * one. Deliveries for one subscription never overlap.
  *
  * Channel: no payload → POST to the endpoint with an empty body (R4's notification "ping"); payload
  * `application/fhir+json` → PUT [endpoint]/[type]/[id] with the resource version that matched (R4); with the
@@ -47,6 +49,7 @@ interface DeliveryJob {
 
 interface NotificationRow {
   seq: string;
+  occurred_at: Date | string;
   event_id: string;
   res_type: string;
   res_id: string;
@@ -100,7 +103,7 @@ function channelProblem(subscription: Subscription): string | undefined {
   return undefined;
 }
 
-const HEAD_SQL = `SELECT seq, event_id, res_type, res_id, version_id FROM subscription_notification
+const HEAD_SQL = `SELECT seq, event_id, res_type, res_id, version_id, occurred_at FROM subscription_notification
   WHERE subscription_id = $1 ORDER BY event_seq, seq LIMIT 1`;
 
 /** A stable 64-bit advisory-lock key per subscription. */
@@ -130,8 +133,7 @@ export class SubscriptionService {
       removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
     });
     const onError = options.onError ?? (() => undefined);
-    // One event at a time, so that a process queues notifications in the order of the changes.
-    this.group.worker<ResourceChangeJob>(EVENT_QUEUES.subscriptions, (job) => this.onEvent(job.data), 1, onError);
+    this.group.worker<ResourceChangeJob>(EVENT_QUEUES.subscriptions, (job) => this.onEvent(job.data), 4, onError);
     this.group.worker<DeliveryJob>(DELIVERY_QUEUE, (job) => this.drain(job), 16, onError);
     this.sweepTimer = setInterval(() => void this.sweep().catch((err: Error) => onError(err)), options.sweepIntervalMs ?? 60_000);
     this.sweepTimer.unref();
@@ -204,9 +206,9 @@ export class SubscriptionService {
     const inserted = await this.options.db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey(subscriptionId)]);
       const rows = await tx.query<{ seq: string }>(
-        `INSERT INTO subscription_notification (subscription_id, event_id, event_seq, res_type, res_id, version_id)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING seq`,
-        [subscriptionId, event.eventId, event.seq, event.resourceType, event.id, event.versionId],
+        `INSERT INTO subscription_notification (subscription_id, event_id, event_seq, occurred_at, res_type, res_id, version_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING seq`,
+        [subscriptionId, event.eventId, event.seq, event.occurredAt, event.resourceType, event.id, event.versionId],
       );
       const leased = await tx.query('SELECT 1 FROM subscription_drain WHERE subscription_id = $1 AND until > now()', [subscriptionId]);
       return rows.length > 0 && leased.length === 0 ? rows[0].seq : undefined;
@@ -286,6 +288,13 @@ export class SubscriptionService {
         // Off, in error or gone: the rows wait (or were dropped); a reactivation starts a new drain.
         await this.releaseLease(subscriptionId, holder);
         return;
+      }
+      // Within the reorder window after the change, an earlier change may still be on its way: wait, then re-read.
+      const wait = Date.parse(new Date(row.occurred_at).toISOString()) + this.options.config.subscriptionReorderMs - Date.now();
+      if (wait > 0) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        row = await this.head(subscriptionId);
+        continue;
       }
       try {
         await this.lease(subscriptionId, holder, leaseMs);
