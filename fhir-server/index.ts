@@ -5,14 +5,14 @@
 import type { Logger } from 'pino';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
-import { OutboxRelay } from './events';
+import { OutboxRelay, type EventQueueTarget } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository, type WriteInterceptor } from './repository';
 import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
 
 export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
 export { isR4ResourceType, loadFhirDefinitions } from './definitions';
-export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type ResourceChangeEvent, type ResourceChangeJob } from './events';
+export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
 export { FhirRepository, WriteSession, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
 export { parseSearch, queryRecord } from './search';
 export {
@@ -46,6 +46,8 @@ export interface FhirServerOptions {
   operations?: readonly FhirOperation[];
   /** Other modules' rules on writes (booking, Task state machine), run inside each write's transaction. */
   writeInterceptors?: readonly WriteInterceptor[];
+  /** The queues change events go to, one per consuming module (default: the one queue `resource-changes`). */
+  eventQueues?: readonly EventQueueTarget[];
 }
 
 export interface FhirServer {
@@ -60,7 +62,7 @@ export interface FhirServer {
 export function createFhirServer(options: FhirServerOptions): FhirServer {
   loadFhirDefinitions();
   const baseUrl = `${options.publicBaseUrl}${options.fhirBasePath}`;
-  const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger });
+  const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
     { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },

@@ -5,16 +5,17 @@
  *
  * Two halves, because the store needs the rules before it exists and the workers need the store:
  * - `workflowStoreExtensions(config)`: write rules (booking holds slots, the Task state machine, what a referral
- *   must carry) and operations (Task/$accept, $reject, $reroute, $referral-report), passed to createFhirServer.
- * - `startWorkflow(options)`: the event fan-out, the referral engine and subscription delivery, as BullMQ workers.
+ *   must carry), operations (Task/$accept, $reject, $reroute, $referral-report) and the event queues the relay
+ *   fills (one per consumer), passed to createFhirServer.
+ * - `startWorkflow(options)`: the referral engine and subscription delivery, as BullMQ workers.
  */
 import type { Job } from 'bullmq';
-import type { Database, FhirOperation, FhirRepository, WriteInterceptor } from '../fhir-server';
+import type { Database, EventQueueTarget, FhirOperation, FhirRepository, WriteInterceptor } from '../fhir-server';
 import { appointmentSlotRule, slotReservationRule } from './booking';
 import { systemClock, type Clock } from './clock';
 import type { WorkflowConfig } from './config';
 import { ReferralEngine, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
-import { EVENT_CONSUMERS, EventDispatcher, type QueueSettings } from './queues';
+import { EVENT_CONSUMERS, type QueueSettings } from './queues';
 import { referralReportOperation } from './report';
 import { SubscriptionService } from './subscriptions';
 import { referralRequestRule, taskOperations, taskStateRule } from './tasks';
@@ -23,7 +24,7 @@ export { loadWorkflowConfig, parseDuration, parseDeadlines, type WorkflowConfig 
 export { ManualClock, systemClock, type Clock } from './clock';
 export { allowAllConsent, ReferralEngine, STEP_QUEUE, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
 export { SubscriptionService, DELIVERY_QUEUE, parseCriteria } from './subscriptions';
-export { EVENT_CONSUMERS, EVENT_QUEUES, EventDispatcher, type EventConsumer, type QueueSettings } from './queues';
+export { EVENT_CONSUMERS, EVENT_QUEUES, type QueueSettings } from './queues';
 export { referralMigrations } from './migrations';
 export { taskStatusTo0283, taskStatusFrom0283, type ReferralStatus0283 } from './hl7-status';
 export { checkTaskTransition, TASK_TRANSITIONS } from './tasks';
@@ -35,13 +36,16 @@ export * as codes from './fhir';
 export interface WorkflowStoreExtensions {
   writeInterceptors: WriteInterceptor[];
   operations: FhirOperation[];
+  /** The workflow's event queues, which the store's relay fills. */
+  eventQueues: readonly EventQueueTarget[];
 }
 
-/** What the store must know before it starts: pass both to createFhirServer. */
+/** What the store must know before it starts: pass all three to createFhirServer. */
 export function workflowStoreExtensions(config: WorkflowConfig): WorkflowStoreExtensions {
   return {
     writeInterceptors: [appointmentSlotRule(), slotReservationRule(config.referralSlotShare), taskStateRule(), referralRequestRule()],
     operations: [...taskOperations, referralReportOperation],
+    eventQueues: EVENT_CONSUMERS,
   };
 }
 
@@ -77,7 +81,6 @@ export interface Workflow {
  */
 export function startWorkflow(options: WorkflowOptions): Workflow {
   const onError = options.onError ?? (() => undefined);
-  const dispatcher = new EventDispatcher(options.queues, EVENT_CONSUMERS, onError);
   const engine = new ReferralEngine({ ...options, clock: options.clock ?? systemClock, onError });
   const subscriptions = new SubscriptionService({ ...options, onError });
   // Whatever Redis may have lost while this process was down: open referrals' steps, undelivered notifications.
@@ -86,11 +89,9 @@ export function startWorkflow(options: WorkflowOptions): Workflow {
     engine,
     subscriptions,
     close: async () => {
-      await dispatcher.close();
       await Promise.all([engine.close(), subscriptions.close()]);
     },
     kill: async () => {
-      await dispatcher.close();
       await Promise.all([engine.kill(), subscriptions.kill()]);
     },
   };

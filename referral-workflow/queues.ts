@@ -1,34 +1,25 @@
 /**
- * The workflow's queues and the fan-out of the store's resource-change events.
+ * The workflow's queues, and the fan-out of the store's resource-change events.
  *
- * The store's relay publishes every committed change once, to `resource-changes`. Several modules need every
- * event (this engine, subscriptions, later supervision rules), and a BullMQ job is taken by one worker only, so
- * one dispatcher worker consumes `resource-changes` and copies each event to a queue per consumer
- * (`referral-events`, `subscription-events`, …), with the event id as the job id: a dispatcher that crashes after
- * copying re-copies on retry without duplicates. Consumers then scale and fail independently. Every queue keeps
- * completed jobs for a bounded time and number (enough for the job-id deduplication), and failed ones for a week,
- * so that Redis stays bounded whatever the write rate.
+ * Several modules need every change event (this engine, subscriptions, later supervision rules), and a BullMQ job
+ * is taken by one worker only. So each consumer has its own queue (`referral-events`, `subscription-events`, …),
+ * and the store's outbox relay publishes each event to every consumer queue that wants its resource type, in the
+ * outbox's order, with the event id as job id (createFhirServer's `eventQueues`, fed from EVENT_CONSUMERS). No
+ * extra hop copies events between queues (a dispatcher worker was measured to be the bottleneck at 50 referrals/s
+ * and lost the order), consumers scale and fail independently, and a new consumer adds a line here. Every queue
+ * keeps completed jobs for a bounded time and number (enough for the job-id deduplication of a relay that retries)
+ * and failed ones for a week, so that Redis stays bounded whatever the write rate. Nothing is published to
+ * `resource-changes` any more when the workflow is wired in.
  */
 import { Queue, Worker, type ConnectionOptions, type DefaultJobOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { RESOURCE_CHANGE_QUEUE, type ResourceChangeJob } from '../fhir-server';
+import type { EventQueueTarget } from '../fhir-server';
 
 /** The consumers of resource-change events; a new one (supervision) adds its queue here. */
 export const EVENT_QUEUES = {
   referral: 'referral-events',
   subscriptions: 'subscription-events',
 } as const;
-
-/** A consumer's queue and the resource types it wants (all when absent), so that no queue fills with events nobody reads. */
-export interface EventConsumer {
-  queue: string;
-  resourceTypes?: readonly string[];
-}
-
-export const EVENT_CONSUMERS: readonly EventConsumer[] = [
-  { queue: EVENT_QUEUES.referral, resourceTypes: ['Task', 'Slot'] },
-  { queue: EVENT_QUEUES.subscriptions },
-];
 
 /** Where the workflow's BullMQ queues live. */
 export interface QueueSettings {
@@ -51,6 +42,12 @@ export const EVENT_JOB_DEFAULTS: DefaultJobOptions = {
   removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
 };
 
+/** The consumers' queues with the resource types each wants (all when absent): pass to createFhirServer's eventQueues. */
+export const EVENT_CONSUMERS: readonly EventQueueTarget[] = [
+  { name: EVENT_QUEUES.referral, resourceTypes: ['Task', 'Slot'], jobOptions: EVENT_JOB_DEFAULTS },
+  { name: EVENT_QUEUES.subscriptions, jobOptions: EVENT_JOB_DEFAULTS },
+];
+
 /**
  * Retention of workflow steps: a day of completed jobs (their ids make a repeated step a no-op while they are
  * kept; the steps are idempotent beyond that), two weeks of failures.
@@ -61,9 +58,6 @@ export const STEP_JOB_DEFAULTS: DefaultJobOptions = {
   removeOnComplete: { age: 24 * 3600, count: 50_000 },
   removeOnFail: { age: 14 * 24 * 3600, count: 10_000 },
 };
-
-/** Events copied at once per process: one at a time, the copying could not keep up with the store's write rate. */
-const DISPATCH_CONCURRENCY = 16;
 
 /** A Redis connection as BullMQ workers need it (blocking commands must never time out). */
 export function workerConnection(redisUrl: string): Redis {
@@ -130,37 +124,5 @@ export class QueueGroup {
     for (const redis of this.connections) {
       redis.disconnect();
     }
-  }
-}
-
-/**
- * Copies every resource-change event to the queue of each consumer that wants its type. Several events are copied
- * at once (DISPATCH_CONCURRENCY): consumers must not rely on receiving them in the relay's order. The referral engine
- * reads the current state of what changed, and subscription delivery orders notifications by the event's `seq`.
- */
-export class EventDispatcher {
-  private readonly group: QueueGroup;
-  private readonly targets: Array<{ queue: Queue<ResourceChangeJob>; types?: ReadonlySet<string> }>;
-
-  constructor(settings: QueueSettings, consumers: readonly EventConsumer[], onError: (err: Error) => void) {
-    this.group = new QueueGroup(settings);
-    this.targets = consumers.map((c) => ({
-      queue: this.group.queue<ResourceChangeJob>(c.queue, EVENT_JOB_DEFAULTS),
-      types: c.resourceTypes ? new Set(c.resourceTypes) : undefined,
-    }));
-    this.group.worker<ResourceChangeJob>(RESOURCE_CHANGE_QUEUE, (job) => this.dispatch(job), DISPATCH_CONCURRENCY, onError);
-  }
-
-  private async dispatch(job: Job<ResourceChangeJob>): Promise<void> {
-    const event = job.data;
-    await Promise.all(
-      this.targets
-        .filter((t) => !t.types || t.types.has(event.resourceType))
-        .map((t) => t.queue.add(event.interaction, event, { jobId: event.eventId })),
-    );
-  }
-
-  close(): Promise<void> {
-    return this.group.close();
   }
 }

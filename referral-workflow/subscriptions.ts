@@ -21,11 +21,12 @@
  * `error` with the reason. Setting it back to `active` resumes delivery where it stopped. A sweep every minute
  * restarts the drains of rows left without one (a crash between commit and enqueue, an expired lease).
  *
- * Order: the fan-out and matching handle several events at once, so rows may be inserted slightly out of order.
- * A drain delivers the waiting rows by the store's change sequence (`seq`), and holds each back until
- * SUBSCRIPTION_REORDER_WINDOW_MS (default 100 ms) after its change: an earlier change matched within that window is
- * delivered first. Only a matching delayed beyond it (a retry after a failure) can put a notification after a later
- * one. Deliveries for one subscription never overlap.
+ * Order: the relay publishes events in the outbox's order and each process matches them one at a time, so the rows
+ * of one process follow the changes. Several processes relay and match side by side, so a drain delivers the waiting
+ * rows by the store's change sequence (`seq`) and holds each back until SUBSCRIPTION_REORDER_WINDOW_MS (default
+ * 100 ms) after its change: an earlier change matched elsewhere within that window is delivered first. Only a
+ * matching delayed beyond it (a retry after a failure) can put a notification after a later one. Deliveries for one
+ * subscription never overlap.
  *
  * Channel: no payload → POST to the endpoint with an empty body (R4's notification "ping"); payload
  * `application/fhir+json` → PUT [endpoint]/[type]/[id] with the resource version that matched (R4); with the
@@ -133,7 +134,8 @@ export class SubscriptionService {
       removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
     });
     const onError = options.onError ?? (() => undefined);
-    this.group.worker<ResourceChangeJob>(EVENT_QUEUES.subscriptions, (job) => this.onEvent(job.data), 4, onError);
+    // One event at a time, so that a process queues notifications in the order of the changes.
+    this.group.worker<ResourceChangeJob>(EVENT_QUEUES.subscriptions, (job) => this.onEvent(job.data), 1, onError);
     this.group.worker<DeliveryJob>(DELIVERY_QUEUE, (job) => this.drain(job), 16, onError);
     this.sweepTimer = setInterval(() => void this.sweep().catch((err: Error) => onError(err)), options.sweepIntervalMs ?? 60_000);
     this.sweepTimer.unref();

@@ -62,6 +62,7 @@ export async function createHarness(
     enforceReferentialIntegrity: true,
     operations: extensions.operations,
     writeInterceptors: extensions.writeInterceptors,
+    eventQueues: extensions.eventQueues,
   });
   const clock = new ManualClock();
   const errors: Error[] = [];
