@@ -107,4 +107,24 @@ describe('crash and resume', () => {
     expect(codes.businessStatusOf(routed)).toBe('routed');
     await waitFor(() => sent.includes(taskId) || undefined, 10_000, 'notification after recovery');
   });
+
+  it('shares the work between two processes, each referral handled once', async () => {
+    const byProcess = [0, 0];
+    const ids: string[] = [];
+    const first = h.startWorkers({ hl7: workingHl7, onStep: (step, id) => void (step === 'notify' && ids.includes(id) && byProcess[0]++) });
+    const second = h.startWorkers({ hl7: workingHl7, onStep: (step, id) => void (step === 'notify' && ids.includes(id) && byProcess[1]++) });
+    await h.workflow.close();
+    h.workflow = first;
+    for (let i = 0; i < 30; i++) {
+      ids.push((await submitReferral(fhir, city, { from: city.clinic, to: city.hospital, direction: 'up' })).taskId);
+    }
+    await waitFor(() => byProcess[0] + byProcess[1] >= ids.length || undefined, 30_000, 'every referral notified');
+    for (const id of ids) {
+      expect(await count(`Communication?based-on=Task/${id}`)).toBe(1);
+    }
+    expect(byProcess[0] + byProcess[1]).toBe(ids.length);
+    expect(byProcess[0]).toBeGreaterThan(0);
+    expect(byProcess[1]).toBeGreaterThan(0);
+    await second.close();
+  });
 });
