@@ -13,8 +13,18 @@
  * (`Slot?status=free`) do not offer them. Only an Appointment based on a ServiceRequest (a referral) may book one;
  * the engine releases unused ones to the public REFERRAL_SLOT_RELEASE_BEFORE the slot's start.
  */
-import type { Appointment, Coding, Resource, Slot } from '@medplum/fhirtypes';
-import { conflict, FhirError, unprocessable, type InterceptedWrite, type WriteInterceptor, type WriteSession } from '../fhir-server';
+import type { Appointment, Bundle, Coding, Resource, Slot } from '@medplum/fhirtypes';
+import {
+  badRequest,
+  conflict,
+  FhirError,
+  operationParameters,
+  unprocessable,
+  type FhirOperation,
+  type InterceptedWrite,
+  type WriteInterceptor,
+  type WriteSession,
+} from '../fhir-server';
 import { localRef, RESERVATION_SYSTEM } from './fhir';
 
 /** Appointment statuses that occupy their slots (a no-show keeps the slot: the time has passed unused). */
@@ -133,3 +143,34 @@ export function slotReservationRule(share: number): WriteInterceptor {
     },
   };
 }
+
+/**
+ * `POST Appointment/$book`, modelled on the Argonaut Scheduling operation: the Appointment comes as the
+ * `appt-resource` parameter and is booked (status `booked` unless given) through the same rule as a plain create,
+ * so a slot no longer free answers 409. The answer is a Bundle with the booked Appointment.
+ */
+export const bookOperation: FhirOperation = {
+  name: 'book',
+  definition: 'http://fhir.org/guides/argonaut-scheduling/OperationDefinition/appointment-book',
+  levels: ['type'],
+  resourceTypes: ['Appointment'],
+  affectsState: true,
+  invoke: async (ctx, request) => {
+    const given = operationParameters(request).parameter?.find((p) => p.name === 'appt-resource')?.resource as Appointment | undefined;
+    if (given?.resourceType !== 'Appointment') {
+      throw badRequest('Parameter "appt-resource" is required: the Appointment to book, referencing its Slot');
+    }
+    if (!given.slot?.length) {
+      throw badRequest('The Appointment to book references no Slot', ['Appointment.slot']);
+    }
+    const { id: _ignored, ...appointment } = given;
+    const booked = (await ctx.repo.write((s) => s.create({ ...appointment, status: given.status === 'pending' ? 'pending' : 'booked' }))) as Appointment;
+    const body: Bundle = {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      total: 1,
+      entry: [{ fullUrl: `${ctx.baseUrl}/Appointment/${booked.id}`, resource: booked, search: { mode: 'match' } }],
+    };
+    return { status: 200, body };
+  },
+};

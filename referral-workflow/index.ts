@@ -5,13 +5,13 @@
  *
  * Two halves, because the store needs the rules before it exists and the workers need the store:
  * - `workflowStoreExtensions(config)`: write rules (booking holds slots, the Task state machine, what a referral
- *   must carry), operations (Task/$accept, $reject, $reroute, $referral-report) and the event queues the relay
+ *   must carry), operations (Task/$accept, $reject, $reroute, Appointment/$book, $referral-report) and the event queues the relay
  *   fills (one per consumer), passed to createFhirServer.
  * - `startWorkflow(options)`: the referral engine and subscription delivery, as BullMQ workers.
  */
 import type { Job } from 'bullmq';
 import type { Database, EventQueueTarget, FhirOperation, FhirRepository, WriteInterceptor } from '../fhir-server';
-import { appointmentSlotRule, slotReservationRule } from './booking';
+import { appointmentSlotRule, bookOperation, slotReservationRule } from './booking';
 import { systemClock, type Clock } from './clock';
 import type { WorkflowConfig } from './config';
 import { ReferralEngine, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
@@ -44,7 +44,7 @@ export interface WorkflowStoreExtensions {
 export function workflowStoreExtensions(config: WorkflowConfig): WorkflowStoreExtensions {
   return {
     writeInterceptors: [appointmentSlotRule(), slotReservationRule(config.referralSlotShare), taskStateRule(), referralRequestRule()],
-    operations: [...taskOperations, referralReportOperation],
+    operations: [...taskOperations, bookOperation, referralReportOperation],
     eventQueues: EVENT_CONSUMERS,
   };
 }

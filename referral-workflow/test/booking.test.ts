@@ -68,6 +68,18 @@ describe('booking', () => {
     expect(found.entry).toHaveLength(1);
   });
 
+  it('books through Appointment/$book (Argonaut) with the same rule', async () => {
+    const s = await freeSlot(Date.now() + 80 * HOUR);
+    const params = { resourceType: 'Parameters', parameter: [{ name: 'appt-resource', resource: appointment(s, { status: 'proposed' }) }] };
+    const res = await fhir.post('Appointment/$book', params).expect(200);
+    const booked = (res.body as Bundle).entry?.[0].resource as Appointment;
+    expect([booked.status, booked.start]).toEqual(['booked', s.start]);
+    expect((await fhir.read<Slot>('Slot', s.id as string)).status).toBe('busy');
+    const again = await fhir.post('Appointment/$book', params).expect(409);
+    expect(again.body.issue[0].diagnostics).toContain('is no longer free');
+    await fhir.post('Appointment/$book', { resourceType: 'Parameters', parameter: [] }).expect(400);
+  });
+
   it('frees the slot on cancellation and keeps it on a no-show', async () => {
     const free1 = await freeSlot(Date.now() + 96 * HOUR);
     const a = await fhir.create<Appointment>(appointment(free1));
