@@ -8,6 +8,7 @@
  *   npm run bench:referral                          # --rate 50 --duration 20
  *   npm run bench:referral -- --rate 100 --duration 10
  */
+import os from 'node:os';
 import type { Bundle, Communication, Organization, Patient, Task } from '@medplum/fhirtypes';
 import { startPlatform } from './platform';
 import { machineDescription, writeSection } from './report';
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
     const patient = await post<Patient>(`${base}/Patient`, { resourceType: 'Patient', name: [{ family: '测试' }] });
     const clinic = await post<Organization>(`${base}/Organization`, { resourceType: 'Organization', name: '社区卫生服务中心', active: true });
     const hospital = await post<Organization>(`${base}/Organization`, { resourceType: 'Organization', name: '市人民医院', active: true });
+    const loadBefore = os.loadavg()[0];
     const total = rate * duration;
     const submitMs: number[] = [];
     const taskIds: string[] = [];
@@ -156,7 +158,8 @@ async function main(): Promise<void> {
       }
     }
     const lines = [
-      `offered ${offered.toFixed(1)} referrals/s for ${duration} s (${total} referrals); notified ${notifiedMs.length}/${total}`,
+      `offered ${offered.toFixed(1)} referrals/s for ${duration} s (${total} referrals); notified ${notifiedMs.length}/${total}; ` +
+        `machine load average ${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after, on ${os.cpus().length} CPUs`,
       summary('submission (HTTP transaction, client side)', submitMs),
       summary('routed (Task v2 committed after the submission committed)', routedMs),
       summary('routed and notified (Communication committed after the submission committed)', notifiedMs),
