@@ -2,7 +2,8 @@
  * FHIR R4 Subscriptions (https://hl7.org/fhir/R4/subscription.html), rest-hook channel.
  *
  * Life cycle: a client creates a Subscription with status `requested`; this service checks the criteria and the
- * endpoint and sets it `active` (or `error` with the reason in `Subscription.error`).
+ * endpoint and sets it `active` (or `error` with the reason in `Subscription.error`), and `off` once its `end` has
+ * passed.
  *
  * Matching: for each change event (from the fan-out queue `subscription-events`), the active Subscriptions (read
  * at most once a second) whose criteria name the changed type are tested by asking the store the criteria's own search restricted to the
@@ -107,6 +108,11 @@ function channelProblem(subscription: Subscription): string | undefined {
 const HEAD_SQL = `SELECT seq, event_id, res_type, res_id, version_id, occurred_at FROM subscription_notification
   WHERE subscription_id = $1 ORDER BY event_seq, seq LIMIT 1`;
 
+/** Whether Subscription.end has passed. */
+function expired(subscription: Subscription): boolean {
+  return subscription.end !== undefined && Date.parse(subscription.end) <= Date.now();
+}
+
 /** A stable 64-bit advisory-lock key per subscription. */
 function lockKey(subscriptionId: string): string {
   return createHash('sha256').update(`subscription:${subscriptionId}`).digest().readBigInt64BE(0).toString();
@@ -175,6 +181,11 @@ export class SubscriptionService {
       return;
     }
     for (const subscription of await this.activeSubscriptions()) {
+      if (expired(subscription)) {
+        // R4 Subscription.end: the server turns the subscription off at that time.
+        await this.setStatus(subscription as Subscription & { meta: { versionId: string } }, 'off');
+        continue;
+      }
       const criteria = parseCriteria(subscription.criteria);
       if ('error' in criteria || criteria.resourceType !== event.resourceType || !(await this.matches(criteria, event.id))) {
         continue;
@@ -235,7 +246,7 @@ export class SubscriptionService {
     if (subscription.status === 'requested') {
       const criteria = parseCriteria(subscription.criteria);
       const problem = 'error' in criteria ? criteria.error : channelProblem(subscription);
-      await this.setStatus(subscription, problem ? 'error' : 'active', problem);
+      await this.setStatus(subscription, problem ? 'error' : expired(subscription) ? 'off' : 'active', problem);
     } else if (subscription.status === 'active') {
       // Set back to active after an error: a drain for what waits (it does nothing if another holds the lease).
       const rows = await this.options.db.query('SELECT 1 FROM subscription_notification WHERE subscription_id = $1 LIMIT 1', [event.id]);

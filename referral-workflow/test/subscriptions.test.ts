@@ -40,6 +40,8 @@ describe('subscriptions', () => {
   it('activates a valid subscription and refuses bad criteria or channels with status error', async () => {
     const ok = await subscribe('http://127.0.0.1:1/none', 'Observation?code=http://loinc.org|2345-7');
     expect(ok.status).toBe('active');
+    const ended = await fhir.create<Subscription>({ resourceType: 'Subscription', status: 'requested', reason: 't', criteria: 'Patient', end: '2020-01-01T00:00:00Z', channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:1/none' } });
+    await waitFor(async () => (await fhir.read<Subscription>('Subscription', ended.id as string)).status === 'off' || undefined, 10_000, 'end of an expired subscription');
     const bad = await subscribe('http://127.0.0.1:1/none', 'NotAType?x=1');
     expect(bad.status).toBe('error');
     expect(bad.error).toContain('does not start with a resource type');
