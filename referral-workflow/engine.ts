@@ -1,21 +1,21 @@
 /**
- * The two-way referral engine. It consumes the store's change events (through the fan-out queue
- * `referral-events`) and drives each referral Task through steps, each a BullMQ job on `referral-steps` whose job
+ * The two-way referral engine. It consumes the store's change events of Tasks and Slots (the queue
+ * `referral-events`, which the store's relay fills) and drives each referral Task through steps, each a BullMQ job on `referral-steps` whose job
  * id names the Task, so that a step is queued once however often its event is seen:
  *
  *   Task requested ──► intake: validate ──► route ──► notify ──► (wait for the receiver)
- *                       │            │ Task received, deadline in restriction.period.end
- *                       │            └──► deadline timer ──► overdue: businessStatus, Flag, coordinator notified
- *                       └── receiver unknown/inactive, specialty, consent refused: Task failed, coordinator notified
+ *                              │          │ Task received, deadline in restriction.period.end
+ *                              │          └──► deadline timer ──► overdue: businessStatus, Flag, coordinator notified
+ *                              └── receiver unknown/inactive, specialty, consent refused: Task failed, coordinator told
  *   Task accepted ──► book (Appointment on a reserved or free slot of the receiver, Task.output)
  *   Task rejected ──► coordinator notified (re-route with Task/$reroute)
  *   Task completed ──► upward: a draft downward referral back to the referring clinic with the CarePlan;
  *                      downward: the CarePlan's follow-up Tasks at the community clinic
  *   Slot reserved for referrals ──► release timer ──► free for the public
  *
- * Intake runs its three steps in one job, each idempotent, so that a new referral costs one queue hop, not three
- * (the reaction time target is 200 ms p99); a retried intake skips what is done. Every step is idempotent: it re-reads the Task and does nothing when its work is already done; it writes with
- * If-Match on the version it read; what it creates carries an identifier derived from the Task and is created
+ * Intake runs its three steps in one job, so that a new referral costs one queue hop, not three (the reaction time
+ * target is 200 ms p99); a retried intake skips what is done. Every step is idempotent: it re-reads the Task and does
+ * nothing when its work is already done; it writes with If-Match on the version it read; what it creates carries an identifier derived from the Task and is created
  * conditionally (If-None-Exist). A worker that dies mid-step leaves the job to BullMQ, which hands it to another
  * worker once its lock expires; the repeated step then finds what the first attempt wrote and creates nothing twice.
  * The one effect outside the database, the HL7 message, is remembered in `referral_step_done` after sending; a
