@@ -33,9 +33,9 @@ export interface PlatformConfig {
   /** Largest `_count` a search may ask for. */
   maxPageSize: number;
   defaultPageSize: number;
-  /** Whether this platform's processes run the workflow's BullMQ workers (referral, subscriptions, event fan-out). */
+  /** Whether this platform's processes run the workflow's BullMQ workers (referral engine, subscription delivery). */
   workflowWorkers: boolean;
-  /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_DELIVERY_*). */
+  /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
   workflow: WorkflowConfig;
 }
 
