@@ -128,6 +128,8 @@ describe.each<Backend>(['postgres', 'pglite'])('outbox relay on %s', (backend) =
 
   it('publishes to each consumer queue the events of the types it wants, in order', async () => {
     const prefix = prefixFor(`${backend}-targets`);
+    // A database of its own: the relays of the other tests, still running, would take these events from a shared outbox.
+    const db = await testDatabase(backend);
     const all = new Queue<ResourceChangeJob>('all-events', { connection: { url: REDIS_URL }, prefix });
     const tasks = new Queue<ResourceChangeJob>('task-events', { connection: { url: REDIS_URL }, prefix });
     cleanups.push(() => all.close(), () => tasks.close());
