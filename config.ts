@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
 
 export interface PlatformConfig {
   port: number;
@@ -60,6 +61,10 @@ export interface PlatformConfig {
     /** More assigning authorities meaning a national identifier: `oid=resident-id,oid=health-card`. */
     nationalIdAliases?: string;
   };
+  /** Whether this platform's processes run the workflow's BullMQ workers (referral engine, subscription delivery). */
+  workflowWorkers: boolean;
+  /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
+  workflow: WorkflowConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -157,5 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
       tls: hl7Tls(env),
       nationalIdAliases: env.HL7_NATIONAL_ID_ALIASES || undefined,
     },
+    workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
+    workflow: loadWorkflowConfig(env),
   };
 }

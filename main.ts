@@ -11,13 +11,14 @@ import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, Terminol
 import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, createFhirServer, FhirRepository, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
+import { installReferralContent, referralMigrations, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations]);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -100,18 +101,23 @@ function onShutdown(logger: pino.Logger, stop: () => Promise<void>): void {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
-/** Runs the API and the event relay in this process until a signal stops it. */
+/**
+ * Runs the API, the event relay and (unless WORKFLOW_WORKERS=false) the workflow's BullMQ workers in this process
+ * until a signal stops it. Every worker process runs them: BullMQ gives each job to one worker, so they share the work.
+ */
 async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<ReturnType<typeof openDatabase>>): Promise<void> {
   // The terminology service reads CodeSystems, ValueSets and ConceptMaps through a repository of its own.
   const terminology = createTerminologyService(db, new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) }));
   const codeValidator = new BindingValidator(terminology, { onError: (vs, err) => logger.debug({ err }, `binding to ${vs} not checked`) });
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
+  const workflowRules = workflowStoreExtensions(config.workflow);
   const server = createFhirServer({
     ...config,
     db,
     logger,
-    operations: [...terminologyOperations(terminology), ...hl7Operations],
+    ...workflowRules,
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
@@ -134,6 +140,17 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Outbound HL7 v2 (REF^I12, result notifications) that workflows enqueue: every process takes jobs from BullMQ.
   const outbound = new Hl7Outbound({ repo: server.repository, redisUrl: config.redisUrl, prefix: config.redisPrefix, logger });
   outbound.start();
+  await installReferralContent(server.repository);
+  const workflow = config.workflowWorkers
+    ? startWorkflow({
+        repository: server.repository,
+        db,
+        queues: { redisUrl: config.redisUrl, prefix: config.redisPrefix },
+        config: config.workflow,
+        baseUrl: `${config.publicBaseUrl}${config.fhirBasePath}`,
+        onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
+      })
+    : undefined;
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
@@ -145,6 +162,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await adapters.stop();
     await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
+    await workflow?.close();
     await server.stop();
     await db.close();
   });

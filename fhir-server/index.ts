@@ -9,16 +9,17 @@ import { AuditLog } from './audit';
 import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
-import { OutboxRelay } from './events';
+import { OutboxRelay, type EventQueueTarget } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
-import { FhirRepository } from './repository';
+import { FhirRepository, type WriteInterceptor } from './repository';
 import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
 import { registerCodeValidator, type CodeValidator } from './validation';
 
 export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
-export { loadFhirDefinitions } from './definitions';
-export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type ResourceChangeEvent, type ResourceChangeJob } from './events';
-export { FhirRepository, WriteSession, type StoredResource } from './repository';
+export { isR4ResourceType, loadFhirDefinitions } from './definitions';
+export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
+export { FhirRepository, WriteSession, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
+export { parseSearch, queryRecord } from './search';
 export {
   route,
   operationParameters,
@@ -31,7 +32,7 @@ export {
   type OperationTarget,
   type RouteContext,
 } from './rest';
-export { FhirError, badRequest, notFound, notSupported, outcome, issue } from './errors';
+export { FhirError, badRequest, conflict, notFound, notSupported, outcome, issue, unprocessable } from './errors';
 export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
 export {
   securityMigrations,
@@ -90,6 +91,10 @@ export interface FhirServerOptions {
    * DATA_DIR/audit-journal. It must survive a restart, so the default under the temporary directory suits tests only.
    */
   auditJournalDir?: string;
+  /** Other modules' rules on writes (booking, Task state machine), run inside each write's transaction. */
+  writeInterceptors?: readonly WriteInterceptor[];
+  /** The queues change events go to, one per consuming module (default: the one queue `resource-changes`). */
+  eventQueues?: readonly EventQueueTarget[];
 }
 
 export interface FhirServer {
@@ -110,10 +115,10 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     registerCodeValidator(options.codeValidator);
   }
   const baseUrl = `${options.publicBaseUrl}${options.fhirBasePath}`;
-  const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger });
+  const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl },
+    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
     () => relay.notify(),
   );
   const ctx: RouteContext = {

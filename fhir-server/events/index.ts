@@ -11,4 +11,4 @@ export {
   type ResourceChangeEvent,
   type ResourceChangeJob,
 } from './outbox';
-export { OutboxRelay, type OutboxRelayOptions, type RelayLogger } from './relay';
+export { OutboxRelay, type EventQueueTarget, type OutboxRelayOptions, type RelayLogger } from './relay';

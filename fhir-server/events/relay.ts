@@ -1,6 +1,6 @@
 /**
  * The read side of the transactional outbox: moves committed change events from the `outbox` table to the
- * BullMQ queue, in seq order, and deletes them only once Redis has accepted them.
+ * BullMQ queue (or the consumers' queues, see EventQueueTarget), in seq order, and deletes them only once Redis has accepted them.
  *
  * Delivery is at-least-once from the outbox and deduplicated by BullMQ's jobId (the event id), so a crash
  * between "added to the queue" and "deleted from the outbox" does not deliver an event twice while the first
@@ -18,8 +18,23 @@ export interface RelayLogger {
   info(obj: object, msg: string): void;
 }
 
+/**
+ * A queue the relay publishes events to. By default there is one, `resource-changes`; a platform whose modules each
+ * need every event (workflow, subscriptions, supervision) gives each its own queue, filled here in the outbox's
+ * order, instead of copying events from one queue to the others.
+ */
+export interface EventQueueTarget {
+  name: string;
+  /** Only events about these resource types (all when absent). */
+  resourceTypes?: readonly string[];
+  /** The consumer's retention and retries (the store's defaults otherwise). */
+  jobOptions?: DefaultJobOptions;
+}
+
 export interface OutboxRelayOptions {
   redisUrl: string;
+  /** Where events go (default: the one queue `resource-changes`). */
+  queues?: readonly EventQueueTarget[];
   /** BullMQ key prefix, so several platforms can share one Redis. */
   prefix: string;
   logger?: RelayLogger;
@@ -107,7 +122,8 @@ export class OutboxRelay {
   private readonly commandTimeoutMs: number;
 
   private redis: Redis | undefined;
-  private queue: Queue<ResourceChangeJob> | undefined;
+  private readonly targets: readonly EventQueueTarget[];
+  private readonly queues = new Map<string, Queue<ResourceChangeJob>>();
   private loop: Promise<void> | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -136,6 +152,7 @@ export class OutboxRelay {
     this.coalesceMs = options.coalesceMs ?? 20;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 5000;
+    this.targets = options.queues && options.queues.length > 0 ? options.queues : [{ name: RESOURCE_CHANGE_QUEUE }];
   }
 
   /** Whether the last attempt to reach Redis succeeded. */
@@ -198,7 +215,7 @@ export class OutboxRelay {
     clearTimeout(this.wakeTimer);
     this.wake?.();
     await this.loop;
-    await this.discardQueue();
+    await this.discardQueues();
     // Every command has been awaited by now, so there is nothing for a graceful QUIT to flush.
     this.redis?.disconnect();
   }
@@ -248,13 +265,19 @@ export class OutboxRelay {
   }
 
   private async publish(jobs: ResourceChangeJob[]): Promise<void> {
-    const queue = this.connectedQueue();
     try {
-      await queue.addBulk(jobs.map((data) => ({ name: data.interaction, data, opts: { jobId: data.eventId } })));
+      // One queue after the other, each in the outbox's order; a failure leaves the batch in the outbox, and the
+      // queues that already have it ignore the repetition (same job ids).
+      for (const target of this.targets) {
+        const wanted = target.resourceTypes ? jobs.filter((j) => target.resourceTypes?.includes(j.resourceType)) : jobs;
+        if (wanted.length > 0) {
+          await this.connectedQueue(target).addBulk(wanted.map((data) => ({ name: data.interaction, data, opts: { jobId: data.eventId } })));
+        }
+      }
     } catch (err) {
       // A BullMQ Queue whose initialisation failed (Redis dropped during its first commands) stays failed for
-      // good, so start the next attempt with a fresh one; it shares the connection, so this is cheap.
-      await this.discardQueue();
+      // good, so start the next attempt with fresh ones; they share the connection, so this is cheap.
+      await this.discardQueues();
       throw err;
     }
   }
@@ -271,25 +294,27 @@ export class OutboxRelay {
     return this.redis;
   }
 
-  private connectedQueue(): Queue<ResourceChangeJob> {
+  private connectedQueue(target: EventQueueTarget): Queue<ResourceChangeJob> {
     const redis = this.connectedRedis();
-    if (!this.queue) {
-      this.queue = new Queue<ResourceChangeJob>(RESOURCE_CHANGE_QUEUE, {
+    let queue = this.queues.get(target.name);
+    if (!queue) {
+      queue = new Queue<ResourceChangeJob>(target.name, {
         connection: redis,
         prefix: this.options.prefix,
-        defaultJobOptions: CONSUMER_JOB_DEFAULTS,
+        defaultJobOptions: target.jobOptions ?? CONSUMER_JOB_DEFAULTS,
       });
       // Errors surface as rejected commands, handled by the caller; the event would otherwise go to the console.
-      this.queue.on('error', () => undefined);
+      queue.on('error', () => undefined);
+      this.queues.set(target.name, queue);
     }
-    return this.queue;
+    return queue;
   }
 
-  private async discardQueue(): Promise<void> {
-    const queue = this.queue;
-    this.queue = undefined;
-    // The connection is ours, not the queue's (it stays open); closing a queue over a dead connection may reject.
-    await queue?.close().catch(() => undefined);
+  private async discardQueues(): Promise<void> {
+    const queues = [...this.queues.values()];
+    this.queues.clear();
+    // The connection is ours, not the queues' (it stays open); closing a queue over a dead connection may reject.
+    await Promise.all(queues.map((q) => q.close().catch(() => undefined)));
   }
 
   private async reachRedis(fn: () => Promise<void>): Promise<void> {
@@ -308,12 +333,12 @@ export class OutboxRelay {
     if (!reachable && this.redisDownSince === undefined) {
       this.redisDownSince = Date.now();
       this.logger.warn(
-        { err: errorMessage(err), queue: RESOURCE_CHANGE_QUEUE },
+        { err: errorMessage(err), queues: this.targets.map((t) => t.name) },
         'Redis unreachable: resource-change events wait in the outbox until it is back',
       );
     } else if (reachable && this.redisDownSince !== undefined) {
       this.logger.info(
-        { unreachableForMs: Date.now() - this.redisDownSince, queue: RESOURCE_CHANGE_QUEUE },
+        { unreachableForMs: Date.now() - this.redisDownSince, queues: this.targets.map((t) => t.name) },
         'Redis reachable again: relaying the waiting resource-change events',
       );
       this.redisDownSince = undefined;

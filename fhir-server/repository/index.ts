@@ -1,5 +1,5 @@
 export { FhirRepository, type StoredResource } from './repository';
-export { WriteSession, assertValidId, type SessionOptions, type WriteOutcome } from './session';
+export { WriteSession, assertValidId, type SessionOptions, type WriteOutcome, type WriteInterceptor, type InterceptedWrite } from './session';
 export { parseLocalReference, visitReferences, type ResourceKey } from './references';
 export type { CompartmentQuery, RowFilter, SearchPage, SearchScope } from './search-sql';
 export type { RepositoryAccess } from './access';

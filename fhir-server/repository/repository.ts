@@ -92,8 +92,9 @@ export class FhirRepository {
    */
   async updateIfMatch(resourceType: string, id: string, input: Resource, ifMatch: number): Promise<WriteOutcome> {
     await runtimeParams.refresh(this.db);
-    if (this.access?.checkChange) {
-      // The caller's right to change the resource is checked against its current content, which this path never reads.
+    if (this.access?.checkChange || this.options.interceptors?.some((i) => i.resourceTypes.includes(resourceType))) {
+      // The caller's right to change the resource is checked against its current content, and an interceptor needs
+      // the current version and a transaction; this path reads neither: take the ordinary one.
       return this.write((s) => s.update(resourceType, id, input, ifMatch));
     }
     const session = new WriteSession(this.db, this.options);

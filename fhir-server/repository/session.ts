@@ -22,6 +22,31 @@ export interface SessionOptions {
   /** Refuse writes whose local references point nowhere, and deletes of referenced resources. */
   enforceReferentialIntegrity: boolean;
   baseUrl: string;
+  /** Rules of other modules that look at (and may refuse or extend) writes of some resource types. */
+  interceptors?: readonly WriteInterceptor[];
+}
+
+/** A write as an interceptor sees it, before its version is written. */
+export interface InterceptedWrite {
+  interaction: Interaction;
+  resourceType: string;
+  id: string;
+  /** What is about to be written (absent for a delete). */
+  resource?: Resource;
+  /** The current version, locked for this transaction (absent for a create). */
+  previous?: Resource;
+}
+
+/**
+ * A module's rule on writes of some resource types (a booking turns its slot busy; a Task may only move along its
+ * state machine). It runs inside the write's transaction for every write of those types, from HTTP, bundles or
+ * other modules: throw a FhirError to refuse the write (nothing of the transaction is committed), write other
+ * resources through `session` to make them part of the same transaction, or return a changed copy of the resource
+ * to write that instead. A transaction that loses a race is retried, so an interceptor must have no outside effects.
+ */
+export interface WriteInterceptor {
+  resourceTypes: readonly string[];
+  beforeWrite(session: WriteSession, write: InterceptedWrite): Promise<Resource | void>;
 }
 
 export interface WriteOutcome {
@@ -62,7 +87,9 @@ export class WriteSession {
   ) {}
 
   async create(input: Resource, id: string = randomUUID()): Promise<Resource> {
-    const resource = this.prepare(input, id, 1);
+    assertValidId(id);
+    const intercepted = await this.intercept({ interaction: 'create', resourceType: input.resourceType, id, resource: { ...input, id } as Resource });
+    const resource = this.prepare(intercepted ?? input, id, 1);
     this.queue(resource, 'create');
     return resource;
   }
@@ -76,7 +103,14 @@ export class WriteSession {
     if (!created) {
       this.access?.checkChange?.(resourceType, id, current.content);
     }
-    const resource = this.prepare(input, id, (current?.versionId ?? 0) + 1);
+    const intercepted = await this.intercept({
+      interaction: created ? 'create' : 'update',
+      resourceType,
+      id,
+      resource: input,
+      previous: created || !current?.content ? undefined : (JSON.parse(current.content) as Resource),
+    });
+    const resource = this.prepare(intercepted ?? input, id, (current?.versionId ?? 0) + 1);
     this.queue(resource, created ? 'create' : 'update');
     return { resource, created };
   }
@@ -88,6 +122,9 @@ export class WriteSession {
    */
   updateExpecting(resourceType: string, id: string, input: Resource, ifMatch: number): Resource {
     checkUpdateTarget(resourceType, id, input);
+    if (this.intercepts(resourceType)) {
+      throw new Error(`Writes of ${resourceType} are intercepted and need a transaction: use update()`);
+    }
     if (this.pending.size > 0 || this.expected) {
       throw new Error('An update that expects a version must be the only write of its session');
     }
@@ -112,7 +149,14 @@ export class WriteSession {
     if (patched.resourceType !== resourceType || patched.id !== id) {
       throw unprocessable([{ severity: 'error', code: 'processing', diagnostics: 'A patch may not change resourceType or id' }]);
     }
-    const resource = this.prepare(patched, id, current.versionId + 1);
+    const intercepted = await this.intercept({
+      interaction: 'patch',
+      resourceType,
+      id,
+      resource: patched,
+      previous: JSON.parse(current.content) as Resource,
+    });
+    const resource = this.prepare(intercepted ?? patched, id, current.versionId + 1);
     this.queue(resource, 'patch');
     return resource;
   }
@@ -128,6 +172,7 @@ export class WriteSession {
       return false;
     }
     this.access?.checkChange?.(resourceType, id, current.content);
+    await this.intercept({ interaction: 'delete', resourceType, id, previous: current.content ? (JSON.parse(current.content) as Resource) : undefined });
     this.claim(resourceType, id);
     this.pending.set(key(resourceType, id), {
       resourceType,
@@ -243,11 +288,36 @@ export class WriteSession {
     return written;
   }
 
+  /** Whether some module's interceptor looks at writes of this type. */
+  intercepts(resourceType: string): boolean {
+    return this.options.interceptors?.some((i) => i.resourceTypes.includes(resourceType)) ?? false;
+  }
+
+  /** Runs the interceptors of the write's type in order; returns the resource to write if one of them changed it. */
+  private async intercept(write: InterceptedWrite): Promise<Resource | undefined> {
+    let changed: Resource | undefined;
+    for (const interceptor of this.options.interceptors ?? []) {
+      if (interceptor.resourceTypes.includes(write.resourceType)) {
+        const result = await interceptor.beforeWrite(this, changed ? { ...write, resource: changed } : write);
+        if (result) {
+          changed = result;
+        }
+      }
+    }
+    return changed;
+  }
+
   private async lockCurrent(resourceType: string, id: string): Promise<CurrentRow | undefined> {
     if (this.pending.has(key(resourceType, id))) {
       throw badRequest(`${resourceType}/${id} is written twice in one transaction`);
     }
     return readCurrent(this.tx, resourceType, id, true);
+  }
+
+  /** The current version as this transaction sees it (undefined when missing or deleted), for interceptors. */
+  async read<T extends Resource = Resource>(resourceType: string, id: string): Promise<T | undefined> {
+    const current = await readCurrent(this.tx, resourceType, id);
+    return current?.content && !current.deleted ? (JSON.parse(current.content) as T) : undefined;
   }
 
   private async readExisting(resourceType: string, id: string): Promise<Resource> {

@@ -126,6 +126,23 @@ describe.each<Backend>(['postgres', 'pglite'])('outbox relay on %s', (backend) =
     expect(relay.healthy).toBe(true);
   });
 
+  it('publishes to each consumer queue the events of the types it wants, in order', async () => {
+    const prefix = prefixFor(`${backend}-targets`);
+    // A database of its own: the relays of the other tests, still running, would take these events from a shared outbox.
+    const db = await testDatabase(backend);
+    const all = new Queue<ResourceChangeJob>('all-events', { connection: { url: REDIS_URL }, prefix });
+    const tasks = new Queue<ResourceChangeJob>('task-events', { connection: { url: REDIS_URL }, prefix });
+    cleanups.push(() => all.close(), () => tasks.close());
+    const relay = startRelay(db, { prefix, queues: [{ name: 'all-events' }, { name: 'task-events', resourceTypes: ['Task'] }] });
+    const events = [event('p', 1, 'create'), { ...event('t', 1, 'create'), resourceType: 'Task' }, event('p', 2), { ...event('t', 2), resourceType: 'Task' }];
+    await db.transaction((tx) => appendChangeEvents(tx, events));
+    relay.notify();
+    await waitFor('the jobs', async () => (await all.count()) === 4 && (await tasks.count()) === 2);
+    expect((await jobsInOrder(all)).map((j) => j.eventId)).toEqual(['Patient/p/_history/1', 'Task/t/_history/1', 'Patient/p/_history/2', 'Task/t/_history/2']);
+    expect((await jobsInOrder(tasks)).map((j) => j.eventId)).toEqual(['Task/t/_history/1', 'Task/t/_history/2']);
+    expect(await inspector(prefix).count()).toBe(0); // nothing for resource-changes when consumer queues are given
+  });
+
   it('does not deliver twice an event re-relayed after a crash between queue add and outbox delete', async () => {
     const prefix = prefixFor(`${backend}-crash`);
     const queue = inspector(prefix);
