@@ -6,11 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
-import pino from 'pino';
 import request from 'supertest';
-import { createFhirServer, type Database, type FhirServer } from '../../fhir-server';
+import type { Database, FhirServer } from '../../fhir-server';
 import { createTestDatabase } from '../../test/databases';
 import { deleteKeysWithPrefix } from '../../test/redis-keys';
+import { createTestServer, type TestServer } from '../../test/server';
 import {
   ManualClock,
   loadWorkflowConfig,
@@ -23,7 +23,8 @@ import {
 } from '..';
 
 export interface Harness {
-  server: FhirServer;
+  /** Its `app` acts as an administrator (see test/server.ts). */
+  server: TestServer;
   db: Database;
   clock: ManualClock;
   config: WorkflowConfig;
@@ -48,22 +49,17 @@ export async function createHarness(
   const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
   const prefix = `${process.env.TEST_REDIS_PREFIX ?? 'huimin-test'}-${randomBytes(4).toString('hex')}`;
   const extensions = workflowStoreExtensions(config);
-  const server = createFhirServer({
+  const server = await createTestServer(
+    'postgres',
+    {
+      redisUrl,
+      redisPrefix: prefix,
+      operations: extensions.operations,
+      writeInterceptors: extensions.writeInterceptors,
+      eventQueues: extensions.eventQueues,
+    },
     db,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-    publicBaseUrl: 'http://127.0.0.1:8080',
-    fhirBasePath: '/fhir',
-    redisUrl,
-    redisPrefix: prefix,
-    maxBodyBytes: 10 * 1024 * 1024,
-    maxJsonDepth: 64,
-    maxPageSize: 1000,
-    defaultPageSize: 20,
-    enforceReferentialIntegrity: true,
-    operations: extensions.operations,
-    writeInterceptors: extensions.writeInterceptors,
-    eventQueues: extensions.eventQueues,
-  });
+  );
   const clock = new ManualClock();
   const errors: Error[] = [];
   const workers: Workflow[] = [];
@@ -100,8 +96,7 @@ export async function createHarness(
     startWorkers,
     close: async () => {
       await Promise.all(workers.map((w) => w.close()));
-      await server.stop();
-      await db.close();
+      await server.close();
       await deleteKeysWithPrefix(redisUrl, prefix);
     },
   };
