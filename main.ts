@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, TerminologyTranslator } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
-import { ClientStore, createFhirServer, FhirRepository, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
+import { ClientStore, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 
@@ -158,7 +158,11 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   });
   // Longer than common load balancers' idle timeouts, so that they close idle connections first.
   listener.keepAliveTimeout = 65_000;
+  // One process keeps the planner's statistics where autovacuum does not (see db/statistics.ts).
+  const statistics = cluster.isPrimary || cluster.worker?.id === 1 ? new StatisticsKeeper(db, logger) : undefined;
+  await statistics?.start();
   onShutdown(logger, async () => {
+    await statistics?.stop();
     await adapters.stop();
     await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));

@@ -15,7 +15,7 @@ import { FhirRepository, type WriteInterceptor } from './repository';
 import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
 import { registerCodeValidator, type CodeValidator } from './validation';
 
-export { migrate, openDatabase, type Database, type Migration, type Queryable } from './db';
+export { migrate, openDatabase, StatisticsKeeper, type Database, type Migration, type Queryable } from './db';
 export { isR4ResourceType, loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
 export { FhirRepository, WriteSession, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';

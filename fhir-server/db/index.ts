@@ -2,6 +2,7 @@ export type { Database, Queryable, QueryOptions } from './database';
 export { isRetryableConflict, sqlState } from './database';
 export { migrate, LATEST_SCHEMA_VERSION, type Migration } from './migrations';
 export { CompositeWrite, SqlParams } from './statement';
+export { StatisticsKeeper } from './statistics';
 import type { Database } from './database';
 import { PgliteDatabase } from './pglite';
 import { PostgresDatabase } from './postgres';
