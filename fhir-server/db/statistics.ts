@@ -19,7 +19,7 @@ export class StatisticsKeeper {
   constructor(
     private readonly db: Database,
     private readonly logger: Logger,
-    private readonly intervalMs = 15_000,
+    private readonly intervalMs = 5_000,
   ) {}
 
   /** Starts checking, unless autovacuum already does this job. */
