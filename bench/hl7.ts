@@ -63,12 +63,12 @@ function percentile(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
 }
 
-async function registerFacilities(baseUrl: string): Promise<string[]> {
+async function registerFacilities(baseUrl: string, token: string): Promise<string[]> {
   const keys = Array.from({ length: CONNECTIONS }, (_, i) => `BENCH-H${i + 1}`);
   for (const key of keys) {
     const res = await fetch(`${baseUrl}/Organization`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/fhir+json' },
+      headers: { 'Content-Type': 'application/fhir+json', Authorization: `Bearer ${token}` },
       body: JSON.stringify({ resourceType: 'Organization', meta: { tag: [{ system: FACILITY_TAG_SYSTEM, code: FACILITY_TAG_CODE }] }, identifier: [{ system: 'urn:huimin:facility', value: key }], name: key, active: true }),
     });
     if (!res.ok) throw new Error(`registering ${key}: ${res.status} ${await res.text()}`);
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   process.env.HL7_PORT = String(HL7_PORT);
   const platform = await startPlatform(HTTP_PORT);
   try {
-    const facilities = await registerFacilities(platform.baseUrl);
+    const facilities = await registerFacilities(platform.baseUrl, platform.token);
     const clients = await Promise.all(facilities.map(() => connect()));
     const registration = await registerPatients(clients, facilities);
     await closedLoop(clients, facilities, 3); // warm-up: prepared statements, caches, JIT
@@ -171,7 +171,7 @@ async function main(): Promise<void> {
     const body = [
       '## HL7 v2 inbound (`npm run bench:hl7`)',
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} on ${await machineDescription(platform.databaseUrl)}. The CPU was shared with four other engineers' work while this ran, so the figures are a floor rather than the machine's capacity.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on ${await machineDescription(platform.databaseUrl)}. Nothing else ran on the machine; application, PostgreSQL, Redis and the senders share its two cores.`,
       '',
       `ORU^R01 messages (one OBR, six numeric OBX: a DiagnosticReport and six Observations written, the raw message stored) for ${PATIENTS} patients per facility that an ADT^A28 registered first, from ${CONNECTIONS} facilities over ${CONNECTIONS} MLLP connections, the platform with its default worker processes sharing the HL7 port. Latency is from send (or, paced, from the scheduled send time) to the ACK.`,
       '',

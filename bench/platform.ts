@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { deleteKeysWithPrefix } from '../test/redis-keys';
 import pg from 'pg';
@@ -63,6 +64,8 @@ export async function startPlatform(port: number): Promise<BenchPlatform> {
       HOST: '127.0.0.1',
       REDIS_URL,
       REDIS_PREFIX: prefix,
+      // A journal directory of this run's own: journals are recovered into whatever database the next start uses.
+      AUDIT_JOURNAL_DIR: path.join(os.tmpdir(), `huimin-bench-audit-${runId}`),
       LOG_LEVEL: 'warn',
       // The harness calls as an administrator; its token must outlive the run, and the per-client rate limit is set
       // far above what the harness sends (so that its cost is measured, but it never throttles).
