@@ -9,9 +9,9 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, TerminologyTranslator } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
-import { ClientStore, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
+import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
-import { installReferralContent, referralMigrations, startWorkflow, workflowStoreExtensions } from './referral-workflow';
+import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -147,6 +147,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
         db,
         queues: { redisUrl: config.redisUrl, prefix: config.redisPrefix },
         config: config.workflow,
+        consent: securityConsent(new ConsentDecisions(db), server.repository),
         baseUrl: `${config.publicBaseUrl}${config.fhirBasePath}`,
         onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
       })

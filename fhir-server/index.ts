@@ -38,6 +38,7 @@ export {
   securityMigrations,
   PlatformSecurity,
   ClientStore,
+  ConsentDecisions,
   TokenService,
   loadOrCreateSigningKey,
   Permissions,

@@ -70,8 +70,8 @@ export interface ConsentChecker {
 }
 
 /**
- * The default until the security module's consent service plugs in here (issue: security): every sharing is
- * allowed. Replace it through `ReferralEngineOptions.consent`.
+ * Every sharing allowed: the default for an engine embedded without security. The platform (main.ts) passes
+ * `securityConsent`, which answers from the patients' Consents.
  */
 export const allowAllConsent: ConsentChecker = { allowsSharing: async () => ({ allowed: true }) };
 

@@ -23,6 +23,7 @@ import { referralRequestRule, taskOperations, taskStateRule } from './tasks';
 export { loadWorkflowConfig, parseDuration, parseDeadlines, type WorkflowConfig } from './config';
 export { ManualClock, systemClock, type Clock } from './clock';
 export { allowAllConsent, ReferralEngine, STEP_QUEUE, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
+export { securityConsent } from './security-consent';
 export { SubscriptionService, DELIVERY_QUEUE, parseCriteria } from './subscriptions';
 export { EVENT_CONSUMERS, EVENT_QUEUES, type QueueSettings } from './queues';
 export { referralMigrations } from './migrations';

@@ -11,3 +11,4 @@ export { Permissions, type ScopeLetter } from './scopes';
 export { ROLES, isRole, rulesOf, type Role } from './roles';
 export { loadOrCreateSigningKey, type SigningKey } from './signing-key';
 export { RateLimiter } from './rate-limit';
+export { ConsentDecisions } from './consent-decisions';

@@ -41,7 +41,8 @@ export const BASE = 'http://127.0.0.1:8080/fhir';
 
 export async function createHarness(
   env: NodeJS.ProcessEnv = {},
-  extra: Partial<WorkflowOptions> = {},
+  /** More workflow options, or a function of the test server that gives them (for options built on its store). */
+  extra: Partial<WorkflowOptions> | ((server: TestServer) => Partial<WorkflowOptions>) = {},
   tuning: { lockDurationMs?: number; stalledIntervalMs?: number } = {},
 ): Promise<Harness> {
   const config = loadWorkflowConfig({ REFERRAL_SLOT_SHARE: '0', SUBSCRIPTION_DELIVERY_BACKOFF_MS: '50', ...env });
@@ -60,6 +61,7 @@ export async function createHarness(
     },
     db,
   );
+  const options = typeof extra === 'function' ? extra(server) : extra;
   const clock = new ManualClock();
   const errors: Error[] = [];
   const workers: Workflow[] = [];
@@ -77,7 +79,7 @@ export async function createHarness(
           console.log('workflow error', job?.name, job?.id, err);
         }
       },
-      ...extra,
+      ...options,
       ...more,
     });
     workers.push(workflow);

@@ -1,0 +1,24 @@
+/**
+ * Consent decisions for other modules (the referral engine asks before it sends a patient's referral to a
+ * receiver), from the same rules that filter reads: one row per deny provision of an active patient-privacy
+ * Consent, derived by a trigger (see migrations.ts).
+ */
+import type { Queryable } from '../db';
+
+export class ConsentDecisions {
+  constructor(private readonly db: Queryable) {}
+
+  /**
+   * The Consent that denies sharing the patient's whole record with the organisation (or with everyone), if any.
+   * Denials of labelled data only (e.g. mental health) do not stop the sharing: reads hide that data from the receiver.
+   */
+  async wholeRecordDenial(patient: string, organization: string): Promise<string | undefined> {
+    const rows = await this.db.query<{ consent_id: string }>(
+      `SELECT consent_id FROM consent_rule
+        WHERE patient_ref = $1 AND (organization IS NULL OR organization = $2) AND label_code IS NULL
+        LIMIT 1`,
+      [patient, organization],
+    );
+    return rows[0]?.consent_id;
+  }
+}
