@@ -7,7 +7,7 @@ import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import pino from 'pino';
-import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, TerminologyTranslator } from './adapters';
+import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, Hl7ReferralSender, TerminologyTranslator } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
@@ -148,6 +148,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
         queues: { redisUrl: config.redisUrl, prefix: config.redisPrefix },
         config: config.workflow,
         consent: securityConsent(new ConsentDecisions(db), server.repository),
+        hl7: new Hl7ReferralSender(outbound, server.repository),
         baseUrl: `${config.publicBaseUrl}${config.fhirBasePath}`,
         onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
       })

@@ -14,4 +14,5 @@ export { SUPPORTED_MESSAGES } from './mapping';
 export { searchMessages, getMessage, type StoredMessage } from './store/message-store';
 export { Hl7Outbound, OUTBOUND_QUEUE, DEAD_LETTER_QUEUE, type OutboundJob, type OutboundOptions } from './outbound/queue';
 export { queryDemographics } from './outbound/query';
+export { Hl7ReferralSender } from './outbound/referral-sender';
 export { refI12, oruR01, qbpQ22 } from './outbound/messages';

@@ -22,6 +22,11 @@ export interface OutboundJob {
   facility: string;
   /** Its MSH-4 key (MSH-6 of what we send). */
   facilityKey: string;
+  /**
+   * MSH-10 chosen by the requester, the same on every attempt and every repetition of the request, so that the
+   * receiver can drop duplicates; a request repeated while the first is kept is not queued again. Unset: one per attempt.
+   */
+  controlId?: string;
 }
 
 export interface OutboundOptions {
@@ -64,6 +69,7 @@ export class Hl7Outbound {
   /** Asks for a message to be sent; resolves to the job id. */
   async enqueue(job: OutboundJob): Promise<string> {
     const added = await this.queue.add(job.kind, job, {
+      jobId: job.controlId,
       attempts: this.options.attempts ?? 8,
       backoff: { type: 'exponential', delay: this.options.backoffMs ?? 5_000 },
       removeOnComplete: 1000,
@@ -106,7 +112,7 @@ export class Hl7Outbound {
       const [type, id] = ref.split('/');
       return JSON.parse((await repo.read(type, id)).json) as T;
     };
-    const header = { sendingFacility: this.options.sendingFacility ?? 'HUIMIN', receivingFacility: job.data.facilityKey, controlId: `${job.id}-${job.attemptsMade + 1}` };
+    const header = { sendingFacility: this.options.sendingFacility ?? 'HUIMIN', receivingFacility: job.data.facilityKey, controlId: job.data.controlId ?? `${job.id}-${job.attemptsMade + 1}` };
     let message: string;
     if (job.data.kind === 'referral') {
       const request = await read<ServiceRequest>(job.data.resource);

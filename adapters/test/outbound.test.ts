@@ -1,10 +1,11 @@
 /** Outbound: REF^I12 and ORU^R01 to a facility's MLLP Endpoint with BullMQ retries and a dead-letter list; QBP^Q22. */
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import type { DiagnosticReport, Endpoint, Observation, Patient, ServiceRequest } from '@medplum/fhirtypes';
+import type { DiagnosticReport, Endpoint, Observation, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { MllpServer } from '../mllp/server';
 import { Hl7Outbound } from '../outbound/queue';
 import { queryDemographics } from '../outbound/query';
+import { Hl7ReferralSender } from '../outbound/referral-sender';
 import { hl7, startHl7Platform, type Hl7TestPlatform } from './harness';
 
 const logger = pino({ level: 'silent' });
@@ -80,6 +81,28 @@ describe('HL7 v2 outbound', () => {
     expect(second).toContain('RF1|P^Pending^HL70283|A^^HL70280||||REF-1|20250301100000+0800');
     expect(second).toContain('PID|1||110101199003074477^^^&2.16.156.10011.1.3&ISO||张^伟||19900307|M');
     expect(second).toContain('OBR|1|REF-1||11502-2^Laboratory report^LN');
+  });
+
+  it('sends the referral workflow\'s REF^I12 once per notification, with the same MSH-10 however often it is asked', async () => {
+    const request = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', identifier: [{ system: 'urn:huimin:referral', value: 'REF-W' }], subject: { reference: `Patient/${patient.id}` } }),
+    )) as ServiceRequest;
+    const task = { resourceType: 'Task', id: 't1', status: 'requested', intent: 'order', owner: { reference: `Organization/${orgId}` } } as Task;
+    const sender = new Hl7ReferralSender(outbound, p.server.repository);
+    const before = facility.received.length;
+    await sender.sendReferral({ task, serviceRequest: request, controlId: 't1-2' });
+    await sender.sendReferral({ task, serviceRequest: request, controlId: 't1-2' });
+    await until(() => facility.received.some((m) => m.includes('REF-W')));
+    await new Promise((r) => setTimeout(r, 300));
+    const sent = facility.received.slice(before).filter((m) => m.includes('REF-W'));
+    expect(sent).toHaveLength(1);
+    expect(sent[0].split('\r')[0].split('|')[9]).toMatch(/^[A-Za-z0-9_-]{20}$/);
+    // A receiver without an MLLP Endpoint learns of referrals through Communications and Subscriptions: nothing is queued.
+    const other = (await p.server.repository.write((s) => s.create({ resourceType: 'Organization', name: 'No HL7 here' }))) as Organization;
+    await sender.sendReferral({ task: { ...task, owner: { reference: `Organization/${other.id}` } }, serviceRequest: request, controlId: 't1-3' });
+    // Queued, it would fail three times (no endpoint, 50 ms backoff) and land among the dead letters.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await outbound.deadLetters()).toEqual([]);
   });
 
   it('notifies a result as ORU^R01 with its observations', async () => {
