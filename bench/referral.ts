@@ -19,9 +19,11 @@ function option(args: string[], name: string, fallback: number): number {
 }
 
 const json = { 'Content-Type': 'application/fhir+json' };
+/** The platform's administrator token (every request needs one), set once the platform is up. */
+let authorization = '';
 
 async function post<T>(url: string, body: unknown): Promise<T> {
-  const res = await fetch(url, { method: 'POST', headers: json, body: JSON.stringify(body) });
+  const res = await fetch(url, { method: 'POST', headers: { ...json, Authorization: authorization }, body: JSON.stringify(body) });
   if (!res.ok) {
     throw new Error(`POST ${url}: ${res.status} ${await res.text()}`);
   }
@@ -29,7 +31,7 @@ async function post<T>(url: string, body: unknown): Promise<T> {
 }
 
 async function get<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: { Authorization: authorization } });
   if (!res.ok) {
     throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
   }
@@ -90,6 +92,7 @@ async function main(): Promise<void> {
   const rate = option(args, 'rate', 50);
   const duration = option(args, 'duration', 20);
   const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18917));
+  authorization = `Bearer ${platform.token}`;
   const base = platform.baseUrl;
   try {
     const machine = await machineDescription(platform.databaseUrl);
