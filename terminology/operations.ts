@@ -19,6 +19,7 @@ import {
   badRequest,
   notSupported,
   operationParameters,
+  parameterValue,
   type FhirOperation,
   type FhirRequest,
   type FhirResponse,
@@ -45,16 +46,7 @@ class Inputs {
   }
 
   string(name: string): string | undefined {
-    const p = this.all(name)[0];
-    if (!p) {
-      return undefined;
-    }
-    for (const [key, value] of Object.entries(p)) {
-      if (key.startsWith('value') && (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')) {
-        return String(value);
-      }
-    }
-    return undefined;
+    return parameterValue(this.params, name);
   }
 
   strings(name: string): string[] {
