@@ -175,7 +175,7 @@ async function main(): Promise<void> {
         '',
         `Command: \`npm run bench:referral -- --rate ${rate} --duration ${duration}\` (run ${new Date().toISOString()}); target: routed and notified under 200 ms p99 at 50 referrals/s.`,
         '',
-        `Machine: ${machine}. The CPUs were shared with five other engineers' builds and test runs while this ran, so the figures are pessimistic and vary between runs.`,
+        `Machine: ${machine}. The load averages in the first line say how busy it was: figures from a busy machine are pessimistic.`,
         '',
         '```',
         ...lines,

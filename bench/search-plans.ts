@@ -4,10 +4,10 @@
  * loaded through the repository's write API into a fresh PostgreSQL database that is dropped afterwards. Prints
  * every plan (EXPLAIN ANALYZE) and records each shape's execution time and index use in docs/performance.md.
  */
-import pg from 'pg';
+import { adminQuery } from './platform';
 import type { Resource } from '@medplum/fhirtypes';
 import { FhirRepository, loadFhirDefinitions, migrate, openDatabase } from '../fhir-server';
-import { compileSearch, parseSearch, queryRecord, SqlParams } from '../fhir-server/search';
+import { compileSearch, orderByClause, parseSearch, queryRecord, SqlParams } from '../fhir-server/search';
 import { machineDescription, writeSection } from './report';
 
 const ADMIN_URL = process.env.BENCH_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -79,20 +79,10 @@ function generated(): Resource[] {
   return resources;
 }
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 async function main(): Promise<void> {
   loadFhirDefinitions();
   const name = `huimin_plans_${Date.now().toString(36)}`;
-  await admin(`CREATE DATABASE ${name}`);
+  await adminQuery(`CREATE DATABASE ${name}`);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
   const db = await openDatabase(url.toString(), undefined);
@@ -117,7 +107,8 @@ async function main(): Promise<void> {
       const { where, orderBy } = compileSearch(request, params, { alias: 'r' });
       const sql =
         `SELECT r.id, r.content FROM resource r WHERE r.res_type = ${params.add(type)} AND NOT r.deleted ${where.map((w) => `AND ${w}`).join(' ')}` +
-        ` ORDER BY ${orderBy.join(', ')} LIMIT 21`;
+        // The server's order: the sort keys, then id (searchPage in repository/search-sql.ts).
+        ` ORDER BY ${orderByClause([...orderBy, { expr: 'r.id', descending: false, sqlType: 'text', nullable: false }])} LIMIT 21`;
       const plan = (await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, COSTS OFF) ${sql}`, params.values)).map((r) => r['QUERY PLAN']);
       console.log(`\n${shape}\n${plan.join('\n')}`);
       const time = plan.find((l) => l.startsWith('Execution Time'))?.replace('Execution Time: ', '') ?? '?';
@@ -143,7 +134,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await db.close();
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   }
 }
 
