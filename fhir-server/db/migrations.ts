@@ -8,7 +8,8 @@ import type { Database } from './database';
 /**
  * One schema change. Versions are unique across the platform: the store uses 1–999 and each other module that
  * keeps tables of its own passes its migrations to `migrate` from its own range (security 1000–1999, terminology
- * 2000–2999, adapters 3000–3999, referral workflow 4000–4999, supervision 5000–5999, portal 6000–6999).
+ * 2000–2999, adapters 3000–3999, referral workflow 4000–4999, supervision 5000–5999, portal 6000–6999, master patient index 7000–7499,
+ * registries and document sharing 7500–7999, result recognition 8000–8999).
  */
 export interface Migration {
   version: number;
