@@ -31,6 +31,7 @@ export {
   type FhirResponse,
   type OperationTarget,
   type RouteContext,
+  type CallerIdentity,
 } from './rest';
 export { FhirError, badRequest, conflict, notFound, notSupported, outcome, issue, unprocessable } from './errors';
 export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
@@ -44,11 +45,12 @@ export {
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,
+  RESTRICTED_TO_SYSTEM,
   type Caller,
   type Client,
   type Role,
 } from './auth';
-export { AuditLog, verifyAuditChain, recoverJournals, type ChainReport } from './audit';
+export { AuditLog, verifyAuditChain, recoverJournals, readAuditLog, type AuditEntry, type StoredAuditFacts, type ChainReport } from './audit';
 
 /** Security settings (see README, Configuration). */
 export interface SecuritySettings {

@@ -11,7 +11,7 @@ import type { SqlParams } from '../db';
 import { FhirError, forbidden, issue, outcome } from '../errors';
 import type { RepositoryAccess } from '../repository';
 import type { FhirRequest, FhirResponse, RequestGuard, RouteContext } from '../rest';
-import { OWNER_TAG_SYSTEM } from './migrations';
+import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './migrations';
 import { rulesOf, type RoleRules } from './roles';
 import type { ScopeLetter } from './scopes';
 import type { Caller } from './tokens';
@@ -143,9 +143,8 @@ export class AccessPolicy implements RequestGuard {
       }
       return this.options.auditReader(ctx, request, interaction);
     }
-    if (interaction.operation) {
-      this.assertOperationRole(ctx, interaction.operation, type, interaction.id);
-    }
+    // An operation restricted to roles that include the caller's vouches for it, writes included (see roles.ts).
+    const grantedByOperation = interaction.operation ? this.assertOperationRole(ctx, interaction.operation, type, interaction.id) : false;
     if (!letter) {
       return undefined;
     }
@@ -154,7 +153,7 @@ export class AccessPolicy implements RequestGuard {
     if (!allowed) {
       throw forbidden(`The token's scopes (${caller.scope || 'none'}) do not allow ${interaction.name}${interaction.operation ? ` $${interaction.operation}` : ''} on ${where} (needs system/${type ?? '*'}.${letter})`);
     }
-    if (WRITE_LETTERS.has(letter) && !this.rules.mayWrite(type ?? '*')) {
+    if (WRITE_LETTERS.has(letter) && !grantedByOperation && !this.rules.mayWrite(type ?? '*')) {
       throw forbidden(`A ${caller.role} client may not ${interaction.name} ${where}${caller.role === 'referral-coordinator' ? ': coordinators manage Task, ServiceRequest, Appointment and AppointmentResponse' : ''}`);
     }
     if (letter === 'u' && interaction.name === 'patch' && !this.rules.unrestricted) {
@@ -163,13 +162,17 @@ export class AccessPolicy implements RequestGuard {
     return undefined;
   }
 
-  /** Operations restricted to some roles (see FhirOperation.roles) refuse every other caller. */
-  private assertOperationRole(ctx: RouteContext, name: string, type: string | undefined, id: string | undefined): void {
+  /**
+   * Operations restricted to some roles (see FhirOperation.roles) refuse every other caller; true when the
+   * operation names the caller's role.
+   */
+  private assertOperationRole(ctx: RouteContext, name: string, type: string | undefined, id: string | undefined): boolean {
     const target = type ? { level: id ? ('instance' as const) : ('type' as const), type, id } : { level: 'system' as const };
     const roles = ctx.operations.find(name, target)?.roles;
     if (roles && !roles.includes(this.caller.role)) {
       throw forbidden(`$${name} is open to ${roles.join(', ')} callers; this client's role is ${this.caller.role}`);
     }
+    return roles !== undefined;
   }
 
   /** Rows this caller may see: the token's resource types, patient consent, and for clinicians a care relationship. */
@@ -190,6 +193,12 @@ export class AccessPolicy implements RequestGuard {
         AND (cr.label_code IS NULL OR EXISTS (SELECT 1 FROM search_token sl WHERE sl.res_type = ${alias}.res_type AND sl.res_id = ${alias}.id
           AND sl.code = '_security' AND sl.value = cr.label_code AND (cr.label_system IS NULL OR sl.system = cr.label_system))))`;
       conditions.push(`(NOT ${deniedByConsent} OR ${owned})`);
+      if (!this.rules.seesRestricted) {
+        // Restricted to named organisations: visible to those and the owner only (probes the partial index 1003).
+        const restricted = (extra: string): string => `EXISTS (SELECT 1 FROM search_token sv WHERE sv.res_type = ${alias}.res_type
+          AND sv.res_id = ${alias}.id AND sv.code = '_security' AND sv.system = '${RESTRICTED_TO_SYSTEM}'${extra})`;
+        conditions.push(`(NOT ${restricted('')} OR ${restricted(` AND sv.value = ${org}`)} OR ${owned})`);
+      }
       if (this.rules.needsCareRelationship && !this.breakGlassReason) {
         conditions.push(`(cardinality(${alias}.compartments) = 0 OR ${owned} OR EXISTS (SELECT 1 FROM care_relationship cr2
           WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}))`);

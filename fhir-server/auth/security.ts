@@ -235,7 +235,12 @@ export class PlatformSecurity implements HttpSecurity {
       breakGlassReason: breakGlass,
       auditReader: (routeCtx, request, interaction) => this.readAudit(routeCtx, request, interaction),
     });
-    const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy };
+    const secured: RouteContext = {
+      ...ctx,
+      repo: ctx.repo.withAccess(policy.repositoryAccess()),
+      guard: policy,
+      caller: { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner },
+    };
     // A request that may change data leaves a trace before it runs, in case the process dies before its record.
     const intent = req.method === 'GET' || req.method === 'HEAD' ? undefined : await this.intend(agent, policy, req, requestId);
     return {

@@ -43,6 +43,22 @@ export interface RouteContext {
   session?: WriteSession;
   /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
   guard?: RequestGuard;
+  /**
+   * Who is calling, as the security module established it from the token; undefined for in-process calls. For
+   * operations whose rules depend on the caller's organisation (a hospital answering a finding about itself).
+   */
+  caller?: CallerIdentity;
+}
+
+/** The authenticated caller, as operations see it. */
+export interface CallerIdentity {
+  clientId: string;
+  /** security's role: admin, supervisor, facility-system, clinician, referral-coordinator. */
+  role: string;
+  /** The client's owning organisation, `Organization/123`. */
+  organization?: string;
+  /** The person behind a clinician's call, `Practitioner/123`. */
+  practitioner?: string;
 }
 
 export interface RequestGuard {
