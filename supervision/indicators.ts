@@ -97,7 +97,8 @@ export const findingsIndicator: IndicatorProvider = {
     const total = (k: 'total' | 'confirmed' | 'dismissed' | 'corrected' | 'open'): number => rows.reduce((s, r) => s + n(r[k]), 0);
     const stratified = (code: string, display: string, k: 'total' | 'confirmed' | 'dismissed' | 'corrected' | 'open'): MeasureReportGroup => ({
       ...group(code, display, [population('initial-population', total(k))], total(k)),
-      stratifier: [
+      // FHIR wants no empty arrays: without findings there is no stratum, so no stratifier.
+      stratifier: rows.length === 0 ? undefined : [
         {
           code: [{ coding: [{ system: GROUP_SYSTEM, code: 'rule' }], text: 'rule' }],
           stratum: rows.map((r) => ({ value: { text: r.rule_id }, population: [population('initial-population', n(r[k]))], measureScore: { value: n(r[k]) } })),
@@ -181,14 +182,14 @@ export async function antimicrobialFigures(q: Queryable, period: Period, subject
   const encFilter = subjectFilter(subject, 'e', values);
   const rows = await q.query<Record<string, string | null>>(
     `WITH outp AS (
-       SELECT p.institution, count(DISTINCT p.group_id) AS total,
+       SELECT coalesce(p.institution, '') AS institution, count(DISTINCT p.group_id) AS total,
          count(DISTINCT p.group_id) FILTER (WHERE EXISTS (SELECT 1 FROM unnest($3::text[]) a WHERE p.ingredient LIKE a || '%')) AS anti
        FROM sv_prescription p
        WHERE p.setting IN ('outpatient', 'emergency') AND p.status NOT IN ('cancelled', 'entered-in-error', 'draft')
          AND p.authored >= $1 AND p.authored < $2 AND ${rxFilter}
-       GROUP BY p.institution),
+       GROUP BY 1),
      stays AS (
-       SELECT e.institution, e.id, greatest(1, e.end_at::date - e.start_at::date) AS bed_days,
+       SELECT coalesce(e.institution, '') AS institution, e.id, greatest(1, e.end_at::date - e.start_at::date) AS bed_days,
          (SELECT count(*) FROM sv_prescription p WHERE p.encounter = e.id AND p.status NOT IN ('cancelled', 'entered-in-error', 'draft')
             AND EXISTS (SELECT 1 FROM unnest($3::text[]) a WHERE p.ingredient LIKE a || '%')) AS anti_lines,
          (SELECT coalesce(sum(p.amount_g / d.value::numeric), 0) FROM sv_prescription p JOIN jsonb_each_text($4::jsonb) d ON d.key = p.ingredient
@@ -199,8 +200,8 @@ export async function antimicrobialFigures(q: Queryable, period: Period, subject
      inp AS (
        SELECT institution, count(*) AS discharged, count(*) FILTER (WHERE anti_lines > 0) AS users, sum(bed_days) AS bed_days, sum(ddds) AS ddds
        FROM stays GROUP BY institution)
-     SELECT coalesce(outp.institution, inp.institution) AS institution, outp.total, outp.anti, inp.discharged, inp.users, inp.bed_days, inp.ddds
-     FROM outp FULL JOIN inp ON inp.institution IS NOT DISTINCT FROM outp.institution`,
+     SELECT nullif(coalesce(outp.institution, inp.institution), '') AS institution, outp.total, outp.anti, inp.discharged, inp.users, inp.bed_days, inp.ddds
+     FROM outp FULL JOIN inp ON inp.institution = outp.institution`,
     values,
   );
   return rows.map((r) => ({
