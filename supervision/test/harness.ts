@@ -16,7 +16,8 @@ export interface Harness {
   server: TestServer;
   db: Database;
   supervision: Supervision;
-  clock: { now: number };
+  /** The engine's clock: real time moved by `offset` ms. */
+  clock: { offset: number };
   errors: Error[];
   findings: RaisedFinding[];
   /** Writes as a hospital's facility-system client (owner-stamped), returns the stored resource. */
@@ -37,8 +38,8 @@ export async function createHarness(env: NodeJS.ProcessEnv = {}, options: Superv
   const db = await createTestDatabase('postgres', supervisionMigrations);
   const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
   const prefix = `${process.env.TEST_REDIS_PREFIX ?? 'huimin-test'}-sv-${randomBytes(4).toString('hex')}`;
-  const clock = { now: Date.now() };
-  const supervision = createSupervision(config, { now: () => clock.now, ...options });
+  const clock = { offset: 0 };
+  const supervision = createSupervision(config, { now: () => Date.now() + clock.offset, ...options });
   const server = await createTestServer('postgres', { redisUrl, redisPrefix: prefix, operations: supervision.operations, eventQueues: supervision.eventQueues }, db);
   const errors: Error[] = [];
   const findings: RaisedFinding[] = [];
