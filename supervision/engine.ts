@@ -86,7 +86,7 @@ export class SupervisionEngine {
   private tickTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: EngineOptions) {
-    this.facts = new FactRecorder(options.db, options.repository);
+    this.facts = new FactRecorder(options.db, options.repository, [options.config.bureau]);
     this.findings = new FindingWriter(options.repository, options.config, options.now);
     this.review = new ReviewService(options.repository, options.config, options.now);
     this.audit = new AuditReview(options.db);
@@ -184,6 +184,7 @@ export class SupervisionEngine {
   /** Applies rules in a scope and raises their findings; returns the findings raised. */
   async apply(rules: Rule[], scope: Scope): Promise<RaisedFinding[]> {
     const raised: RaisedFinding[] = [];
+    let failure: Error | undefined;
     for (const rule of rules) {
       let found: Candidate[];
       if (rule.kind === 'antimicrobial-indicators') {
@@ -195,12 +196,21 @@ export class SupervisionEngine {
         if (!inEffect(rule, candidate.occurredAt)) {
           continue;
         }
-        const finding = await this.findings.raise(rule, candidate);
-        if (finding) {
-          raised.push(finding);
-          this.options.onFinding?.(finding);
+        // One finding that cannot be written does not keep the others from being raised; the first failure is
+        // thrown at the end, so BullMQ retries the job (raising is idempotent).
+        try {
+          const finding = await this.findings.raise(rule, candidate);
+          if (finding) {
+            raised.push(finding);
+            this.options.onFinding?.(finding);
+          }
+        } catch (err) {
+          failure ??= err as Error;
         }
       }
+    }
+    if (failure) {
+      throw failure;
     }
     return raised;
   }

@@ -116,6 +116,8 @@ export class FactRecorder {
   constructor(
     private readonly db: Database,
     private readonly repo: FhirRepository,
+    /** Owners whose writes are not an institution's data feed (the bureau's own findings and reviews). */
+    private readonly notFeeds: readonly string[] = [],
   ) {}
 
   /** Records the facts of one change event; returns what the rules should look at. */
@@ -135,7 +137,7 @@ export class FactRecorder {
       throw err;
     }
     const institution = ownerOf(resource.meta);
-    if (institution) {
+    if (institution && !this.notFeeds.includes(institution)) {
       await this.db.query(
         `INSERT INTO sv_feed (institution, day, resources, last_at) VALUES ($1, ($2::timestamptz AT TIME ZONE 'UTC')::date, 1, $2)
          ON CONFLICT (institution, day) DO UPDATE SET resources = sv_feed.resources + 1, last_at = GREATEST(sv_feed.last_at, EXCLUDED.last_at)`,

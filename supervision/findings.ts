@@ -116,6 +116,7 @@ export class FindingWriter {
       const [type, id] = ref.split('/');
       implicated.push((await session.read(type, id)) ? { reference: ref } : { display: `${ref} (no longer in the store)` });
     }
+    const patientExists = c.patient ? !!(await session.read('Patient', c.patient.split('/')[1])) : false;
     const institutionExists = c.institution ? !!(await session.read('Organization', c.institution.split('/')[1])) : false;
     const finding: Extension[] = [
       ...(c.value !== undefined ? [{ url: 'measured', valueDecimal: Math.round(c.value * 1000) / 1000 }] : []),
@@ -147,9 +148,9 @@ export class FindingWriter {
       status: 'preliminary',
       code: { coding: [{ system: RULE_SYSTEM, code: rule.id, display: rule.title }], text: `${rule.title} (rule ${rule.id} version ${rule.version})` },
       severity: rule.severity,
-      ...(c.patient ? { patient: { reference: c.patient } } : {}),
+      ...(c.patient && patientExists ? { patient: { reference: c.patient } } : {}),
       identifiedDateTime: new Date(now).toISOString(),
-      implicated,
+      ...(implicated.length ? { implicated } : {}),
       detail: `${c.detail}. Rule ${rule.id} version ${rule.version} (${rule.category})${c.threshold !== undefined ? `, threshold ${c.threshold}${c.unit ? ` ${c.unit}` : ''}` : ''}.`,
     };
   }
