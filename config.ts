@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
+import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
 
 export interface PlatformConfig {
   port: number;
@@ -65,6 +66,10 @@ export interface PlatformConfig {
   workflowWorkers: boolean;
   /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
   workflow: WorkflowConfig;
+  /** Whether this platform's processes run supervision's BullMQ workers (rules on change events, periodic checks). */
+  supervisionWorkers: boolean;
+  /** The bureau, review deadlines, tick, rule parameter overrides (SUPERVISION_*). */
+  supervision: SupervisionConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -164,5 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     },
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
+    supervisionWorkers: boolFromEnv(env, 'SUPERVISION_WORKERS', true),
+    supervision: loadSupervisionConfig(env),
   };
 }

@@ -12,13 +12,14 @@ import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
+import { createSupervision, supervisionMigrations } from './supervision';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations]);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations, ...supervisionMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -112,12 +113,14 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
   const workflowRules = workflowStoreExtensions(config.workflow);
+  const supervision = createSupervision(config.supervision);
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations],
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...supervision.operations],
+    eventQueues: [...workflowRules.eventQueues, ...supervision.eventQueues],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
@@ -153,6 +156,14 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
         onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
       })
     : undefined;
+  // Supervision: rules, Measures and the bureau installed (once), operations answering; its workers where configured.
+  await supervision.attach(
+    { db, repository: server.repository },
+    { onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'supervision job failed') },
+  );
+  if (config.supervisionWorkers) {
+    supervision.startWorkers({ redisUrl: config.redisUrl, prefix: config.redisPrefix });
+  }
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
@@ -169,6 +180,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
     await workflow?.close();
+    await supervision.close();
     await server.stop();
     await db.close();
   });
