@@ -83,6 +83,8 @@ export class SupervisionEngine {
   private readonly connections: Redis[] = [];
   private readonly workers: Worker[] = [];
   private jobs: Queue | undefined;
+  /** The last batch re-evaluation this process ran: its period, duration and findings (the benchmark reads it). */
+  lastReevaluation: { period: Period; rules?: string[]; ms: number; findings: number; at: string } | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: EngineOptions) {
@@ -263,8 +265,26 @@ export class SupervisionEngine {
 
   /** Every rule that applies to periods (or those named) over the facts of a period. */
   async reevaluate(period: Period, ruleIds?: string[]): Promise<RaisedFinding[]> {
+    const started = performance.now();
     const rules = (await this.options.rules.active(PERIOD_KINDS as RuleKind[])).filter((r) => !ruleIds || ruleIds.includes(r.id));
-    return this.apply(rules, { from: period.start, to: period.end, now: new Date(this.options.now()).toISOString() });
+    const raised = await this.apply(rules, { from: period.start, to: period.end, now: new Date(this.options.now()).toISOString() });
+    this.lastReevaluation = { period, rules: ruleIds, ms: Math.round(performance.now() - started), findings: raised.length, at: new Date().toISOString() };
+    return raised;
+  }
+
+  /** Jobs waiting in supervision's queues (events and batch jobs), for the status operation. */
+  async backlog(): Promise<{ events: number; jobs: number } | undefined> {
+    if (!this.jobs) {
+      return undefined;
+    }
+    const events = new Queue(SUPERVISION_EVENT_QUEUE, { connection: this.jobs.opts.connection, prefix: this.jobs.opts.prefix });
+    try {
+      const [e, j] = await Promise.all([events.getJobCounts('waiting', 'active', 'delayed'), this.jobs.getJobCounts('waiting', 'active', 'delayed')]);
+      const sum = (c: Record<string, number>): number => Object.values(c).reduce((a, b) => a + b, 0);
+      return { events: sum(e), jobs: sum(j) };
+    } finally {
+      await events.close();
+    }
   }
 
   /**

@@ -5,7 +5,9 @@
  *   legal basis) or a new rule of an existing kind, then the batch re-evaluation of a period; supervisors and admins;
  * - `POST [base]/$supervision-reevaluate`: re-evaluate rules over a period; supervisors and admins;
  * - `POST [base]/DetectedIssue/[id]/$supervision-review`: the decision of the finding's current review step;
- * - `[base]/Measure/[id]/$evaluate-measure` (and `Measure/$evaluate-measure?measure=`): an indicator's MeasureReport.
+ * - `[base]/Measure/[id]/$evaluate-measure` (and `Measure/$evaluate-measure?measure=`): an indicator's MeasureReport;
+ * - `[base]/$supervision-status`: this process's evaluation lag (p50/p99 since start or the last `resetLag`), the
+ *   queues' backlog and the last batch re-evaluation; supervisors and admins.
  *
  * Rules are kept in supervision's own table rather than as FHIR resources: a rule's parameters are typed per kind
  * and checked on every change, and versions are dense and never rewritten, which a generic resource type (Library,
@@ -257,5 +259,39 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
     },
   };
 
-  return [rulesOp, updateOp, reevaluateOp, reviewOp, evaluateOp];
+  const statusOp: FhirOperation = {
+    name: 'supervision-status',
+    definition: `${DEF}/supervision-status`,
+    levels: ['system'],
+    affectsState: false,
+    roles: BUREAU_ROLES,
+    async invoke(_ctx, request) {
+      const { engine } = runtime.attached();
+      // Resetting the lag samples changes no data (only this process's measurement), so GET stays allowed.
+      if (request.method === 'POST' && parameterValue(operationParameters(request), 'resetLag') === 'true') {
+        engine.resetLag();
+      }
+      const lag = engine.lag();
+      const backlog = await engine.backlog();
+      const last = engine.lastReevaluation;
+      const parameter: ParametersParameter[] = [
+        {
+          name: 'lag',
+          part: [
+            { name: 'count', valueInteger: lag.count },
+            ...(lag.p50 !== undefined ? [{ name: 'p50', valueDecimal: lag.p50 }] : []),
+            ...(lag.p99 !== undefined ? [{ name: 'p99', valueDecimal: lag.p99 }] : []),
+            ...(lag.max !== undefined ? [{ name: 'max', valueDecimal: lag.max }] : []),
+          ],
+        },
+        ...(backlog ? [{ name: 'backlog', part: [{ name: 'events', valueInteger: backlog.events }, { name: 'jobs', valueInteger: backlog.jobs }] }] : []),
+        ...(last
+          ? [{ name: 'lastReevaluation', part: [{ name: 'periodStart', valueDateTime: last.period.start }, { name: 'periodEnd', valueDateTime: last.period.end }, { name: 'ms', valueInteger: last.ms }, { name: 'findings', valueInteger: last.findings }, { name: 'at', valueDateTime: last.at }] }]
+          : []),
+      ];
+      return { status: 200, body: { resourceType: 'Parameters', parameter } };
+    },
+  };
+
+  return [rulesOp, updateOp, reevaluateOp, reviewOp, evaluateOp, statusOp];
 }
