@@ -169,14 +169,33 @@ export class SupervisionEngine {
     }
   }
 
-  /** One change event: its facts, then the rules it concerns. */
+  /**
+   * Changes of one resource type waiting to be evaluated together: events handled at the same moment by this
+   * process's workers share one query per rule (the evaluators take a list of ids) instead of one each. Each event's
+   * job completes only once its batch has been evaluated, so a failure is retried like any other.
+   */
+  private readonly pending = new Map<string, { ids: Set<string>; done: Promise<void> }>();
+
+  private evaluateSoon(resourceType: string, id: string): Promise<void> {
+    let batch = this.pending.get(resourceType);
+    if (!batch) {
+      const ids = new Set<string>();
+      const done = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(async () => {
+        this.pending.delete(resourceType);
+        await this.apply(await this.options.rules.active(kindsTriggeredBy(resourceType)), { ids: [...ids], now: new Date(this.options.now()).toISOString() });
+      });
+      batch = { ids, done };
+      this.pending.set(resourceType, batch);
+    }
+    batch.ids.add(id);
+    return batch.done;
+  }
+
+  /** One change event: its facts, then the rules it concerns (batched with the events handled alongside it). */
   async onEvent(event: ResourceChangeJob): Promise<void> {
     const change = await this.facts.record(event);
-    if (change.recorded) {
-      const kinds = kindsTriggeredBy(change.resourceType);
-      if (kinds.length > 0) {
-        await this.apply(await this.options.rules.active(kinds), { ids: [change.id], now: new Date(this.options.now()).toISOString() });
-      }
+    if (change.recorded && kindsTriggeredBy(change.resourceType).length > 0) {
+      await this.evaluateSoon(change.resourceType, change.id);
     }
     const lagMs = Date.now() - Date.parse(event.occurredAt);
     this.lagRecorder.add(lagMs);
