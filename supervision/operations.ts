@@ -192,7 +192,12 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
       const params = operationParameters(request);
       const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'));
       const ruleIds = (params.parameter ?? []).filter((p) => p.name === 'rule').map((p) => p.valueCode ?? p.valueString ?? '');
-      const { engine } = runtime.attached();
+      const { engine, rules } = runtime.attached();
+      const known = new Set((await rules.latest()).map((r) => r.id));
+      const unknown = ruleIds.filter((id) => !known.has(id));
+      if (unknown.length > 0) {
+        throw badRequest(`Unknown rule${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (see $supervision-rules)`);
+      }
       const job = await engine.queueReevaluation(period, ruleIds.length ? ruleIds : undefined);
       return {
         status: 202,
