@@ -11,9 +11,15 @@
  *
  *   npm run bench:supervision                                   # --rate 1000 --duration 30 --institutions 20
  *   npm run bench:supervision -- --rate 200 --duration 10       # small scale
+ *   npm run bench:supervision -- --duration 0 --facts 10000000  # the month's SQL over 10 million facts
+ *
+ * `--facts N` adds N synthetic rows to supervision's fact tables for the month (prescription lines, encounters,
+ * orders and results, in the proportions 6:1:3), written in bulk with SQL (loading ten million resources through
+ * the API would take hours): it measures the indicators' and the batch's SQL at that scale, not the extraction.
  */
 import os from 'node:os';
 import type { Bundle, BundleEntry, Parameters, Resource } from '@medplum/fhirtypes';
+import pg from 'pg';
 import { startPlatform } from './platform';
 import { machineDescription, writeSection } from './report';
 
@@ -111,6 +117,55 @@ function visit(patient: string, monthStart: number, i: number, size: number): Bu
   return { resourceType: 'Bundle', type: 'transaction', entry: entries };
 }
 
+/**
+ * Synthetic facts in bulk: 60 % prescription lines (10 % with an antimicrobial, days' supply 1–7 so that few
+ * findings are raised), 10 % inpatient or outpatient encounters, 30 % orders and results, over the month's days; a
+ * patient per 20 rows (3 for encounters), each patient at one institution.
+ */
+async function loadFacts(databaseUrl: string, n: number, orgs: string[], monthStart: number): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const chunk = 1_000_000;
+    for (let offset = 0; offset < n; offset += chunk) {
+      const size = Math.min(chunk, n - offset);
+      const rx = Math.floor(size * 0.6);
+      const enc = Math.floor(size * 0.1);
+      const ord = size - rx - enc;
+      const params = [orgs, new Date(monthStart).toISOString(), offset];
+      await client.query(
+        `INSERT INTO sv_prescription (id, version, institution, patient, encounter, group_id, authored, status, setting, drug_system, drug_code,
+           ingredient, days_supply, long_term, stable_chronic, reason_codes, amount_g, patient_gender, patient_birth)
+         SELECT 'f' || ($3 + g), 1, $1[1 + (($3 + g) / 20) % cardinality($1)], 'Patient/f' || (($3 + g) / 20), 'f' || (($3 + g) / 6), 'g' || (($3 + g) / 3),
+           $2::timestamptz + ((g % 28) || ' days')::interval, 'active', CASE WHEN g % 5 = 0 THEN 'inpatient' ELSE 'outpatient' END,
+           'http://www.whocc.no/atc', CASE WHEN g % 10 = 0 THEN 'J01CA04' ELSE 'C09AA02' END, CASE WHEN g % 10 = 0 THEN 'J01CA04' ELSE 'C09AA02' END,
+           1 + g % 7, false, false, '{}', 4.5, CASE WHEN g % 2 = 0 THEN 'female' ELSE 'male' END, '1960-01-01'
+         FROM generate_series(0, ${rx - 1}) g`,
+        params,
+      );
+      await client.query(
+        `INSERT INTO sv_encounter (id, version, institution, patient, class, status, start_at, end_at, principal_dx, planned)
+         SELECT 'f' || ($3 + g), 1, $1[1 + (($3 + g) / 3) % cardinality($1)], 'Patient/f' || (($3 + g) / 3), CASE WHEN g % 5 = 0 THEN 'inpatient' ELSE 'outpatient' END,
+           'finished', $2::timestamptz + ((g % 28) || ' days')::interval, $2::timestamptz + ((g % 28) || ' days')::interval + ((1 + g % 9) || ' days')::interval,
+           (ARRAY['I10', 'J189', 'E119', 'I210'])[1 + g % 4], false
+         FROM generate_series(0, ${enc - 1}) g`,
+        params,
+      );
+      await client.query(
+        `INSERT INTO sv_order (res_type, id, version, kind, institution, patient, code_system, code, at, status)
+         SELECT CASE WHEN g % 2 = 0 THEN 'Observation' ELSE 'ServiceRequest' END, 'f' || ($3 + g), 1, CASE WHEN g % 2 = 0 THEN 'result' ELSE 'order' END,
+           $1[1 + (($3 + g) / 20) % cardinality($1)], 'Patient/f' || (($3 + g) / 20), 'http://loinc.org', (ARRAY['2093-3', '1558-6', '2160-0'])[1 + g % 3],
+           $2::timestamptz + ((g % 28) || ' days')::interval, CASE WHEN g % 2 = 0 THEN 'final' ELSE 'active' END
+         FROM generate_series(0, ${ord - 1}) g`,
+        params,
+      );
+    }
+    await client.query('ANALYZE sv_prescription; ANALYZE sv_encounter; ANALYZE sv_order');
+  } finally {
+    await client.end();
+  }
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const rate = option(args, 'rate', 1000);
@@ -177,7 +232,7 @@ async function main(): Promise<void> {
     }
     await Promise.all(inFlight);
     const writeSeconds = (Date.now() - started) / 1000;
-    const achieved = (total * bundleSize) / writeSeconds;
+    const achieved = total > 0 ? (total * bundleSize) / writeSeconds : 0;
     // Until the queue is drained.
     let status = await call<Parameters>(`${base}/$supervision-status`, admin);
     for (let i = 0; i < 600 && (part(status, 'backlog').events ?? 0) > 0; i++) {
@@ -187,6 +242,13 @@ async function main(): Promise<void> {
     const lag = part(status, 'lag');
     const drainSeconds = (Date.now() - started) / 1000;
 
+    const facts = option(args, 'facts', 0);
+    let factsLine: string | undefined;
+    if (facts > 0) {
+      const t = performance.now();
+      await loadFacts(platform.databaseUrl, facts, orgs, monthStart);
+      factsLine = `loaded ${facts} synthetic fact rows for the month in ${((performance.now() - t) / 1000).toFixed(1)} s`;
+    }
     // The month: every indicator for the city and for one institution, then the batch re-evaluation.
     const q = (subject?: string): string =>
       new URLSearchParams({ periodStart: new Date(monthStart).toISOString(), periodEnd: new Date(monthEnd).toISOString(), ...(subject ? { subject } : {}) }).toString();
@@ -212,6 +274,7 @@ async function main(): Promise<void> {
     }
     const batchWall = performance.now() - t0;
     const lines = [
+      ...(factsLine ? [factsLine] : []),
       `wrote ${total * bundleSize} resources (${total} transaction bundles of ${bundleSize}, ${institutions} hospitals) at ${achieved.toFixed(0)} resources/s offered ${rate}/s ` +
         `for ${duration} s; ${failures} bundles failed; queue drained ${drainSeconds.toFixed(1)} s after the start; load average ${loadBefore.toFixed(1)} before, ` +
         `${os.loadavg()[0].toFixed(1)} after, on ${os.cpus().length} CPUs`,
