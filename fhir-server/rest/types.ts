@@ -3,7 +3,7 @@
  * bundles are both turned into a FhirRequest and go through the same router.
  */
 import type { Resource } from '@medplum/fhirtypes';
-import type { FhirRepository, WriteSession } from '../repository';
+import type { CallerIdentity, FhirRepository, WriteSession } from '../repository';
 import type { OperationRegistry } from './operations';
 
 export type FhirMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -43,6 +43,8 @@ export interface RouteContext {
   session?: WriteSession;
   /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
   guard?: RequestGuard;
+  /** Who the request acts for, when the security module authenticated it. */
+  caller?: CallerIdentity;
 }
 
 export interface RequestGuard {
