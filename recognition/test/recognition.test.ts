@@ -13,7 +13,7 @@ import { hospitalLabSystem } from '../../terminology';
 import { recognitionCodes, recognitionWindows, residentPatients } from '..';
 import { BUREAU, hl7Time, startPlatform, waitFor, type Platform } from './harness';
 
-const { GRANT_EXTENSION, GRANT_TAG_CODE, GRANT_TAG_SYSTEM, MARK_SYSTEM, SCOPE_SYSTEM, ISSUE_SYSTEM, EXCEPTION_REASON_SYSTEM, STATUS_REASON_EXTENSION } = recognitionCodes;
+const { ADVISORY_ID, GRANT_EXTENSION, GRANT_TAG_CODE, GRANT_TAG_SYSTEM, MARK_SYSTEM, SCOPE_SYSTEM, ISSUE_SYSTEM, EXCEPTION_REASON_SYSTEM, STATUS_REASON_EXTENSION } = recognitionCodes;
 const JSON_TYPE = 'application/fhir+json';
 const LOINC = 'http://loinc.org';
 
@@ -37,7 +37,7 @@ async function startHook(): Promise<typeof hook> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      bodies.push(Buffer.concat(chunks).toString('utf8'));
+      bodies.push(`${req.method} ${req.url} ${Buffer.concat(chunks).toString('utf8')}`);
       res.end();
     });
   });
@@ -105,7 +105,8 @@ async function orderAtB(patient: Patient, encounter: Encounter, localCode: strin
 /** Waits until the engine checked the order, then gives its advisory (if any). */
 async function advisoryOf(order: { resourceType: string; id?: string }): Promise<DetectedIssue | undefined> {
   await waitFor(() => p.checked.has(`${order.resourceType}/${order.id}`), `check of ${order.resourceType}/${order.id}`);
-  return (await p.search<DetectedIssue>('DetectedIssue', `implicated=${order.resourceType}/${order.id}`))[0];
+  // The order's own advisory (another order's advisory may implicate it too: the prescription at A, once B's exists).
+  return (await p.search<DetectedIssue>('DetectedIssue', `identifier=${encodeURIComponent(ADVISORY_ID)}|${order.resourceType}-${order.id}`))[0];
 }
 
 async function decide(issue: DetectedIssue, operation: string, as: string, parameters: Parameters['parameter'] = []) {
@@ -163,7 +164,7 @@ beforeAll(async () => {
   await post('HealthcareService', grant('Organization/HOSP-A-LAB', '本省', ['2823-3', '14749-6', '2828-2']), 'bureau');
   // Hospital C "grants" itself a mark: not the bureau's, so it does not count.
   await post('HealthcareService', grant('Organization/HOSP-C', '本省', ['2823-3']), 'c-system');
-  // B's ordering system subscribes to its advisories.
+  // B's ordering system subscribes to its advisories (the resource is PUT to [endpoint]/DetectedIssue/[id]).
   await post('Subscription', { resourceType: 'Subscription', status: 'requested', reason: 'recognition advisories', criteria: `DetectedIssue?_security=${OWNER_TAG_SYSTEM}|Organization/HOSP-B`, channel: { type: 'rest-hook', endpoint: hook.url, payload: JSON_TYPE } }, 'admin');
   // The bureau prices potassium (cost saved).
   const priced = await request(p.server.rawApp).post('/fhir/$recognition-item-set').set(auth('supervisor')).set('Content-Type', JSON_TYPE)
@@ -199,7 +200,7 @@ describe('an order from hospital B for a test the resident had at hospital A', (
     expect(issue?.detail).toContain('本省HR');
     expect(issue?.meta?.security).toContainEqual(expect.objectContaining({ system: OWNER_TAG_SYSTEM, code: 'Organization/HOSP-B' }));
     // B's ordering system is told through its Subscription.
-    await waitFor(() => hook.bodies.some((b) => b.includes(`DetectedIssue/${issue?.id}`)), 'subscription notification');
+    await waitFor(() => hook.bodies.some((b) => b.startsWith(`PUT /hook/DetectedIssue/${issue?.id} `)), 'subscription notification');
 
     // The same question on demand, by B's code or LOINC, from B's doctor: the result carries its mark.
     for (const code of [`${LOINC}|2823-3`, `${hospitalLabSystem('HOSP-B')}|XK`]) {
