@@ -1,6 +1,8 @@
 /**
  * `npm run bench:recognition`: the ordering screen's question, `Patient/[id]/$recognizable-results?code=…`, for a
- * resident with many results. Starts the built platform on a fresh database (as `npm run bench` does), files
+ * resident with many results. Runs the FHIR server with the recognition module (as main.ts wires it, in this one
+ * process, without the workers and the start-up content the question does not use) on a fresh PostgreSQL database
+ * and answers over HTTP; files
  * `--observations` results (default 5,000) for the resident's record at hospital A over the past year (the 16 items
  * of the bureau's table and others), links it with the resident's record at hospital B through a golden record (as
  * the MPI does), grants A's laboratory its mark, then asks from B `--requests` times (default 300, one at a time,
@@ -9,9 +11,71 @@
  *   npm run bench:recognition                                   # 5,000 observations
  *   npm run bench:recognition -- --observations 500 --requests 100
  */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Bundle, BundleEntry, Observation, Patient } from '@medplum/fhirtypes';
-import { startPlatform } from './platform';
+import pino from 'pino';
+import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, migrate, openDatabase, securityMigrations } from '../fhir-server';
+import { recognitionMigrations, recognitionStoreExtensions } from '../recognition';
+import { createTerminologyService, terminologyMigrations } from '../terminology';
+import { adminQuery } from './platform';
 import { machineDescription, writeSection } from './report';
+
+const ADMIN_URL = process.env.BENCH_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** The server in this process on a fresh database, and an administrator's token. */
+async function startServer(): Promise<{ baseUrl: string; databaseUrl: string; token: string; stop(): Promise<void> }> {
+  const dbName = `huimin_bench_recognition_${Date.now().toString(36)}`;
+  await adminQuery(`CREATE DATABASE ${dbName}`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${dbName}`;
+  const db = await openDatabase(url.toString(), undefined, 10);
+  await migrate(db, [...securityMigrations, ...terminologyMigrations, ...recognitionMigrations]);
+  const secret = randomBytes(24).toString('base64url');
+  await new ClientStore(db).ensureAdmin({ clientId: 'bench-admin', secret });
+  const listener = createServer();
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const publicBaseUrl = `http://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+  const readRepo = new FhirRepository(db, { enforceReferentialIntegrity: true, baseUrl: `${publicBaseUrl}/fhir` });
+  const recognition = recognitionStoreExtensions({ db, repository: readRepo, terminology: createTerminologyService(db, readRepo), consent: new ConsentDecisions(db), authorities: [] });
+  const server = createFhirServer({
+    db,
+    logger: pino({ level: 'warn' }),
+    publicBaseUrl,
+    fhirBasePath: '/fhir',
+    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    redisPrefix: `huimin-bench-${dbName}`,
+    maxBodyBytes: 50 * 1024 * 1024,
+    maxJsonDepth: 64,
+    maxPageSize: 1000,
+    defaultPageSize: 20,
+    enforceReferentialIntegrity: true,
+    operations: recognition.operations,
+    security: { rateLimitPerClient: 0, rateLimitTokenEndpoint: 0, accessTokenLifetimeS: 3600 },
+    auditJournalDir: path.join(os.tmpdir(), `huimin-bench-audit-${dbName}`),
+  });
+  listener.on('request', server.app);
+  const tokenRes = await fetch(`${publicBaseUrl}/auth/token`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${Buffer.from(`bench-admin:${secret}`).toString('base64')}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+  });
+  const { access_token: token } = (await tokenRes.json()) as { access_token: string };
+  return {
+    baseUrl: `${publicBaseUrl}/fhir`,
+    databaseUrl: url.toString(),
+    token,
+    stop: async () => {
+      await new Promise((resolve) => listener.close(resolve));
+      await server.stop();
+      await db.close();
+      await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    },
+  };
+}
 
 function option(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -29,7 +93,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const observations = option(args, 'observations', 5000);
   const requests = option(args, 'requests', 300);
-  const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18919));
+  const platform = await startServer();
   const authorization = `Bearer ${platform.token}`;
   const base = platform.baseUrl;
   const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
