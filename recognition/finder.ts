@@ -18,12 +18,12 @@ export interface CodeTranslation {
 
 /** Only these count as "the same test": a wider or narrower code is another test. */
 const EQUIVALENT = new Set(['equivalent', 'equal']);
-const FINAL = 'final,amended,corrected';
+const FINAL = new Set(['final', 'amended', 'corrected']);
 /** Translations may be this old on the ordering screen's path. */
 const TRANSLATION_MAX_AGE_MS = 60_000;
 const DAY_MS = 24 * 3600 * 1000;
-/** At most this many results are examined per question (newest first). */
-const MAX_RESULTS = 200;
+/** At most this many results (of the items, within the widest window) are examined per question. */
+const MAX_RESULTS = 1000;
 
 export interface Recognisable {
   observation: Observation;
@@ -106,14 +106,14 @@ export class RecognitionFinder {
     }
     const widest = Math.max(...items.map((i) => i.windowDays));
     const since = new Date(question.now.getTime() - widest * DAY_MS).toISOString();
-    const query = new URLSearchParams({
-      subject: patients.join(','),
-      code: [...byCode.keys()].join(','),
-      status: FINAL,
-      date: `ge${since}`,
-      _sort: '-date',
-    });
-    const results = await searchAll<Observation>(this.repository, 'Observation', query.toString(), MAX_RESULTS);
+    // Subjects, codes and the window narrow the search to a handful of rows; status and order are checked here,
+    // which is cheaper than two more index conditions and a sort on the store's side (see docs/performance.md).
+    const query = new URLSearchParams({ subject: patients.join(','), code: [...byCode.keys()].join(','), date: `ge${since}` });
+    const results = (await searchAll<Observation>(this.repository, 'Observation', query.toString(), MAX_RESULTS))
+      .filter((o) => FINAL.has(o.status))
+      .map((o) => ({ o, at: Date.parse(o.effectiveDateTime ?? o.effectivePeriod?.start ?? o.issued ?? '') }))
+      .sort((a, b) => b.at - a.at)
+      .map(({ o }) => o);
     const orderSpecimens = question.specimen?.length ? await this.specimenTypes(question.specimen) : undefined;
     const found: Recognisable[] = [];
     for (const observation of results) {

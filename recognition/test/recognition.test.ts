@@ -261,6 +261,11 @@ describe('the ordering doctor decides', () => {
     expect(lists[0].entry?.[0].item.reference).toMatch(/^Observation\//);
     // Decided once only.
     expect((await decide({ id: r1.issue } as DetectedIssue, 'recognition-accept', 'b-doctor')).status).toBe(409);
+    // On the audit record, like every request: the decision names the advisory.
+    await waitFor(async () => {
+      const audit = await request(p.server.rawApp).get('/fhir/AuditEvent').query({ entity: `DetectedIssue/${r1.issue}` }).set(auth('supervisor'));
+      return audit.status === 200 && JSON.stringify(audit.body).includes('recognition-accept');
+    }, 'the audit event of the decision');
   });
 
   it('overrides with a coded reason; serial monitoring must name the disease', async () => {
