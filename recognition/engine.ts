@@ -12,7 +12,8 @@
  *                                                          when the order came by HL7 (AdvisoryNotifier)
  *
  * A check is idempotent: the advisory is created conditionally on an identifier naming the order, and the look-up
- * row has a key naming the order's version, so retries and repeated events add nothing.
+ * row has a key naming the order (one look-up per order, however often it changes), so retries and repeated events
+ * add nothing.
  */
 import { UnrecoverableError, Queue, Worker, type DefaultJobOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -167,7 +168,7 @@ export class RecognitionEngine {
     await this.options.db.query(
       `INSERT INTO recognition_lookup (lookup_key, via, institution, department, doctor, patient, item_code, found) VALUES ($1, 'order', $2, $3, $4, $5, $6, $7)
        ON CONFLICT (lookup_key) DO NOTHING`,
-      [`ServiceRequest/${order.id}/${job.versionId}`, who.institution ?? null, who.department ?? null, who.doctor ?? null, `Patient/${patient.id}`, items.map((i) => i.code).join(','), found.filter((r) => r.institution !== who.institution).length],
+      [`ServiceRequest/${order.id}`, who.institution ?? null, who.department ?? null, who.doctor ?? null, `Patient/${patient.id}`, items.map((i) => i.code).join(','), found.filter((r) => r.institution !== who.institution).length],
     );
     if (found.length === 0) {
       return undefined;

@@ -70,7 +70,7 @@ export const recognitionMigrations: readonly Migration[] = [
 
       CREATE TABLE recognition_lookup (
         id bigserial PRIMARY KEY,
-        -- Set for look-ups made for an order (its Type/id/version), so that a retried job counts once.
+        -- Set for look-ups made for an order (its Type/id), so that an order counts once however often it is checked.
         lookup_key text UNIQUE,
         at timestamptz NOT NULL DEFAULT now(),
         via text NOT NULL CHECK (via IN ('on-demand', 'order')),
