@@ -44,6 +44,8 @@ export {
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,
+  callerOf,
+  ownerOf,
   type Caller,
   type Client,
   type Role,
