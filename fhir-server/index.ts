@@ -44,7 +44,6 @@ export {
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,
-  callerOf,
   ownerOf,
   type Caller,
   type Client,

@@ -16,7 +16,6 @@
 import type { CodeableConcept, DetectedIssue, DetectedIssueMitigation, List, MedicationRequest, Reference, ServiceRequest } from '@medplum/fhirtypes';
 import {
   badRequest,
-  callerOf,
   conflict,
   notFound,
   operationParameters,
@@ -63,7 +62,7 @@ async function load(session: WriteSession, id: string): Promise<Loaded> {
 }
 
 function practitionerOf(ctx: RouteContext): Reference | undefined {
-  const practitioner = callerOf(ctx)?.practitioner;
+  const practitioner = ctx.caller?.practitioner;
   return practitioner ? { reference: practitioner } : undefined;
 }
 
@@ -159,7 +158,7 @@ async function accept(ctx: RouteContext, _request: FhirRequest, id: string, find
       };
       await session.conditionalCreate(list, `identifier=${encodeURIComponent(RECOGNISED_LIST_ID)}|${encodeURIComponent(issue.id)}`);
     }
-    await recordDecision(session, facts, loaded, { outcome: 'recognised', counted: true, by: callerOf(ctx)?.practitioner ?? callerOf(ctx)?.clientId });
+    await recordDecision(session, facts, loaded, { outcome: 'recognised', counted: true, by: ctx.caller?.practitioner ?? ctx.caller?.clientId });
     return writeIssue(session, issue, {
       action: { coding: [{ system: OUTCOME_SYSTEM, code: 'recognised', display: 'Prior result recognised; the order is revoked' }] },
       date: session.now,
@@ -188,7 +187,7 @@ async function override(ctx: RouteContext, request: FhirRequest, id: string, fin
   const facts = await decisionFacts(ctx, id, finder);
   return ctx.repo.write(async (session) => {
     const loaded = await load(session, id);
-    await recordDecision(session, facts, loaded, { outcome: 'not-recognised', reason: reason.code, counted: reason.counted, by: callerOf(ctx)?.practitioner ?? callerOf(ctx)?.clientId });
+    await recordDecision(session, facts, loaded, { outcome: 'not-recognised', reason: reason.code, counted: reason.counted, by: ctx.caller?.practitioner ?? ctx.caller?.clientId });
     return writeIssue(session, loaded.issue, {
       extension: disease ? [{ url: MONITORED_CONDITION_EXTENSION, valueCodeableConcept: disease }] : undefined,
       action: { coding: [{ system: EXCEPTION_REASON_SYSTEM, code: reason.code, display: reason.display }], text: note ?? reason.display },

@@ -10,7 +10,7 @@
  * supervisors, who write no FHIR resources, edit it. Every call is audited like any FHIR request.
  */
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
-import { badRequest, callerOf, FhirError, issue, operationParameters, outcome, parameterValue, type FhirOperation, type FhirRepository, type Queryable } from '../fhir-server';
+import { badRequest, FhirError, issue, operationParameters, outcome, parameterValue, type FhirOperation, type FhirRepository, type Queryable } from '../fhir-server';
 import { BASE } from './fhir';
 
 export interface RecognitionItem {
@@ -140,7 +140,7 @@ export function itemOperations(db: Queryable): FhirOperation[] {
         if (display && display.length > 200) {
           throw badRequest('Parameter "display" is at most 200 characters');
         }
-        const caller = callerOf(ctx);
+        const caller = ctx.caller;
         await table.set({ system, code, display, windowDays: days, price }, caller?.clientId ?? 'platform');
         const item = await table.get(system, code);
         return { status: 200, body: { resourceType: 'Parameters', parameter: item ? [itemParameter(item)] : [] } as Parameters };

@@ -6,7 +6,7 @@
  * look-up for the bureau's figures.
  */
 import type { Bundle, Observation } from '@medplum/fhirtypes';
-import { badRequest, callerOf, operationParameters, type FhirOperation, type Queryable } from '../fhir-server';
+import { badRequest, operationParameters, type FhirOperation, type Queryable } from '../fhir-server';
 import { BASE, MARK_SYSTEM } from './fhir';
 import type { RecognitionFinder, Recognisable } from './finder';
 import { residentPatients } from './patients';
@@ -47,7 +47,7 @@ export function lookupOperation(finder: RecognitionFinder, db: Queryable, now: (
       const codes = parseCodes((params.parameter ?? []).filter((p) => p.name === 'code').map((p) => p.valueString ?? p.valueCode ?? (p.valueCoding ? `${p.valueCoding.system ?? ''}|${p.valueCoding.code ?? ''}` : '')));
       // Visible to the caller (404 otherwise, like a read).
       await ctx.repo.read('Patient', target.id as string);
-      const caller = callerOf(ctx);
+      const caller = ctx.caller;
       const asker = caller?.role === 'admin' ? undefined : caller?.organization;
       const patients = await residentPatients(finder.repository, target.id as string);
       const found = await finder.find({ patients, code: { coding: codes }, asker, now: now() });

@@ -228,15 +228,6 @@ export class AccessPolicy implements RequestGuard {
   }
 }
 
-/**
- * The caller a request runs for, for operations that decide by who asks (the ordering organisation, the
- * practitioner who decides): undefined when the server runs without security (some module tests) or for calls
- * that did not come through the API.
- */
-export function callerOf(ctx: RouteContext): Caller | undefined {
-  return ctx.guard instanceof AccessPolicy ? ctx.guard.caller : undefined;
-}
-
 /** A patch may not touch meta (the owner tag and source are the server's to set). */
 function assertPatchLeavesMetaAlone(request: FhirRequest): void {
   const body = request.body as unknown;

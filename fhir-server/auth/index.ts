@@ -4,7 +4,7 @@
  */
 export { securityMigrations, OWNER_TAG_SYSTEM } from './migrations';
 export { PlatformSecurity, type SecurityOptions } from './security';
-export { AccessPolicy, callerOf, ownerOf, type Interaction } from './access-policy';
+export { AccessPolicy, ownerOf, type Interaction } from './access-policy';
 export { ClientStore, checkRegistration, type Client, type RegistrationInput, type AuthMethod } from './clients';
 export { TokenService, OAuthError, TokenError, CLIENT_ASSERTION_TYPE, type Caller } from './tokens';
 export { Permissions, type ScopeLetter } from './scopes';
