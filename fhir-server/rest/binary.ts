@@ -69,6 +69,7 @@ export async function binaryReadResponse(ctx: RouteContext, request: FhirRequest
     return response;
   }
   const binary = JSON.parse(response.body.text) as Binary;
+  await assertSecurityContextVisible(ctx, binary);
   const stored = ctx.binaryStore ? await ctx.binaryStore.content(binary) : undefined;
   if (wantsRawContent(request)) {
     return { status: 200, headers: response.headers, stream: rawContent(binary, stored) };
@@ -77,6 +78,28 @@ export async function binaryReadResponse(ctx: RouteContext, request: FhirRequest
     return response;
   }
   return { status: 200, headers: response.headers, stream: jsonWithData(binary, stored) };
+}
+
+/**
+ * A Binary's securityContext is the resource that governs access to it (a DocumentReference, a Patient): whoever
+ * may not read that (patient consent, scopes, care relationship) may not read the Binary either.
+ */
+async function assertSecurityContextVisible(ctx: RouteContext, binary: Binary): Promise<void> {
+  const match = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/.exec(binary.securityContext?.reference ?? '');
+  if (!match) {
+    return;
+  }
+  try {
+    await ctx.repo.read(match[1], match[2], ctx.session?.tx);
+  } catch (err) {
+    if (err instanceof FhirError && (err.status === 403 || err.status === 404)) {
+      throw new FhirError(403, outcome([issue('error', 'forbidden', `Binary/${binary.id} is governed by ${match[0]} (its securityContext), which this client may not read`)]));
+    }
+    // A governing resource that was deleted no longer restricts anyone beyond the Binary's own visibility.
+    if (!(err instanceof FhirError && err.status === 410)) {
+      throw err;
+    }
+  }
 }
 
 function rawContent(binary: Binary, stored: StoredContent | undefined): StreamedBody {
