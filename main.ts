@@ -12,13 +12,14 @@ import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
+import { installRegistryContent, registryMigrations, registryStoreExtensions } from './registry';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations]);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations, ...registryMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -34,6 +35,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
   await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
+  await installRegistryContent(contentRepository);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {
@@ -112,12 +114,15 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
   const workflowRules = workflowStoreExtensions(config.workflow);
+  const registry = registryStoreExtensions(db, config.registry);
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations],
+    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors],
+    binaryStore: registry.binaryStore,
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...registry.operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,

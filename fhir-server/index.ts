@@ -37,7 +37,7 @@ export {
   type StoredContent,
   type StreamedBody,
 } from './rest';
-export { FhirError, badRequest, conflict, notFound, notSupported, outcome, issue, unprocessable } from './errors';
+export { FhirError, badRequest, conflict, describeError, notFound, notSupported, outcome, issue, unprocessable } from './errors';
 export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
 export {
   securityMigrations,

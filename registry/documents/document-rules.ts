@@ -12,7 +12,7 @@
  * In an ITI-65 bundle a DocumentReference may come before or after its Binary: what one of them learnt is kept for
  * the other in per-transaction state, so whichever comes second does the checking.
  */
-import type { Binary, CodeableConcept, DocumentReference, Identifier, Patient, Reference, Resource } from '@medplum/fhirtypes';
+import type { Binary, CodeableConcept, DocumentReference, Identifier, Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
 import { unprocessable, type WriteInterceptor, type WriteSession } from '../../fhir-server';
 import { contentRefOf, withContentRef, type ChunkedContentStore } from '../content-store';
 import { CDA_CONTENT_TYPE, CdaFormatError, cdaTimeToFhir, readCdaHeader, type CdaHeader, type CdaId } from './cda';
@@ -29,8 +29,8 @@ interface DocumentFacts {
   patient?: string;
   type: CodeableConcept;
   date?: string;
-  author?: Reference;
-  custodian?: Reference;
+  author?: Reference<Organization>;
+  custodian?: Reference<Organization>;
   masterIdentifier?: Identifier;
   replaces: string[];
 }
@@ -82,7 +82,7 @@ async function resolvePatient(session: WriteSession, ids: CdaId[]): Promise<stri
 }
 
 /** A registered Organization named by a CDA id (any system with that value as fallback), or a logical reference. */
-async function organizationReference(session: WriteSession, org: { ids: CdaId[]; name?: string } | undefined): Promise<Reference | undefined> {
+async function organizationReference(session: WriteSession, org: { ids: CdaId[]; name?: string } | undefined): Promise<Reference<Organization> | undefined> {
   if (!org) {
     return undefined;
   }
