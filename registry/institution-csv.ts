@@ -52,47 +52,71 @@ export interface LoadReport {
 
 type Row = Record<string, string>;
 
-const OWNED_IDENTIFIER_SYSTEMS = new Set([USCC_SYSTEM, INSTITUTION_LICENCE_SYSTEM]);
-const OWNED_TYPE_SYSTEMS = new Set([INSTITUTION_TYPE_SYSTEM, LEVEL_GRADE_SYSTEM]);
 
-/** The row's Organization, merged into the existing one: the CSV's fields replace theirs, the rest is kept. */
+/** The identifiers with the one of `system` replaced where it stands (added at the end, or removed when undefined). */
+function setIdentifier(identifiers: Identifier[], value: Identifier | undefined, system = value?.system): Identifier[] {
+  const at = identifiers.findIndex((i) => i.system === system);
+  const others = identifiers.filter((i) => i.system !== system);
+  if (!value) {
+    return others;
+  }
+  if (at < 0) {
+    return [...identifiers, value];
+  }
+  return [...others.slice(0, at), value, ...others.slice(at)];
+}
+
+/**
+ * The row's Organization, merged into the existing one: the file's columns replace what they describe (an empty
+ * cell clears it), columns the file does not have leave the existing values alone, and everything else (other
+ * identifiers and types, tags, extensions other modules added) is kept.
+ */
 function merge(row: Row, existing: Organization | undefined, parentId: string | undefined): Organization {
-  const identifier: Identifier[] = [
-    ...(existing?.identifier ?? []).filter((i) => !OWNED_IDENTIFIER_SYSTEMS.has(i.system ?? '')),
-    { use: 'official', system: USCC_SYSTEM, value: row.uscc },
-    ...(row.licence ? [{ system: INSTITUTION_LICENCE_SYSTEM, value: row.licence }] : []),
-  ];
+  const has = (column: string): boolean => column in row;
+  // In place, so that an unchanged row compares equal to what is stored.
+  let identifier: Identifier[] = setIdentifier(existing?.identifier ?? [], { use: 'official', system: USCC_SYSTEM, value: row.uscc });
+  if (has('licence')) {
+    identifier = setIdentifier(identifier, row.licence ? { system: INSTITUTION_LICENCE_SYSTEM, value: row.licence } : undefined, INSTITUTION_LICENCE_SYSTEM);
+  }
+  const replacedTypeSystems = new Set([...(has('type') ? [INSTITUTION_TYPE_SYSTEM] : []), ...(has('level_grade') ? [LEVEL_GRADE_SYSTEM] : [])]);
+  const keptTypes = (existing?.type ?? []).filter((t) => !(t.coding ?? []).some((c) => replacedTypeSystems.has(c.system ?? '')));
   const ownCodings: Coding[] = [
     ...(row.type ? [{ system: INSTITUTION_TYPE_SYSTEM, code: row.type }] : []),
     ...(row.level_grade ? [{ system: LEVEL_GRADE_SYSTEM, code: row.level_grade }] : []),
   ];
-  const keptTypes = (existing?.type ?? []).filter((t) => !(t.coding ?? []).some((c) => OWNED_TYPE_SYSTEMS.has(c.system ?? '')));
-  const address: Address[] | undefined =
-    row.address || row.division
-      ? [
-          {
-            use: 'work',
-            ...(row.address ? { text: row.address } : {}),
-            ...(row.division ? { extension: [{ url: DIVISION_EXTENSION, valueCoding: { system: DIVISION_SYSTEM, code: row.division } }] } : {}),
-          },
-        ]
-      : existing?.address;
-  const telecom: ContactPoint[] | undefined = row.phone
-    ? [...(existing?.telecom ?? []).filter((t) => t.system !== 'phone'), { system: 'phone', value: row.phone, use: 'work' }]
-    : existing?.telecom;
   const organization: Organization = {
     ...(existing ?? {}),
     resourceType: 'Organization',
     identifier,
     active: row.active ? !/^(false|0|no|否)$/i.test(row.active) : (existing?.active ?? true),
     name: row.name,
-    ...(row.alias ? { alias: row.alias.split(';').map((a) => a.trim()).filter(Boolean) } : {}),
-    type: [...keptTypes, ...ownCodings.map((coding) => ({ coding: [coding] }))],
   };
-  if (address) organization.address = address;
-  if (telecom) organization.telecom = telecom;
-  if (parentId) organization.partOf = { reference: `Organization/${parentId}` };
-  if (organization.type?.length === 0) delete organization.type;
+  const type = [...keptTypes, ...ownCodings.map((coding) => ({ coding: [coding] }))];
+  if (type.length > 0) organization.type = type;
+  else delete organization.type;
+  if (has('alias')) {
+    const alias = (row.alias ?? '').split(';').map((a) => a.trim()).filter(Boolean);
+    if (alias.length > 0) organization.alias = alias;
+    else delete organization.alias;
+  }
+  if (has('address') || has('division')) {
+    const address: Address = {
+      use: 'work',
+      ...(row.address ? { text: row.address } : {}),
+      ...(row.division ? { extension: [{ url: DIVISION_EXTENSION, valueCoding: { system: DIVISION_SYSTEM, code: row.division } }] } : {}),
+    };
+    if (row.address || row.division) organization.address = [address];
+    else delete organization.address;
+  }
+  if (has('phone')) {
+    const telecom: ContactPoint[] = [...(existing?.telecom ?? []).filter((t) => t.system !== 'phone'), ...(row.phone ? [{ system: 'phone' as const, value: row.phone, use: 'work' as const }] : [])];
+    if (telecom.length > 0) organization.telecom = telecom;
+    else delete organization.telecom;
+  }
+  if (has('parent_uscc')) {
+    if (parentId) organization.partOf = { reference: `Organization/${parentId}` };
+    else delete organization.partOf;
+  }
   return organization;
 }
 
@@ -145,9 +169,15 @@ async function loadRow(repository: FhirRepository, row: Row, line: number): Prom
 
 /** Loads the CSV from a stream (see the file comment for the columns). */
 export async function loadInstitutionCsv(repository: FhirRepository, input: Readable): Promise<LoadReport> {
-  const parser = input.pipe(parse({ columns: (header: string[]) => header.map((h) => h.trim().toLowerCase()), bom: true, trim: true, skip_empty_lines: true, info: true, relax_column_count: false }));
+  const parser = input.pipe(
+    parse({ columns: (header: string[]) => header.map((h) => h.trim().toLowerCase()), bom: true, trim: true, skip_empty_lines: true, info: true, skip_records_with_error: true }),
+  );
   const rows: RowReport[] = [];
   const deferred: Array<{ row: Row; line: number }> = [];
+  // A malformed record (too many or too few columns, a quote never closed) is reported at its line; the rest go on.
+  parser.on('skip', (err: Error & { lines?: number }) => {
+    rows.push({ line: err.lines ?? 0, uscc: '', name: '', outcome: 'error', message: `the CSV record cannot be read: ${err.message}` });
+  });
   let count = 0;
   try {
     for await (const { record, info } of parser as AsyncIterable<{ record: Row; info: { lines: number } }>) {
@@ -162,7 +192,7 @@ export async function loadInstitutionCsv(repository: FhirRepository, input: Read
       }
     }
   } catch (err) {
-    // A malformed file (unbalanced quotes, a row with too many columns): what was loaded stays; the rest is reported.
+    // What cannot be skipped (a header that is not CSV, too many rows): what was loaded stays; the rest is reported.
     rows.push({ line: (parser as unknown as { info?: { lines: number } }).info?.lines ?? 0, uscc: '', name: '', outcome: 'error', message: `the CSV cannot be read further: ${(err as Error).message}` });
   }
   // Parents that came later in the file are registered now; a parent still missing is the row's error.

@@ -28,7 +28,7 @@ export function cdaSample(replacements: Record<string, string> = {}): string {
 }
 
 /** Creates a resource as the admin and returns it (fails the test on anything but 201). */
-export async function create<T extends Resource>(server: TestServer, resource: T, token?: string): Promise<T> {
+export async function create<T extends Resource>(server: TestServer, resource: T, token?: string): Promise<T & { id: string }> {
   const res = await request(server.app)
     .post(`/fhir/${resource.resourceType}`)
     .set('Content-Type', 'application/fhir+json')
@@ -37,5 +37,5 @@ export async function create<T extends Resource>(server: TestServer, resource: T
   if (res.status !== 201) {
     throw new Error(`create ${resource.resourceType}: ${res.status} ${JSON.stringify(res.body)}`);
   }
-  return res.body as T;
+  return res.body as T & { id: string };
 }
