@@ -18,6 +18,20 @@ const CHUNK_BYTES = 256 * 1024;
 /** Chunks fetched per round trip when streaming out (1 MiB). */
 const READ_BATCH = 4;
 
+/**
+ * The content references this process's uploads produced, by object identity. A Binary may refer to stored content
+ * only when the reference came from an upload (or is the one its previous version had): a client that learnt a
+ * hash (from a Binary it may read, or guessed it for a small file) must not get content it cannot read by writing
+ * a Binary of its own that refers to it.
+ */
+const issuedRefs = new WeakSet<object>();
+
+/** Whether this reference object was produced by an upload in this process (see issuedRefs). */
+export function isIssuedRef(binary: Binary): boolean {
+  const attachment = binary.meta?.extension?.find((e) => e.url === CONTENT_EXTENSION)?.valueAttachment;
+  return attachment !== undefined && issuedRefs.has(attachment);
+}
+
 export interface ContentRef {
   hash: string;
   size: number;
@@ -46,7 +60,12 @@ export class ChunkedContentStore implements BinaryContentStore {
   ) {}
 
   async receive(body: AsyncIterable<Uint8Array>, binary: Binary): Promise<Binary> {
-    return withContentRef(binary, await this.upload(body));
+    const uploaded = withContentRef(binary, await this.upload(body));
+    const attachment = uploaded.meta?.extension?.find((e) => e.url === CONTENT_EXTENSION)?.valueAttachment;
+    if (attachment) {
+      issuedRefs.add(attachment);
+    }
+    return uploaded;
   }
 
   async content(binary: Binary): Promise<StoredContent | undefined> {

@@ -14,7 +14,7 @@
  */
 import type { Binary, CodeableConcept, DocumentReference, Identifier, Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
 import { unprocessable, type WriteInterceptor, type WriteSession } from '../../fhir-server';
-import { contentRefOf, withContentRef, type ChunkedContentStore } from '../content-store';
+import { contentRefOf, isIssuedRef, withContentRef, type ChunkedContentStore } from '../content-store';
 import { CDA_CONTENT_TYPE, CdaFormatError, cdaTimeToFhir, readCdaHeader, type CdaHeader, type CdaId } from './cda';
 import { DOCUMENT_TYPE_OID, DOCUMENT_TYPE_SYSTEM, documentTypeDisplay } from './document-types';
 
@@ -212,6 +212,10 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
         const ref = contentRefOf(input);
         if (!ref) {
           return undefined;
+        }
+        const previous = write.previous ? contentRefOf(write.previous as Binary) : undefined;
+        if (!isIssuedRef(input) && previous?.hash !== ref.hash) {
+          throw problem(`${where}: a Binary refers to stored content only as uploaded (raw content, or base64 data); the reference to sha256:${ref.hash} was not produced by an upload`, 'Binary.meta.extension');
         }
         const size = await store.sizeOf(ref.hash, session.tx);
         if (size === undefined) {

@@ -112,13 +112,21 @@ describe('inline Binary data', () => {
     expect(Buffer.from(json.body.data, 'base64').equals(text)).toBe(true);
   });
 
-  it('refuses a JSON Binary that refers to content the server does not hold', async () => {
-    const res = await request(server.app).post('/fhir/Binary').set('Content-Type', 'application/fhir+json').send({
-      resourceType: 'Binary',
-      contentType: 'text/plain',
-      meta: { extension: [{ url: CONTENT_EXTENSION, valueAttachment: { url: `urn:sha256:${'0'.repeat(64)}`, size: 3 } }] },
-    });
-    expect(res.status).toBe(422);
-    expect(res.body.issue[0].diagnostics).toMatch(/which this server does not hold/);
+  it('refuses a JSON Binary that refers to stored content it did not upload', async () => {
+    const secret = await request(server.app).post('/fhir/Binary').set('Content-Type', 'text/plain').send('another hospital\'s document');
+    const ref = secret.body.meta.extension.find((e: { url: string }) => e.url === CONTENT_EXTENSION);
+    for (const valueAttachment of [ref.valueAttachment, { url: `urn:sha256:${'0'.repeat(64)}`, size: 3 }]) {
+      const res = await request(server.app).post('/fhir/Binary').set('Content-Type', 'application/fhir+json').send({ resourceType: 'Binary', contentType: 'text/plain', meta: { extension: [{ url: CONTENT_EXTENSION, valueAttachment }] } });
+      expect(res.status).toBe(422);
+      expect(res.body.issue[0].diagnostics).toMatch(/was not produced by an upload/);
+    }
+  });
+
+  it('keeps the stored content when a JSON update leaves the reference as it was', async () => {
+    const uploaded = await request(server.app).post('/fhir/Binary').set('Content-Type', 'text/plain').send('kept');
+    const res = await request(server.app).put(`/fhir/Binary/${uploaded.body.id}`).set('Content-Type', 'application/fhir+json').send({ ...uploaded.body, contentType: 'text/markdown' });
+    expect(res.status).toBe(200);
+    const raw = await request(server.app).get(`/fhir/Binary/${uploaded.body.id}`).set('Accept', 'text/markdown');
+    expect(raw.text).toBe('kept');
   });
 });
