@@ -4,6 +4,7 @@
  * document through sax: the header is read from the first chunks only; the view is written as the document is read.
  */
 import type sax from 'sax';
+import { documentTypeDisplay } from './document-types';
 import { parseXmlStream, StopParsing, XmlFeeder, XmlFormatError } from './xml-stream';
 
 export const CDA_CONTENT_TYPE = 'application/hl7-cda+xml';
@@ -254,7 +255,10 @@ export async function* renderCdaHtml(chunks: AsyncIterable<Uint8Array>): AsyncIt
       if (path.length === 2 && node.local === 'component') {
         writeHeader();
       }
-      if (p === 'ClinicalDocument/code') header.code = [attr(node, 'code'), attr(node, 'displayName')].filter(Boolean).join(' ');
+      if (p === 'ClinicalDocument/code') {
+        const code = attr(node, 'code');
+        header.code = [code, attr(node, 'displayName') ?? (code ? documentTypeDisplay(code) : undefined)].filter(Boolean).join(' ');
+      }
       if (p === 'ClinicalDocument/effectiveTime') header.date = cdaTimeToFhir(attr(node, 'value'));
       if (p === 'ClinicalDocument/recordTarget/patientRole/patient/administrativeGenderCode') header.gender = attr(node, 'displayName') ?? attr(node, 'code');
       if (p === 'ClinicalDocument/recordTarget/patientRole/patient/birthTime') header.birth = cdaTimeToFhir(attr(node, 'value'));
