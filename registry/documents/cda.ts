@@ -168,7 +168,7 @@ export async function readCdaHeader(chunks: AsyncIterable<Uint8Array>, options: 
     });
   } catch (err) {
     if (err instanceof XmlFormatError) {
-      throw new CdaFormatError(`The document is not well-formed XML: ${err.message}`);
+      throw new CdaFormatError(`The document is not acceptable XML: ${err.message}`);
     }
     throw err;
   }
@@ -325,7 +325,7 @@ export async function* renderCdaHtml(chunks: AsyncIterable<Uint8Array>): AsyncIt
     }
     feeder.end();
   } catch (err) {
-    throw err instanceof XmlFormatError ? new CdaFormatError(`The document is not well-formed XML: ${err.message}`) : err;
+    throw err instanceof XmlFormatError ? new CdaFormatError(`The document is not acceptable XML: ${err.message}`) : err;
   }
   writeHeader();
   out.push('</body></html>\n');

@@ -15,9 +15,11 @@ export interface XmlHandlers {
 /** Thrown by a handler to stop reading early (the header is read; the body is not needed). */
 export class StopParsing extends Error {}
 
+const HEAD_BYTES = 200;
+
 /** The encoding an XML declaration names, looking only at the first bytes (ASCII-compatible encodings). */
 function declaredEncoding(head: Buffer): string {
-  const declaration = /^\uFEFF?<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9_\-.]+)["']/.exec(head.subarray(0, 200).toString('latin1'));
+  const declaration = /^\uFEFF?<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9_\-.]+)["']/.exec(head.subarray(0, HEAD_BYTES).toString('latin1'));
   const name = declaration?.[1] ?? 'utf-8';
   return iconv.encodingExists(name) ? name : 'utf-8';
 }
@@ -30,6 +32,8 @@ export class XmlFeeder {
   private readonly path: string[] = [];
   private failure: Error | undefined;
   private decoder: ReturnType<typeof iconv.getDecoder> | undefined;
+  /** The first bytes, kept until the XML declaration can be read. */
+  private head: Buffer | undefined;
 
   constructor(handlers: XmlHandlers) {
     const { parser, path } = this;
@@ -49,18 +53,41 @@ export class XmlFeeder {
     };
     parser.ontext = (text) => handlers.text(text, path);
     parser.oncdata = (text) => handlers.text(text, path);
+    // Documents exchanged between systems have no DTD: one is refused rather than half-honoured.
+    parser.ondoctype = () => {
+      throw new XmlFormatError('the document has a DOCTYPE declaration; DTDs and entity declarations are not accepted');
+    };
   }
 
   feed(piece: Uint8Array): void {
     const bytes = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-    this.decoder ??= iconv.getDecoder(declaredEncoding(bytes));
+    if (!this.decoder) {
+      // The XML declaration must be seen whole before the encoding is chosen.
+      this.head = this.head ? Buffer.concat([this.head, bytes]) : bytes;
+      if (this.head.length < HEAD_BYTES) {
+        return;
+      }
+      this.start();
+      return;
+    }
     this.parser.write(this.decoder.write(bytes));
     this.check();
   }
 
   end(): void {
+    if (!this.decoder) {
+      this.start();
+    }
     this.parser.write(this.decoder?.end() ?? '');
     this.parser.close();
+    this.check();
+  }
+
+  private start(): void {
+    const head = this.head ?? Buffer.alloc(0);
+    this.head = undefined;
+    this.decoder = iconv.getDecoder(declaredEncoding(head));
+    this.parser.write(this.decoder.write(head));
     this.check();
   }
 

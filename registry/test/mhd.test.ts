@@ -129,7 +129,7 @@ describe('CDA documents the platform refuses, with the reason', () => {
   it('XML that is not well-formed, anywhere in the document', async () => {
     const res = await uploadCda(cdaSample({ '<title>生命体征</title>': '<title>生命体征</titel>' }));
     expect(res.status).toBe(422);
-    expect(res.body.issue[0].diagnostics).toMatch(/not well-formed XML/);
+    expect(res.body.issue[0].diagnostics).toMatch(/not acceptable XML/);
   });
 
   it('a type code that is no WS/T 500 document type', async () => {
