@@ -60,22 +60,33 @@ const problem = (diagnostics: string, expression?: string) =>
 const identifierOf = (id: CdaId): Identifier =>
   id.extension ? { system: `urn:oid:${id.root}`, value: id.extension } : { system: 'urn:ietf:rfc:3986', value: `urn:oid:${id.root}` };
 
-/** The Patient a document is about: by its ID card number first, then its other identifiers; golden records preferred. */
-async function resolvePatient(session: WriteSession, ids: CdaId[]): Promise<string | undefined> {
+/**
+ * The Patient a document is about, by its ID card number first, then its other identifiers. Several hospitals'
+ * records (and the master patient index's golden record) may carry one ID card number: the publishing hospital's
+ * own record of the patient comes first (each hospital's patient is kept as that hospital sent it), then the golden
+ * record (golden: `seealso` links to its sources, no `refer` link of its own), then the one golden record all the
+ * matches refer to. Several unrelated records mean the identifier does not decide: the next identifier is tried.
+ */
+async function resolvePatient(session: WriteSession, ids: CdaId[], publisher: string | undefined): Promise<string | undefined> {
   const ordered = [...ids.filter((i) => i.root === RESIDENT_ID_OID), ...ids.filter((i) => i.root !== RESIDENT_ID_OID)];
   for (const id of ordered) {
     const found = await session.find('Patient', `identifier=${encodeURIComponent(`urn:oid:${id.root}|${id.extension}`)}`, 20);
     if (found.length === 1) {
       return found[0];
     }
-    if (found.length > 1) {
-      // Several hospitals' records of one resident: the master patient index's golden record is the one to file under.
-      for (const candidate of found) {
-        const patient = await session.read<Patient>('Patient', candidate);
-        if (patient?.link?.some((l) => l.type === 'seealso') && !patient.link.some((l) => l.type === 'refer' || l.type === 'replaced-by')) {
-          return candidate;
-        }
-      }
+    const patients = (await Promise.all(found.map((candidate) => session.read<Patient>('Patient', candidate)))).filter((p): p is Patient => !!p);
+    const own = publisher ? patients.filter((p) => p.managingOrganization?.reference === publisher) : [];
+    if (own.length === 1) {
+      return own[0].id;
+    }
+    const golden = patients.filter((p) => p.link?.some((l) => l.type === 'seealso') && !p.link.some((l) => l.type === 'refer' || l.type === 'replaced-by'));
+    if (golden.length === 1) {
+      return golden[0].id;
+    }
+    const referred = new Set(patients.map((p) => p.link?.find((l) => l.type === 'refer')?.other?.reference));
+    const [only] = [...referred];
+    if (referred.size === 1 && only?.startsWith('Patient/')) {
+      return only.slice('Patient/'.length);
     }
   }
   return undefined;
@@ -114,10 +125,12 @@ async function factsOf(session: WriteSession, header: CdaHeader, size: number, w
   if (header.patientIds.length === 0) {
     throw problem(`${where}: the document names no patient identifier (recordTarget/patientRole/id or patient/id with an extension)`);
   }
-  const patient = await resolvePatient(session, header.patientIds);
+  const author = await organizationReference(session, header.authorOrganization);
+  const custodian = await organizationReference(session, header.custodian);
+  const patient = await resolvePatient(session, header.patientIds, author?.reference ?? custodian?.reference);
   if (!patient) {
     const ids = header.patientIds.map((i) => `urn:oid:${i.root}|${i.extension}`).join(', ');
-    throw problem(`${where}: no registered Patient has any of the document's patient identifiers (${ids}); register the patient first`);
+    throw problem(`${where}: no registered Patient is decided by the document's patient identifiers (${ids}): none has them, or several unrelated ones do; register the patient (or link the records) first`);
   }
   const replaces: string[] = [];
   for (const related of header.relatedDocuments.filter((r) => r.typeCode === 'RPLC')) {
@@ -137,8 +150,8 @@ async function factsOf(session: WriteSession, header: CdaHeader, size: number, w
     type: { coding: [{ system: DOCUMENT_TYPE_SYSTEM, code, display }], text: header.title ?? display },
     // DocumentReference.date is an instant: only a time to the second qualifies.
     date: date && date.length > 10 ? date : undefined,
-    author: await organizationReference(session, header.authorOrganization),
-    custodian: await organizationReference(session, header.custodian),
+    author,
+    custodian,
     masterIdentifier: header.id ? identifierOf(header.id) : undefined,
     replaces,
   };

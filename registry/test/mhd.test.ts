@@ -119,6 +119,22 @@ describe('a CDA uploaded as raw Binary content', () => {
   });
 });
 
+describe('a resident known to several hospitals and to the master patient index', () => {
+  it('files the document under the publisher\'s own record, else under the golden record', async () => {
+    const id = { system: 'urn:oid:2.16.156.10011.1.3', value: '340104198505054561' };
+    const other = await create(server, { resourceType: 'Organization', name: '医院 B' });
+    const golden = await create<Patient>(server, { resourceType: 'Patient', identifier: [id] });
+    const atA = await create<Patient>(server, { resourceType: 'Patient', identifier: [id], managingOrganization: { reference: `Organization/${hospital.id}` }, link: [{ type: 'refer', other: { reference: `Patient/${golden.id}` } }] });
+    const atB = await create<Patient>(server, { resourceType: 'Patient', identifier: [id], managingOrganization: { reference: `Organization/${other.id}` }, link: [{ type: 'refer', other: { reference: `Patient/${golden.id}` } }] });
+    const linked = { ...golden, link: [atA, atB].map((p) => ({ type: 'seealso' as const, other: { reference: `Patient/${p.id}` } })) };
+    expect((await request(server.app).put(`/fhir/Patient/${golden.id}`).set('Content-Type', 'application/fhir+json').send(linked)).status).toBe(200);
+    const fromA = await uploadCda(cdaSample({ '340104198001011234': id.value, HR340104000001: 'HR-MPI-1', 'HM-DOC-0001': 'HM-DOC-MPI1' }));
+    expect((await readDoc(docIdOf(fromA.body))).subject?.reference).toBe(`Patient/${atA.id}`);
+    const fromUnknown = await uploadCda(cdaSample({ '340104198001011234': id.value, HR340104000001: 'HR-MPI-1', 'HM-DOC-0001': 'HM-DOC-MPI2', 'extension="HM-HOSP-A"': 'extension="HM-HOSP-UNREGISTERED"' }));
+    expect((await readDoc(docIdOf(fromUnknown.body))).subject?.reference).toBe(`Patient/${golden.id}`);
+  });
+});
+
 describe('CDA documents the platform refuses, with the reason', () => {
   it('a patient nobody registered', async () => {
     const res = await uploadCda(cdaSample({ '340104198001011234': '34010419900202789X', HR340104000001: 'HR-UNKNOWN' }));
