@@ -74,7 +74,12 @@ async function resolvePatient(session: WriteSession, ids: CdaId[], publisher: st
     if (found.length === 1) {
       return found[0];
     }
-    const patients = (await Promise.all(found.map((candidate) => session.read<Patient>('Patient', candidate)))).filter((p): p is Patient => !!p);
+    // One at a time: a transaction's connection runs one statement at a time.
+    const patients: Patient[] = [];
+    for (const candidate of found) {
+      const patient = await session.read<Patient>('Patient', candidate);
+      if (patient) patients.push(patient);
+    }
     const own = publisher ? patients.filter((p) => p.managingOrganization?.reference === publisher) : [];
     if (own.length === 1) {
       return own[0].id;
