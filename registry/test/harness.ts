@@ -6,14 +6,15 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { createTestDatabase } from '../../test/databases';
+import { createTestDatabase, type Backend } from '../../test/databases';
 import { createTestServer, type TestServer } from '../../test/server';
 import { installRegistryContent, registryMigrations, registryStoreExtensions } from '..';
 
-export async function createRegistryServer(options: { documentMaxBytes?: number } = {}): Promise<TestServer> {
-  const db = await createTestDatabase('postgres', registryMigrations);
+export async function createRegistryServer(options: { documentMaxBytes?: number; backend?: Backend } = {}): Promise<TestServer> {
+  const backend = options.backend ?? 'postgres';
+  const db = await createTestDatabase(backend, registryMigrations);
   const extensions = registryStoreExtensions(db, { documentMaxBytes: options.documentMaxBytes ?? 5 * 1024 * 1024 });
-  const server = await createTestServer('postgres', extensions, db);
+  const server = await createTestServer(backend, extensions, db);
   await installRegistryContent(server.repository);
   return server;
 }
