@@ -231,8 +231,8 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
         if (!ref) {
           return undefined;
         }
-        const previous = write.previous ? contentRefOf(write.previous as Binary) : undefined;
-        if (!isIssuedRef(input) && previous?.hash !== ref.hash) {
+        const previousRef = write.previous ? contentRefOf(write.previous as Binary) : undefined;
+        if (!isIssuedRef(input) && previousRef?.hash !== ref.hash) {
           throw problem(`${where}: a Binary refers to stored content only as uploaded (raw content, or base64 data); the reference to sha256:${ref.hash} was not produced by an upload`, 'Binary.meta.extension');
         }
         const size = await store.sizeOf(ref.hash, session.tx);
@@ -241,10 +241,12 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
         }
         binary = withContentRef(input, { hash: ref.hash, size });
       }
-      if (!isCda(binary.contentType)) {
+      const ref = contentRefOf(binary) as { hash: string; size: number };
+      const previous = write.previous as Binary | undefined;
+      // A document is read when it is filed; a change of the Binary's metadata alone does not file it again.
+      if (!isCda(binary.contentType) || (previous && isCda(previous.contentType) && contentRefOf(previous)?.hash === ref.hash)) {
         return binary;
       }
-      const ref = contentRefOf(binary) as { hash: string; size: number };
       let header: CdaHeader;
       try {
         header = await readCdaHeader(store.chunks(ref.hash, session.tx), { wholeDocument: true });
