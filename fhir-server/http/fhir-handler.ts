@@ -89,7 +89,11 @@ async function sendStream(res: ServerResponse, stream: StreamedBody, head: boole
   }
   for await (const chunk of stream.chunks()) {
     if (!res.write(chunk)) {
-      await once(res, 'drain');
+      // Wait for the client to take what was written; a client that went away ends the stream (and its reads).
+      await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    }
+    if (res.destroyed) {
+      return;
     }
   }
   res.end();

@@ -5,7 +5,7 @@
 import type { Bundle, Organization, Practitioner } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { TestServer } from '../../test/server';
-import { DIVISION_EXTENSION, INSTITUTION_LICENCE_SYSTEM, INSTITUTION_TYPE_SYSTEM, LEVEL_GRADE_SYSTEM, PHYSICIAN_LICENCE_SYSTEM, USCC_SYSTEM } from '..';
+import { DIVISION_EXTENSION, installRegistryContent, INSTITUTION_LICENCE_SYSTEM, INSTITUTION_TYPE_SYSTEM, LEVEL_GRADE_SYSTEM, PHYSICIAN_LICENCE_SYSTEM, USCC_SYSTEM } from '..';
 import { create, createRegistryServer } from './harness';
 
 let server: TestServer;
@@ -44,6 +44,17 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.close();
+});
+
+describe('registry content', () => {
+  it('is in the store once: code systems, naming systems, the division parameter, the $render definition', async () => {
+    expect(await installRegistryContent(server.repository)).toBe(0);
+    const cs = await request(server.app).get('/fhir/CodeSystem').query({ url: 'http://huimin.health/fhir/CodeSystem/wst-500-document-type' });
+    expect(cs.body.entry[0].resource.concept).toHaveLength(53);
+    expect((await request(server.app).get('/fhir/OperationDefinition/DocumentReference-render')).body.code).toBe('render');
+    expect((await request(server.app).get('/fhir/NamingSystem/uscc')).body.uniqueId[0].value).toBe(USCC_SYSTEM);
+    expect((await request(server.app).get('/fhir/SearchParameter/registry-division')).body.code).toBe('division');
+  });
 });
 
 describe('Organization rules', () => {
