@@ -128,6 +128,7 @@ describe('registration desk searches', () => {
     const endpoint = await create(server, { resourceType: 'Endpoint', status: 'active', connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7v2-mllp' }, managingOrganization: { reference: `Organization/${lead.id}` }, payloadType: [{ text: 'HL7 v2' }], address: 'mllp://his.hospital-a.example:2575' });
     expect(await search('HealthcareService', { specialty: `${DEPT}|03.04`, organization: `Organization/${lead.id}` })).toEqual([cardiology.id]);
     expect(await search('HealthcareService', { 'organization.partof': `Organization/${alliance.id}` })).toEqual([cardiology.id]);
+    expect(await search('HealthcareService', { specialty: `${DEPT}|03.04`, 'organization.division': '3401' })).toEqual([cardiology.id]);
     expect(await search('Endpoint', { organization: `Organization/${lead.id}`, 'connection-type': 'hl7v2-mllp', status: 'active' })).toEqual([endpoint.id]);
     const location = await create(server, { resourceType: 'Location', name: '门诊楼', managingOrganization: { reference: `Organization/${lead.id}` }, address: division('340104')[0] });
     expect(await search('Location', { organization: `Organization/${lead.id}`, division: '340104' })).toEqual([location.id]);
