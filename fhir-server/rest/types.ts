@@ -3,7 +3,7 @@
  * bundles are both turned into a FhirRequest and go through the same router.
  */
 import type { Resource } from '@medplum/fhirtypes';
-import type { FhirRepository, WriteSession } from '../repository';
+import type { CallerIdentity, FhirRepository, WriteSession } from '../repository';
 import type { BinaryContentStore } from './binary';
 import type { OperationRegistry } from './operations';
 
@@ -61,6 +61,8 @@ export interface RouteContext {
   session?: WriteSession;
   /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
   guard?: RequestGuard;
+  /** Who the request acts for, when the security module authenticated it. */
+  caller?: CallerIdentity;
   /** Where Binary content too big for a resource's JSON is kept (a module's); none: Binaries hold their data inline. */
   binaryStore?: BinaryContentStore;
 }
