@@ -89,6 +89,13 @@ describe.each<Backend>(['postgres', 'pglite'])('Binary content on %s', (backend)
       expect(after[0].n).toBe(before[0].n);
     });
 
+    it('takes the governing resource of a raw upload from X-Security-Context', async () => {
+      const patient = (await request(server.app).post('/fhir/Patient').set('Content-Type', 'application/fhir+json').send({ resourceType: 'Patient' })).body;
+      const res = await request(server.app).post('/fhir/Binary').set('Content-Type', 'image/png').set('X-Security-Context', `Patient/${patient.id}`).send(randomBytes(100));
+      expect(res.status).toBe(201);
+      expect(res.body.securityContext).toEqual({ reference: `Patient/${patient.id}` });
+    });
+
     it('refuses raw content for other resource types', async () => {
       const res = await request(server.app).post('/fhir/Patient').set('Content-Type', 'text/plain').send('hello');
       expect(res.status).toBe(415);
