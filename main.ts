@@ -12,7 +12,7 @@ import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
-import { installRegistryContent, registryMigrations, registryStoreExtensions } from './registry';
+import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -36,6 +36,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
   await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
   await installRegistryContent(contentRepository);
+  await sweepAbandonedUploads(db);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {

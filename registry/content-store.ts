@@ -156,6 +156,18 @@ export class ChunkedContentStore implements BinaryContentStore {
     return { hash: hex, size: bytes.length };
   }
 
+  /**
+   * Removes the chunks of uploads that never finished (the process died mid-upload; a finished or refused upload
+   * removes its own) once they are older than `olderThanMs`. Returns how many chunks were removed.
+   */
+  async sweepAbandonedUploads(olderThanMs = 24 * 3600 * 1000): Promise<number> {
+    const rows = await this.db.query(
+      `DELETE FROM document_content_chunk WHERE content_key LIKE 'upload:%' AND created_at < now() - $1 * interval '1 millisecond' RETURNING seq`,
+      [olderThanMs],
+    );
+    return rows.length;
+  }
+
   /** The content's bytes, a few chunks per round trip. */
   async *chunks(hash: string, q: Queryable = this.db): AsyncIterable<Buffer> {
     let next = 0;

@@ -26,6 +26,11 @@ export { DOCUMENT_TYPE_SYSTEM, documentTypeDisplay } from './documents/document-
 export { DIVISION_EXTENSION } from './registry-rules';
 export * from './identifiers';
 
+/** At start (one process): removes the chunks of uploads a crashed process left unfinished a day or more ago. */
+export function sweepAbandonedUploads(db: Database): Promise<number> {
+  return new ChunkedContentStore(db, 0).sweepAbandonedUploads();
+}
+
 export interface RegistryStoreExtensions {
   writeInterceptors: WriteInterceptor[];
   operations: FhirOperation[];

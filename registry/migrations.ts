@@ -25,4 +25,12 @@ export const registryMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 7501,
+    name: 'upload chunks carry their time, so that those of uploads a crash abandoned can be swept',
+    sql: `
+      ALTER TABLE document_content_chunk ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
+      CREATE INDEX document_content_chunk_uploads ON document_content_chunk (created_at) WHERE content_key LIKE 'upload:%';
+    `,
+  },
 ];

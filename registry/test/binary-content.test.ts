@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import request from 'supertest';
 import type { Backend } from '../../test/databases';
 import type { TestServer } from '../../test/server';
-import { CONTENT_EXTENSION } from '..';
+import { CONTENT_EXTENSION, sweepAbandonedUploads } from '..';
 import { createRegistryServer } from './harness';
 
 
@@ -94,6 +94,14 @@ describe.each<Backend>(['postgres', 'pglite'])('Binary content on %s', (backend)
       const res = await request(server.app).post('/fhir/Binary').set('Content-Type', 'image/png').set('X-Security-Context', `Patient/${patient.id}`).send(randomBytes(100));
       expect(res.status).toBe(201);
       expect(res.body.securityContext).toEqual({ reference: `Patient/${patient.id}` });
+    });
+
+    it('sweeps the chunks of uploads a crash left unfinished, once they are old enough', async () => {
+      await server.db.query("INSERT INTO document_content_chunk (content_key, seq, data, created_at) VALUES ('upload:crashed', 0, $1, now() - interval '2 days'), ('upload:running', 0, $1, now())", [Buffer.from('x')]);
+      expect(await sweepAbandonedUploads(server.db)).toBe(1);
+      const left = await server.db.query<{ content_key: string }>("SELECT content_key FROM document_content_chunk WHERE content_key LIKE 'upload:%'");
+      expect(left.map((r) => r.content_key)).toEqual(['upload:running']);
+      await server.db.query("DELETE FROM document_content_chunk WHERE content_key = 'upload:running'");
     });
 
     it('refuses raw content for other resource types', async () => {
