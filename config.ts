@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
+import { loadRegistryConfig, type RegistryConfig } from './registry/config';
 
 export interface PlatformConfig {
   port: number;
@@ -67,6 +68,8 @@ export interface PlatformConfig {
   workflow: WorkflowConfig;
   /** Result recognition: the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES). */
   recognition: { authorities: string[] };
+  /** Registries and document sharing (DOCUMENT_MAX_BYTES). */
+  registry: RegistryConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -177,5 +180,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
+    registry: loadRegistryConfig(env),
   };
 }

@@ -13,13 +13,21 @@ import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, Statis
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, startRecognition } from './recognition';
+import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations, ...recognitionMigrations]);
+  const applied = await migrate(db, [
+    ...securityMigrations,
+    ...terminologyMigrations,
+    ...adapterMigrations,
+    ...referralMigrations,
+    ...recognitionMigrations,
+    ...registryMigrations,
+  ]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -35,6 +43,8 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
   await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
+  await installRegistryContent(contentRepository);
+  await sweepAbandonedUploads(db);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {
@@ -121,13 +131,16 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     consent: new ConsentDecisions(db),
     authorities: config.recognition.authorities,
   });
+  const registry = registryStoreExtensions(db, config.registry);
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
     eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues],
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations],
+    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors],
+    binaryStore: registry.binaryStore,
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations, ...registry.operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,

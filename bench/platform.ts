@@ -32,7 +32,9 @@ export async function adminQuery(sql: string): Promise<void> {
 }
 
 async function waitReady(url: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 120; i++) {
+  // A first start loads the terminology content; on a busy machine that takes longer than a minute.
+  const attempts = 2 * Number(process.env.BENCH_READY_TIMEOUT_S ?? 60);
+  for (let i = 0; i < attempts; i++) {
     if (child.exitCode !== null) {
       throw new Error(`the platform exited with code ${child.exitCode} before it was ready`);
     }
@@ -46,7 +48,7 @@ async function waitReady(url: string, child: ChildProcess): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 500));
   }
-  throw new Error(`${url} did not become ready within 60 s`);
+  throw new Error(`${url} did not become ready within ${attempts / 2} s (BENCH_READY_TIMEOUT_S)`);
 }
 
 export async function startPlatform(port: number): Promise<BenchPlatform> {

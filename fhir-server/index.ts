@@ -12,7 +12,7 @@ import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay, type EventQueueTarget } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository, type WriteInterceptor } from './repository';
-import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
+import { OperationRegistry, storeOperations, type BinaryContentStore, type FhirOperation, type RouteContext } from './rest';
 import { registerCodeValidator, type CodeValidator } from './validation';
 
 export { migrate, openDatabase, StatisticsKeeper, type Database, type Migration, type Queryable } from './db';
@@ -31,8 +31,13 @@ export {
   type FhirResponse,
   type OperationTarget,
   type RouteContext,
+  contentTooLarge,
+  wantsRawContent,
+  type BinaryContentStore,
+  type StoredContent,
+  type StreamedBody,
 } from './rest';
-export { FhirError, badRequest, conflict, notFound, notSupported, outcome, issue, unprocessable } from './errors';
+export { FhirError, badRequest, conflict, describeError, notFound, notSupported, outcome, issue, unprocessable } from './errors';
 export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
 export {
   securityMigrations,
@@ -97,6 +102,8 @@ export interface FhirServerOptions {
   writeInterceptors?: readonly WriteInterceptor[];
   /** The queues change events go to, one per consuming module (default: the one queue `resource-changes`). */
   eventQueues?: readonly EventQueueTarget[];
+  /** Keeps Binary content outside the resource JSON, streamed in and out (see rest/binary.ts); none: data inline. */
+  binaryStore?: BinaryContentStore;
 }
 
 export interface FhirServer {
@@ -129,6 +136,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
     operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
+    binaryStore: options.binaryStore,
   };
   const audit = new AuditLog(options.db, {
     journalDir: options.auditJournalDir ?? path.join(os.tmpdir(), 'huimin-audit-journal'),

@@ -154,6 +154,7 @@ async function resolveIdentities(session: WriteSession, entries: ParsedEntry[]):
     if (typeof resource !== 'object' || resource === null || Array.isArray(resource)) {
       continue;
     }
+    rewriteUriLinks(resource, byFullUrl);
     const conditional: Array<{ reference: string; type: string; query: string }> = [];
     visitReferences(resource, (reference) => {
       const mapped = byFullUrl.get(reference);
@@ -180,6 +181,31 @@ async function resolveIdentities(session: WriteSession, entries: ParsedEntry[]):
         }
       }
       visitReferences(resource, (reference) => resolved.get(reference));
+    }
+  }
+}
+
+/**
+ * Links to other entries outside References: R4 (bundle.html#references) has servers replace fullUrls found in
+ * elements of type uri and url too, e.g. an ITI-65 DocumentReference's `content.attachment.url` naming its Binary
+ * by `urn:uuid:`. Only `urn:uuid:`/`urn:oid:` values that are exactly an entry's fullUrl are replaced, so that
+ * ordinary text is never touched; References are left to visitReferences.
+ */
+function rewriteUriLinks(value: unknown, byFullUrl: Map<string, string>): void {
+  if (typeof value !== 'object' || value === null) {
+    return;
+  }
+  const record = value as Record<string, unknown>;
+  for (const [key, child] of Object.entries(record)) {
+    if (typeof child === 'string') {
+      if (key !== 'reference' && (child.startsWith('urn:uuid:') || child.startsWith('urn:oid:'))) {
+        const mapped = byFullUrl.get(child);
+        if (mapped) {
+          record[key] = mapped;
+        }
+      }
+    } else if (typeof child === 'object' && child !== null) {
+      rewriteUriLinks(child, byFullUrl);
     }
   }
 }

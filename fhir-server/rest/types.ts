@@ -4,6 +4,7 @@
  */
 import type { Resource } from '@medplum/fhirtypes';
 import type { CallerIdentity, FhirRepository, WriteSession } from '../repository';
+import type { BinaryContentStore } from './binary';
 import type { OperationRegistry } from './operations';
 
 export type FhirMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -15,9 +16,14 @@ export interface FhirRequest {
   query: URLSearchParams;
   body?: unknown;
   /** Header values that FHIR gives meaning to, lower-case names. */
-  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type', string>>;
+  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type' | 'accept' | 'x-security-context', string>>;
   /** The id a transaction bundle assigned in advance to a resource this request may create. */
   assignedId?: string;
+  /**
+   * A Binary's raw content (POST/PUT of Binary with a Content-Type that is not FHIR JSON), not yet read: the
+   * router streams it into the BinaryContentStore after the guard allowed the request (see binary.ts).
+   */
+  content?: AsyncIterable<Uint8Array>;
 }
 
 /** JSON text that is sent as it is: stored resources are never parsed and re-serialised just to be returned. */
@@ -29,6 +35,18 @@ export interface FhirResponse {
   status: number;
   body?: Resource | RawJson;
   headers?: Record<string, string>;
+  /**
+   * A body that is not a resource held in memory: a Binary's raw content, a resource too big to hold (a Binary
+   * with its stored content as `data`), a rendered document. Sent as it is produced; takes the place of `body`.
+   */
+  stream?: StreamedBody;
+}
+
+export interface StreamedBody {
+  contentType: string;
+  /** Content-Length, when known in advance. */
+  length?: number;
+  chunks(): AsyncIterable<Uint8Array>;
 }
 
 export interface RouteContext {
@@ -45,6 +63,8 @@ export interface RouteContext {
   guard?: RequestGuard;
   /** Who the request acts for, when the security module authenticated it. */
   caller?: CallerIdentity;
+  /** Where Binary content too big for a resource's JSON is kept (a module's); none: Binaries hold their data inline. */
+  binaryStore?: BinaryContentStore;
 }
 
 export interface RequestGuard {
