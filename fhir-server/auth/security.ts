@@ -43,7 +43,7 @@ export interface SecurityOptions {
 
 const BREAK_GLASS_HEADER = 'x-break-the-glass';
 const CORS_ALLOWED_HEADERS = 'Authorization, Content-Type, Accept, If-Match, If-None-Match, If-None-Exist, If-Modified-Since, Prefer, X-Request-Id, X-Break-The-Glass';
-const CORS_EXPOSED_HEADERS = 'Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate, Retry-After';
+const CORS_EXPOSED_HEADERS = 'Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate, Retry-After, X-Progress, Expires';
 
 /** The v3 ActReason purpose of use recorded for a caller's requests. */
 function purposeOf(caller: Caller | undefined, breakGlass: string | undefined): string {
@@ -235,7 +235,7 @@ export class PlatformSecurity implements HttpSecurity {
       breakGlassReason: breakGlass,
       auditReader: (routeCtx, request, interaction) => this.readAudit(routeCtx, request, interaction),
     });
-    const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy };
+    const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy, caller };
     // A request that may change data leaves a trace before it runs, in case the process dies before its record.
     const intent = req.method === 'GET' || req.method === 'HEAD' ? undefined : await this.intend(agent, policy, req, requestId);
     return {

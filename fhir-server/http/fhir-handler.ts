@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import type { Logger } from 'pino';
 import { describeError, FhirError, issue, outcome } from '../errors';
-import { route, RawJson, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext } from '../rest';
+import { route, RawJson, StreamedBody, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext } from '../rest';
 import { readJsonBody, readRawBody } from './json-body';
 
 export interface FhirHandlerOptions {
@@ -64,9 +64,45 @@ export function sendFhir(res: ServerResponse, response: FhirResponse, head: bool
     res.end();
     return;
   }
+  if (response.body instanceof StreamedBody) {
+    throw new Error('a streamed body is sent with sendStreamed');
+  }
   const text = response.body instanceof RawJson ? response.body.text : JSON.stringify(response.body);
   res.setHeader('Content-Type', FHIR_JSON);
   res.end(head ? undefined : text);
+}
+
+/**
+ * Sends a body chunk by chunk, waiting for the socket to drain, so that a large file never sits in memory: the
+ * producer reads its next chunk only when the client has taken the previous one.
+ */
+async function sendStreamed(res: ServerResponse, response: FhirResponse, body: StreamedBody, head: boolean): Promise<void> {
+  res.statusCode = response.status;
+  for (const [name, value] of Object.entries(response.headers ?? {})) {
+    res.setHeader(name, value);
+  }
+  res.setHeader('Content-Type', body.contentType);
+  if (head) {
+    res.end();
+    return;
+  }
+  for await (const chunk of body.chunks()) {
+    if (res.destroyed) {
+      return; // the client went away: stop reading
+    }
+    if (!res.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+  }
+  res.end();
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -129,7 +165,13 @@ export function createFhirHandler(ctx: RouteContext, options: FhirHandlerOptions
       const response = await route(exchange?.ctx ?? ctx, fhirRequest);
       status = response.status;
       await exchange?.finish(fhirRequest, response.status, response);
-      sendFhir(res, response, fhirRequest.method === 'HEAD');
+      // Recorded: a failure while streaming the body is not a second outcome of the request.
+      exchange = undefined;
+      if (response.body instanceof StreamedBody) {
+        await sendStreamed(res, response, response.body, fhirRequest.method === 'HEAD');
+      } else {
+        sendFhir(res, response, fhirRequest.method === 'HEAD');
+      }
     } catch (err) {
       const described = describeError(err);
       status = described.status;

@@ -59,7 +59,7 @@ function resourceEntry(type: string, operations: OperationRegistry): CapabilityS
     ],
     operation: operations
       .all()
-      .filter((op) => op.levels.some((l) => l !== 'system') && (!op.resourceTypes || op.resourceTypes.includes(type)))
+      .filter((op) => op.advertised !== false && op.levels.some((l) => l !== 'system') && (!op.resourceTypes || op.resourceTypes.includes(type)))
       .map((op) => ({ name: op.name, definition: op.definition })),
   };
 }
@@ -102,7 +102,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
           ],
           operation: operations
             .all()
-            .filter((op) => op.levels.includes('system'))
+            .filter((op) => op.advertised !== false && op.levels.includes('system'))
             .map((op) => ({ name: op.name, definition: op.definition })),
         },
       ],

@@ -3,6 +3,7 @@
  * bundles are both turned into a FhirRequest and go through the same router.
  */
 import type { Resource } from '@medplum/fhirtypes';
+import type { Caller } from '../auth/tokens';
 import type { FhirRepository, WriteSession } from '../repository';
 import type { OperationRegistry } from './operations';
 
@@ -25,9 +26,20 @@ export class RawJson {
   constructor(readonly text: string) {}
 }
 
+/**
+ * A body that is not one FHIR JSON resource, sent in chunks as they come (NDJSON files of a bulk export, whose size
+ * is not bounded by memory, and the export's JSON manifest). Only over HTTP: a bundle entry cannot carry it.
+ */
+export class StreamedBody {
+  constructor(
+    readonly contentType: string,
+    readonly chunks: () => AsyncIterable<string>,
+  ) {}
+}
+
 export interface FhirResponse {
   status: number;
-  body?: Resource | RawJson;
+  body?: Resource | RawJson | StreamedBody;
   headers?: Record<string, string>;
 }
 
@@ -43,6 +55,11 @@ export interface RouteContext {
   session?: WriteSession;
   /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
   guard?: RequestGuard;
+  /**
+   * Who is calling (set by the security module): for work that outlives the request and must still be done with
+   * the caller's rights and belong to the caller, such as an asynchronous bulk export.
+   */
+  caller?: Caller;
 }
 
 export interface RequestGuard {
@@ -50,9 +67,12 @@ export interface RequestGuard {
   before(ctx: RouteContext, request: FhirRequest): Promise<FhirResponse | undefined> | undefined;
 }
 
-export function parseBody<T = Resource>(body: Resource | RawJson | undefined): T | undefined {
+export function parseBody<T = Resource>(body: Resource | RawJson | StreamedBody | undefined): T | undefined {
   if (body instanceof RawJson) {
     return JSON.parse(body.text) as T;
+  }
+  if (body instanceof StreamedBody) {
+    return undefined;
   }
   return body as T | undefined;
 }
