@@ -93,8 +93,10 @@ export async function runExport(
       const params = new SqlParams();
       const where = conditions(job, type, params, settings.baseUrl, readFilter);
       where.push(`r.id > ${params.add(after)}`);
+      // A part never crosses a file boundary, so that each file holds at most resourcesPerFile resources.
+      const limit = Math.min(settings.partSize, settings.resourcesPerFile - inFile);
       const sql = `WITH page AS (
-          SELECT r.id, r.content FROM resource r WHERE ${where.join(' AND ')} ORDER BY r.id LIMIT ${params.add(settings.partSize)}
+          SELECT r.id, r.content FROM resource r WHERE ${where.join(' AND ')} ORDER BY r.id LIMIT ${params.add(limit)}
         )
         INSERT INTO bulk_export_part (job_id, kind, res_type, file_no, seq, lines, content)
         SELECT ${params.add(job.id)}, 'output', ${params.add(type)}, ${params.add(fileNo)}, ${params.add(seq)}, count(*),
@@ -122,7 +124,7 @@ export async function runExport(
       if (!(await beat(exported, `${exported} resources exported; now ${type}`))) {
         throw new JobLost('the export was cancelled or taken over');
       }
-      if (Number(part.lines) < settings.partSize) {
+      if (Number(part.lines) < limit) {
         break;
       }
       if (inFile >= settings.resourcesPerFile) {

@@ -8,7 +8,7 @@ import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { isR4ResourceType, r4ResourceTypes } from '../definitions';
 import { badRequest, forbidden } from '../errors';
 import { assertValidId } from '../repository';
-import { indexedParams, parseSearch, patientCompartmentTypes, queryRecord } from '../search';
+import { compileSearch, indexedParams, parseSearch, patientCompartmentTypes, queryRecord, SqlParams } from '../search';
 import type { Caller } from '../auth/tokens';
 import { operationParameters, type FhirRequest } from '../rest';
 
@@ -205,8 +205,8 @@ function checkTypeFilter(filter: string): { type: string; query: string } {
       throw badRequest(`_typeFilter "${filter}": ${code} is not a search parameter of ${type} on this server`);
     }
   }
-  // Parsing finds bad values (dates, prefixes, modifiers) now rather than when the job runs.
-  parseSearch(type, queryRecord(search));
+  // Parsing and compiling find bad values (dates, prefixes, modifiers) now rather than when the job runs.
+  compileSearch(parseSearch(type, queryRecord(search)), new SqlParams(), { alias: 'r' });
   return { type, query };
 }
 

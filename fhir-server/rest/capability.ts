@@ -77,6 +77,8 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
       status: 'active',
       date: new Date().toISOString(),
       kind: 'instance',
+      // Bulk Data Access (STU2): the server answers $export at system level (fhir-server/bulk).
+      ...(operations.find('export', { level: 'system' }) ? { instantiates: ['http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data'] } : {}),
       name: 'Huimin',
       title: 'Huimin regional health information platform',
       publisher: 'Huimin',
