@@ -11,7 +11,7 @@ import { AccessPolicy } from '../auth/access-policy';
 import { Permissions } from '../auth/scopes';
 import type { Caller } from '../auth/tokens';
 import type { Database } from '../db';
-import { FhirError, issue, outcome } from '../errors';
+import { describeError, issue, outcome } from '../errors';
 import { compileSearch, parseSearch, queryRecord, runtimeParams, SqlParams } from '../search';
 import type { CallerSnapshot, ExportJob } from './jobs';
 
@@ -149,8 +149,9 @@ async function writeErrors(db: Database, job: ExportJob, notes: string[], nextSe
 
 /** What a failed job's poll answers: the error's status and OperationOutcome, or a 500 for an unexpected one. */
 export function failureOf(err: unknown): { status: number; outcome: OperationOutcome } {
-  if (err instanceof FhirError) {
-    return { status: err.status, outcome: err.outcome };
+  const described = describeError(err);
+  if (described.unexpected) {
+    return { status: 500, outcome: outcome([issue('error', 'exception', 'The export failed on an unexpected error; the server log has the details')]) };
   }
-  return { status: 500, outcome: outcome([issue('error', 'exception', 'The export failed on an unexpected error; the server log has the details')]) };
+  return { status: described.status, outcome: described.outcome };
 }
