@@ -2,9 +2,10 @@
  * Runs one export job: for each type, the matching current resources are copied into NDJSON parts by one
  * INSERT … SELECT per part, inside PostgreSQL. The stored JSON text is joined as it is (one resource per line:
  * the store keeps compact JSON, whose strings never hold a raw newline), so no resource passes through this
- * process, and memory stays bounded whatever the size of the store: each part is a keyset page (`id > last`) of
- * the type's primary key, with the caller's read filter, the patients' compartments and the `_typeFilter`
- * searches as SQL conditions.
+ * process, and memory stays bounded whatever the size of the store. Each part is a keyset page
+ * (`(last_updated, id) > last`) of the index on (res_type, last_updated, id), which follows the order rows were
+ * written in, so that the heap is read nearly sequentially; the caller's read filter, the patients' compartments
+ * and the `_typeFilter` searches are SQL conditions of the same statement.
  */
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { AccessPolicy } from '../auth/access-policy';
@@ -86,26 +87,32 @@ export async function runExport(
   let exported = 0;
   await writeErrors(db, job, job.spec.notes ?? [], () => seq++);
   for (const type of job.spec.types) {
-    let after = '';
+    // Keyset: the last exported row's last_updated (as text, exact to the microsecond) and id.
+    let after: { lastUpdated: string; id: string } | undefined;
     let fileNo = 1;
     let inFile = 0;
     for (;;) {
       const params = new SqlParams();
       const where = conditions(job, type, params, settings.baseUrl, readFilter);
-      where.push(`r.id > ${params.add(after)}`);
+      if (after) {
+        where.push(`(r.last_updated, r.id) > (${params.add(after.lastUpdated)}::timestamptz, ${params.add(after.id)})`);
+      }
       // A part never crosses a file boundary, so that each file holds at most resourcesPerFile resources.
       const limit = Math.min(settings.partSize, settings.resourcesPerFile - inFile);
       const sql = `WITH page AS (
-          SELECT r.id, r.content FROM resource r WHERE ${where.join(' AND ')} ORDER BY r.id LIMIT ${params.add(limit)}
+          SELECT r.id, r.last_updated, r.content FROM resource r WHERE ${where.join(' AND ')}
+          ORDER BY r.last_updated, r.id LIMIT ${params.add(limit)}
+        ), last AS (
+          SELECT last_updated::text AS last_updated, id FROM page ORDER BY page.last_updated DESC, page.id DESC LIMIT 1
         )
         INSERT INTO bulk_export_part (job_id, kind, res_type, file_no, seq, lines, content)
         SELECT ${params.add(job.id)}, 'output', ${params.add(type)}, ${params.add(fileNo)}, ${params.add(seq)}, count(*),
-          string_agg(page.content, E'\\n' ORDER BY page.id) || E'\\n'
+          string_agg(page.content, E'\\n' ORDER BY page.last_updated, page.id) || E'\\n'
         FROM page HAVING count(*) > 0
-        RETURNING lines, (SELECT max(id) FROM page) AS last_id`;
-      let rows: Array<{ lines: number; last_id: string }>;
+        RETURNING lines, (SELECT last_updated FROM last) AS last_updated, (SELECT id FROM last) AS last_id`;
+      let rows: Array<{ lines: number; last_updated: string; last_id: string }>;
       try {
-        rows = await db.query<{ lines: number; last_id: string }>(sql, params.values);
+        rows = await db.query<{ lines: number; last_updated: string; last_id: string }>(sql, params.values);
       } catch (err) {
         // The job's row is gone (deleted by its client): the part's foreign key fails.
         if ((err as { code?: string }).code === '23503') {
@@ -120,7 +127,7 @@ export async function runExport(
       seq++;
       exported += Number(part.lines);
       inFile += Number(part.lines);
-      after = part.last_id;
+      after = { lastUpdated: part.last_updated, id: part.last_id };
       if (!(await beat(exported, `${exported} resources exported; now ${type}`))) {
         throw new JobLost('the export was cancelled or taken over');
       }

@@ -215,6 +215,13 @@ const MIGRATIONS: Migration[] = [
         PRIMARY KEY (job_id, kind, res_type, file_no, seq)
       );
       ALTER TABLE bulk_export_part ALTER COLUMN content SET STORAGE EXTERNAL;
+
+      -- Exports read each type in (last_updated, id) order, a keyset that follows the order rows were written in, so
+      -- that the heap is read nearly sequentially (by id, random UUIDs, it was 30 times slower: a random heap fetch
+      -- per row). The id makes the keyset an index range even when a large transaction gave thousands of rows the
+      -- same last_updated; the index also serves everything (res_type, last_updated) served.
+      CREATE INDEX resource_type_updated_id ON resource (res_type, last_updated, id);
+      DROP INDEX resource_type_updated;
     `,
   },
 ];
