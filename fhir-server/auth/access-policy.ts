@@ -9,7 +9,7 @@
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import type { SqlParams } from '../db';
 import { FhirError, forbidden, issue, outcome } from '../errors';
-import type { RepositoryAccess } from '../repository';
+import type { CallerIdentity, RepositoryAccess } from '../repository';
 import type { FhirRequest, FhirResponse, RequestGuard, RouteContext } from '../rest';
 import { OWNER_TAG_SYSTEM } from './migrations';
 import { rulesOf, type RoleRules } from './roles';
@@ -91,6 +91,11 @@ export function ownerOf(meta: Meta | undefined): string | undefined {
   return meta?.security?.find((c) => c.system === OWNER_TAG_SYSTEM)?.code;
 }
 
+/** The part of a caller that operations and write rules may decide by (never its token or permissions). */
+export function identityOf(caller: Caller): CallerIdentity {
+  return { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner, scope: caller.scope };
+}
+
 export class AccessPolicy implements RequestGuard {
   readonly rules: RoleRules;
   /** The interactions `before` saw (the request's own, then a bundle's entries): for the audit. */
@@ -117,6 +122,7 @@ export class AccessPolicy implements RequestGuard {
       checkChange: this.rules.unrestricted ? undefined : (type, id, content) => this.checkChange(type, id, content),
       stamp: this.rules.unrestricted ? undefined : (resource) => this.stamp(resource),
       mayReadAllHistory: this.rules.unrestricted,
+      actor: this.rules.unrestricted ? undefined : identityOf(this.caller),
     };
   }
 

@@ -16,7 +16,7 @@ import { FhirError, issue, outcome } from '../errors';
 import type { HttpSecurity } from '../http/app';
 import type { SecuredExchange } from '../http/fhir-handler';
 import type { FhirRequest, FhirResponse, RouteContext } from '../rest';
-import { AccessPolicy, classify, type Interaction } from './access-policy';
+import { AccessPolicy, classify, identityOf, type Interaction } from './access-policy';
 import { ClientStore } from './clients';
 import { createOAuthRouter } from './oauth-routes';
 import { RateLimiter } from './rate-limit';
@@ -235,7 +235,7 @@ export class PlatformSecurity implements HttpSecurity {
       breakGlassReason: breakGlass,
       auditReader: (routeCtx, request, interaction) => this.readAudit(routeCtx, request, interaction),
     });
-    const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy, caller };
+    const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy, caller: identityOf(caller) };
     // A request that may change data leaves a trace before it runs, in case the process dies before its record.
     const intent = req.method === 'GET' || req.method === 'HEAD' ? undefined : await this.intend(agent, policy, req, requestId);
     return {

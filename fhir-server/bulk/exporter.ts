@@ -32,6 +32,7 @@ export class JobLost extends Error {}
 function readFilterOf(snapshot: CallerSnapshot): ((alias: string, params: SqlParams) => string) | undefined {
   const caller: Caller = {
     ...snapshot,
+    clientName: snapshot.clientId,
     permissions: Permissions.parse(snapshot.scope).permissions,
     tokenId: '',
     expiresAt: 0,

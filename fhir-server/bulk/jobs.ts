@@ -12,7 +12,6 @@ import type { ExportSpec } from './parameters';
 /** The caller's identity and rights as they were at kick-off, so that a worker exports with exactly those. */
 export interface CallerSnapshot {
   clientId: string;
-  clientName: string;
   role: Role;
   organization?: string;
   practitioner?: string;

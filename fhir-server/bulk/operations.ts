@@ -8,7 +8,8 @@
  * job, whatever its scopes or role.
  */
 import type { Group } from '@medplum/fhirtypes';
-import { FhirError, badRequest, issue, notFound, notSupported, outcome } from '../errors';
+import { isRole } from '../auth/roles';
+import { FhirError, badRequest, forbidden, issue, notFound, notSupported, outcome } from '../errors';
 import { StreamedBody, type FhirOperation, type FhirRequest, type FhirResponse, type RouteContext } from '../rest';
 import { newJobId, type CallerSnapshot, type ExportJob } from './jobs';
 import { assertRespondAsync, groupMembers, parseKickOff, type ExportLevel } from './parameters';
@@ -74,9 +75,11 @@ async function kickOff(
       { 'Retry-After': '60' },
     );
   }
+  if (!isRole(caller.role) || caller.scope === undefined) {
+    throw forbidden('A bulk export is run later with the rights of the client that starts it; this caller has no role and scopes to run it with');
+  }
   const snapshot: CallerSnapshot = {
     clientId: caller.clientId,
-    clientName: caller.clientName,
     role: caller.role,
     organization: caller.organization,
     practitioner: caller.practitioner,

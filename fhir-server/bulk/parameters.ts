@@ -9,7 +9,8 @@ import { isR4ResourceType, r4ResourceTypes } from '../definitions';
 import { badRequest, forbidden } from '../errors';
 import { assertValidId } from '../repository';
 import { compileSearch, indexedParams, parseSearch, patientCompartmentTypes, queryRecord, SqlParams } from '../search';
-import type { Caller } from '../auth/tokens';
+import { Permissions } from '../auth/scopes';
+import type { CallerIdentity } from '../repository';
 import { operationParameters, type FhirRequest } from '../rest';
 
 export type ExportLevel = 'system' | 'patient' | 'group';
@@ -91,9 +92,12 @@ export function assertRespondAsync(request: FhirRequest): void {
 }
 
 /** The types the caller's scopes let it read (undefined: every type). */
-function readableTypes(caller: Caller | undefined): Set<string> | undefined {
-  const permissions = caller?.permissions;
-  if (!permissions || permissions.allowsAll('r') || permissions.allowsAll('s')) {
+function readableTypes(caller: CallerIdentity | undefined): Set<string> | undefined {
+  if (caller?.scope === undefined) {
+    return undefined;
+  }
+  const { permissions } = Permissions.parse(caller.scope);
+  if (permissions.allowsAll('r') || permissions.allowsAll('s')) {
     return undefined;
   }
   return new Set([...permissions.typesAllowing('r'), ...permissions.typesAllowing('s')]);
@@ -103,7 +107,7 @@ function readableTypes(caller: Caller | undefined): Set<string> | undefined {
  * Parses and checks the kick-off parameters (from the query, or a Parameters body by POST). Group members are
  * added by the operation, which reads the Group with the caller's rights.
  */
-export function parseKickOff(request: FhirRequest, level: ExportLevel, caller: Caller | undefined): ExportSpec {
+export function parseKickOff(request: FhirRequest, level: ExportLevel, caller: CallerIdentity | undefined): ExportSpec {
   const input: Parameters = operationParameters(request);
   const params = input.parameter ?? [];
   const strict = !lenient(request);

@@ -3,8 +3,7 @@
  * bundles are both turned into a FhirRequest and go through the same router.
  */
 import type { Resource } from '@medplum/fhirtypes';
-import type { Caller } from '../auth/tokens';
-import type { FhirRepository, WriteSession } from '../repository';
+import type { CallerIdentity, FhirRepository, WriteSession } from '../repository';
 import type { OperationRegistry } from './operations';
 
 export type FhirMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -55,11 +54,8 @@ export interface RouteContext {
   session?: WriteSession;
   /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
   guard?: RequestGuard;
-  /**
-   * Who is calling (set by the security module): for work that outlives the request and must still be done with
-   * the caller's rights and belong to the caller, such as an asynchronous bulk export.
-   */
-  caller?: Caller;
+  /** Who the request acts for, when the security module authenticated it. */
+  caller?: CallerIdentity;
 }
 
 export interface RequestGuard {
