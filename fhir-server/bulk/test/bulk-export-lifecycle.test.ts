@@ -34,6 +34,7 @@ describe.each<Backend>(['postgres', 'pglite'])('export jobs on %s', (backend) =>
     Number((await server.db.query<{ n: number }>('SELECT count(*) AS n FROM bulk_export_part WHERE job_id = $1', [jobId]))[0].n);
   const jobIdOf = (pollUrl: string): string => new URL(pollUrl).searchParams.get('_jobId') as string;
 
+  // Setting up a server and its data takes long on a busy machine: 5 minutes, not the default minute.
   beforeAll(async () => {
     server = await createTestServer(backend, { bulkExport: { runJobs: false, lifetimeS: 1 } });
     client = new BulkClient(server, server.adminToken);
@@ -41,7 +42,7 @@ describe.each<Backend>(['postgres', 'pglite'])('export jobs on %s', (backend) =>
       const res = await request(server.app).put(`/fhir/Patient/p${i}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Patient', id: `p${i}` });
       expect(res.status).toBe(201);
     }
-  });
+  }, 300_000);
   afterEach(async () => {
     await Promise.all(workers.splice(0).map((w) => w.stop()));
   });

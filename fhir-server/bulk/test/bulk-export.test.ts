@@ -48,6 +48,7 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
     subject: { reference: `Patient/${patient}` },
   });
 
+  // Setting up a server and its data takes long on a busy machine: 5 minutes, not the default minute.
   beforeAll(async () => {
     // Small parts and files, so that a few resources already span several of each.
     server = await createTestServer(backend, { bulkExport: { partSize: 2, resourcesPerFile: 3, pollIntervalMs: 60_000 } });
@@ -79,7 +80,7 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
     // Changed after `since`: o5 and p3.
     await put({ ...obs('o5', 'p3', '8867-4'), valueString: 'changed' });
     await put({ resourceType: 'Patient', id: 'p3', name: [{ family: 'p3-changed' }] });
-  });
+  }, 300_000);
   afterAll(async () => {
     await server.close();
   });
