@@ -4,6 +4,7 @@
  * run export jobs), then over HTTP: kick-off, polls until the manifest is there (export rate: resources written to
  * NDJSON files per second), and downloads every file (download rate), checking that the line counts add up.
  */
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Observation, Patient } from '@medplum/fhirtypes';
 import { FhirRepository, loadFhirDefinitions, migrate, openDatabase, securityMigrations } from '../fhir-server';
@@ -68,15 +69,36 @@ async function load(databaseUrl: string, total: number): Promise<number> {
   return total / seconds;
 }
 
+/** Waits until the platform's relay has moved the load's change events out of the outbox. */
+async function outboxDrained(databaseUrl: string): Promise<void> {
+  const db = await openDatabase(databaseUrl, undefined);
+  try {
+    for (;;) {
+      const [{ n }] = await db.query<{ n: number }>('SELECT count(*) AS n FROM outbox');
+      if (Number(n) === 0) {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await db.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { resources: { type: 'string', default: '200000' } } });
   const total = Number(values.resources);
+  // The workflow's consumers would otherwise be working through the load's change events during the export; what is
+  // measured here is the export alone.
+  process.env.WORKFLOW_WORKERS = 'false';
   const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18082));
   try {
     const loadRate = await load(platform.databaseUrl, total);
     const machine = await machineDescription(platform.databaseUrl);
     const auth = { Authorization: `Bearer ${platform.token}` };
 
+    await outboxDrained(platform.databaseUrl);
+    const loadBefore = os.loadavg()[0];
     const started = performance.now();
     const kick = await fetch(`${platform.baseUrl}/$export?_type=Patient,Observation`, {
       headers: { ...auth, Accept: 'application/fhir+json', Prefer: 'respond-async' },
@@ -119,6 +141,7 @@ async function main(): Promise<void> {
       throw new Error(`exported ${exported} and downloaded ${lines} lines for ${total} stored resources`);
     }
     const report = [
+      `machine load average ${loadBefore.toFixed(1)} before the export, ${os.loadavg()[0].toFixed(1)} after the download, on ${os.cpus().length} CPUs (a shared machine gives pessimistic figures)`,
       `loaded ${total} resources (${Math.floor(total / PATIENT_SHARE)} Patients, the rest Observations of ~900 bytes) at ${loadRate.toFixed(0)} resources/s in-process`,
       `export (kick-off to manifest, ${manifest.output.length} files): ${exported} resources in ${exportS.toFixed(2)} s = ${(exported / exportS).toFixed(0)} resources/s`,
       `download of every file: ${lines} lines, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${downloadS.toFixed(2)} s = ${(lines / downloadS).toFixed(0)} resources/s, ${(bytes / 2 ** 20 / downloadS).toFixed(1)} MiB/s`,
