@@ -72,6 +72,8 @@ export interface PlatformConfig {
   workflowWorkers: boolean;
   /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
   workflow: WorkflowConfig;
+  /** Result recognition: the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES). */
+  recognition: { authorities: string[] };
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -127,6 +129,16 @@ function hl7Tls(env: NodeJS.ProcessEnv): PlatformConfig['hl7']['tls'] {
   return { certFile, keyFile, caFile: env.HL7_TLS_CA || undefined };
 }
 
+/** A comma-separated list of `Organization/<id>` references. */
+function organizationList(env: NodeJS.ProcessEnv, name: string): string[] {
+  const values = (env[name] ?? '').split(',').map((v) => v.trim()).filter(Boolean);
+  const bad = values.find((v) => !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(v));
+  if (bad) {
+    throw new Error(`Configuration error: ${name} is a comma-separated list of Organization/<id>, got "${bad}"`);
+  }
+  return values;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig {
   const port = intFromEnv(env, 'PORT', 8080);
   const tokenLifetime = intFromEnv(env, 'ACCESS_TOKEN_LIFETIME_SECONDS', 300);
@@ -172,6 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     bulkExport: bulkExportFromEnv(env),
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
+    recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
   };
 }
 

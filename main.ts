@@ -12,13 +12,14 @@ import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
+import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, startRecognition } from './recognition';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations]);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations, ...recognitionMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -112,12 +113,21 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
   const workflowRules = workflowStoreExtensions(config.workflow);
+  // Result recognition looks at every hospital's results through a repository of its own (consents applied per record).
+  const recognition = recognitionStoreExtensions({
+    db,
+    repository: new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) }),
+    terminology,
+    consent: new ConsentDecisions(db),
+    authorities: config.recognition.authorities,
+  });
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations],
+    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues],
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
@@ -142,6 +152,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const outbound = new Hl7Outbound({ repo: server.repository, redisUrl: config.redisUrl, prefix: config.redisPrefix, logger });
   outbound.start();
   await installReferralContent(server.repository);
+  await installRecognitionContent(server.repository);
   const workflow = config.workflowWorkers
     ? startWorkflow({
         repository: server.repository,
@@ -152,6 +163,16 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
         hl7: new Hl7ReferralSender(outbound, server.repository),
         baseUrl: `${config.publicBaseUrl}${config.fhirBasePath}`,
         onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
+      })
+    : undefined;
+  const recognitionEngine = config.workflowWorkers
+    ? startRecognition({
+        repository: server.repository,
+        db,
+        finder: recognition.finder,
+        queues: { redisUrl: config.redisUrl, prefix: config.redisPrefix },
+        notifier: new Hl7AdvisoryNotice(outbound, server.repository),
+        onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'recognition job failed'),
       })
     : undefined;
   const listener = createServer(server.app).listen(config.port, config.host);
@@ -170,6 +191,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
     await workflow?.close();
+    await recognitionEngine?.close();
     await server.stop();
     await db.close();
   });

@@ -45,6 +45,7 @@ export {
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,
+  ownerOf,
   type Caller,
   type Client,
   type Role,
