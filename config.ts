@@ -62,6 +62,13 @@ export interface PlatformConfig {
     /** More assigning authorities meaning a national identifier: `oid=resident-id,oid=health-card`. */
     nationalIdAliases?: string;
   };
+  /** Bulk Data $export (fhir-server/bulk): how long files are kept, file size, per-client limit, job runner. */
+  bulkExport: {
+    lifetimeS: number;
+    resourcesPerFile: number;
+    maxActivePerClient: number;
+    runJobs: boolean;
+  };
   /** Whether this platform's processes run the workflow's BullMQ workers (referral engine, subscription delivery). */
   workflowWorkers: boolean;
   /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
@@ -177,9 +184,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
       tls: hl7Tls(env),
       nationalIdAliases: env.HL7_NATIONAL_ID_ALIASES || undefined,
     },
+    bulkExport: bulkExportFromEnv(env),
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
     registry: loadRegistryConfig(env),
   };
+}
+
+function bulkExportFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['bulkExport'] {
+  const lifetimeS = intFromEnv(env, 'BULK_EXPORT_LIFETIME_SECONDS', 3600);
+  const resourcesPerFile = intFromEnv(env, 'BULK_EXPORT_RESOURCES_PER_FILE', 100_000);
+  const maxActivePerClient = intFromEnv(env, 'BULK_EXPORT_MAX_ACTIVE_PER_CLIENT', 5);
+  if (lifetimeS < 60) {
+    throw new Error(`Configuration error: BULK_EXPORT_LIFETIME_SECONDS must be at least 60 (clients need time to download), got ${lifetimeS}`);
+  }
+  if (resourcesPerFile < 1000) {
+    throw new Error(`Configuration error: BULK_EXPORT_RESOURCES_PER_FILE must be at least 1000, got ${resourcesPerFile}`);
+  }
+  if (maxActivePerClient < 1) {
+    throw new Error('Configuration error: BULK_EXPORT_MAX_ACTIVE_PER_CLIENT must be at least 1');
+  }
+  return { lifetimeS, resourcesPerFile, maxActivePerClient, runJobs: boolFromEnv(env, 'BULK_EXPORT_WORKER', true) };
 }

@@ -144,6 +144,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
+    bulkExport: config.bulkExport,
   });
   // HL7 v2 over MLLP in every process that serves the API, listening before the API answers ready. With several
   // workers the cluster shares the port and hands each new connection to one of them (a sender's messages on one

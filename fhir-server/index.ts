@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
 import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
+import { BulkExportWorker, bulkExportOperations, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay, type EventQueueTarget } from './events';
@@ -55,6 +56,7 @@ export {
   type Role,
 } from './auth';
 export { AuditLog, verifyAuditChain, recoverJournals, type ChainReport } from './audit';
+export { BulkExportWorker, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 
 /** Security settings (see README, Configuration). */
 export interface SecuritySettings {
@@ -104,6 +106,8 @@ export interface FhirServerOptions {
   eventQueues?: readonly EventQueueTarget[];
   /** Keeps Binary content outside the resource JSON, streamed in and out (see rest/binary.ts); none: data inline. */
   binaryStore?: BinaryContentStore;
+  /** Bulk Data `$export`: file lifetime, limits, and whether this process runs export jobs (see bulk/worker.ts). */
+  bulkExport?: Partial<BulkExportSettings>;
 }
 
 export interface FhirServer {
@@ -114,6 +118,8 @@ export interface FhirServer {
   /** Clients, tokens and the OAuth endpoints. */
   security: PlatformSecurity;
   audit: AuditLog;
+  /** This process's bulk export claim loop (tests wait for it with `idle()`). */
+  bulkExport: BulkExportWorker;
   stop(): Promise<void>;
 }
 
@@ -130,12 +136,14 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
     () => relay.notify(),
   );
+  const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };
+  const bulkExport = new BulkExportWorker(options.db, { ...bulkSettings, baseUrl }, options.logger);
   const ctx: RouteContext = {
     repo: repository,
     baseUrl,
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
-    operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
+    operations: new OperationRegistry([...storeOperations, ...bulkExportOperations(bulkExport, bulkSettings), ...(options.operations ?? [])]),
     binaryStore: options.binaryStore,
   };
   const audit = new AuditLog(options.db, {
@@ -171,13 +179,16 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   });
   relay.start();
   audit.start();
+  bulkExport.start();
   return {
     app,
     repository,
     relay,
     security,
     audit,
+    bulkExport,
     stop: async () => {
+      await bulkExport.stop();
       await relay.stop();
       await audit.stop();
     },

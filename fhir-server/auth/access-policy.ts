@@ -93,7 +93,7 @@ export function ownerOf(meta: Meta | undefined): string | undefined {
 
 /** The part of a caller that operations and write rules may decide by (never its token or permissions). */
 export function identityOf(caller: Caller): CallerIdentity {
-  return { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner };
+  return { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner, scope: caller.scope };
 }
 
 export class AccessPolicy implements RequestGuard {
@@ -149,8 +149,8 @@ export class AccessPolicy implements RequestGuard {
       }
       return this.options.auditReader(ctx, request, interaction);
     }
-    if (interaction.operation) {
-      this.assertOperationRole(ctx, interaction.operation, type, interaction.id);
+    if (interaction.operation && this.assertOperationRole(ctx, interaction.operation, type, interaction.id)) {
+      return undefined;
     }
     if (!letter) {
       return undefined;
@@ -169,13 +169,18 @@ export class AccessPolicy implements RequestGuard {
     return undefined;
   }
 
-  /** Operations restricted to some roles (see FhirOperation.roles) refuse every other caller. */
-  private assertOperationRole(ctx: RouteContext, name: string, type: string | undefined, id: string | undefined): void {
+  /**
+   * Operations restricted to some roles (see FhirOperation.roles) refuse every other caller. True when the
+   * operation authorises its callers itself (FhirOperation.authorizesCaller), so that scopes are not checked here.
+   */
+  private assertOperationRole(ctx: RouteContext, name: string, type: string | undefined, id: string | undefined): boolean {
     const target = type ? { level: id ? ('instance' as const) : ('type' as const), type, id } : { level: 'system' as const };
-    const roles = ctx.operations.find(name, target)?.roles;
+    const operation = ctx.operations.find(name, target);
+    const roles = operation?.roles;
     if (roles && !roles.includes(this.caller.role)) {
       throw forbidden(`$${name} is open to ${roles.join(', ')} callers; this client's role is ${this.caller.role}`);
     }
+    return operation?.authorizesCaller === true;
   }
 
   /** Rows this caller may see: the token's resource types, patient consent, and for clinicians a care relationship. */

@@ -43,7 +43,7 @@ export interface SecurityOptions {
 
 const BREAK_GLASS_HEADER = 'x-break-the-glass';
 const CORS_ALLOWED_HEADERS = 'Authorization, Content-Type, Accept, If-Match, If-None-Match, If-None-Exist, If-Modified-Since, Prefer, X-Request-Id, X-Break-The-Glass';
-const CORS_EXPOSED_HEADERS = 'Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate, Retry-After';
+const CORS_EXPOSED_HEADERS = 'Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate, Retry-After, X-Progress, Expires';
 
 /** The v3 ActReason purpose of use recorded for a caller's requests. */
 function purposeOf(caller: Caller | undefined, breakGlass: string | undefined): string {

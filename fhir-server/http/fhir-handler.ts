@@ -172,6 +172,8 @@ export function createFhirHandler(ctx: RouteContext, options: FhirHandlerOptions
       const response = await route(exchange?.ctx ?? ctx, fhirRequest);
       status = response.status;
       await exchange?.finish(fhirRequest, response.status, response);
+      // Recorded: a failure while streaming the body is not a second outcome of the request.
+      exchange = undefined;
       await sendFhir(res, response, fhirRequest.method === 'HEAD');
     } catch (err) {
       const described = describeError(err);

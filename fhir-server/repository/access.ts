@@ -18,6 +18,8 @@ export interface CallerIdentity {
   organization?: string;
   /** 'Practitioner/{id}' behind a clinician's call. */
   practitioner?: string;
+  /** The scopes granted to the request's token, for work done later on the caller's behalf (a bulk export). */
+  scope?: string;
 }
 
 export interface RepositoryAccess {

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, BundleEntryResponse, Resource } from '@medplum/fhirtypes';
-import { badRequest, describeError, FhirError, outcome, preconditionFailed } from '../errors';
+import { badRequest, describeError, FhirError, notSupported, outcome, preconditionFailed } from '../errors';
 import { visitReferences, type WriteSession } from '../repository';
 import { route } from './router';
 import { RawJson, parseBody, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext } from './types';
@@ -244,6 +244,10 @@ function responseEntry(response: FhirResponse, prefer: string | undefined): Bund
     ...(headers.ETag ? { etag: headers.ETag } : {}),
     ...(headers['Last-Modified'] ? { lastModified: new Date(headers['Last-Modified']).toISOString() } : {}),
   };
+  if (response.stream) {
+    // A Binary's raw content, an NDJSON file or a bulk manifest is not a resource: fetch it with its own request.
+    throw notSupported(400, `A ${response.stream.contentType} answer cannot be an entry of a bundle; request it on its own`);
+  }
   const body = response.body instanceof RawJson ? parseBody(response.body) : response.body;
   if (body?.resourceType === 'OperationOutcome' && response.status >= 300) {
     entryResponse.outcome = body;

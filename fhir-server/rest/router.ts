@@ -24,7 +24,11 @@ function invokeOperation(ctx: RouteContext, request: FhirRequest, segment: strin
     throw notSupported(404, `The operation $${name} is not supported ${where}`);
   }
   const get = request.method === 'GET' || request.method === 'HEAD';
-  if (!(request.method === 'POST' || (get && !operation.affectsState))) {
+  if (operation.methods) {
+    if (!operation.methods.includes(request.method)) {
+      throw notSupported(405, `$${name} ${where} is invoked with ${operation.methods.join(' or ')}, not ${request.method}`);
+    }
+  } else if (!(request.method === 'POST' || (get && !operation.affectsState))) {
     throw notSupported(405, `$${name} ${where} is invoked with POST${operation.affectsState ? '' : ' or GET'}, not ${request.method}`);
   }
   return operation.invoke(ctx, request, target);

@@ -37,7 +37,8 @@ export interface FhirResponse {
   headers?: Record<string, string>;
   /**
    * A body that is not a resource held in memory: a Binary's raw content, a resource too big to hold (a Binary
-   * with its stored content as `data`), a rendered document. Sent as it is produced; takes the place of `body`.
+   * with its stored content as `data`), a rendered document, a bulk export's NDJSON file. Sent as it is produced,
+   * over HTTP only (a bundle entry cannot carry it); takes the place of `body`.
    */
   stream?: StreamedBody;
 }
@@ -46,7 +47,7 @@ export interface StreamedBody {
   contentType: string;
   /** Content-Length, when known in advance. */
   length?: number;
-  chunks(): AsyncIterable<Uint8Array>;
+  chunks(): AsyncIterable<Uint8Array | string>;
 }
 
 export interface RouteContext {
