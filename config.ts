@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
 import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
+import { loadRegistryConfig, type RegistryConfig } from './registry/config';
 
 export interface PlatformConfig {
   port: number;
@@ -62,6 +63,13 @@ export interface PlatformConfig {
     /** More assigning authorities meaning a national identifier: `oid=resident-id,oid=health-card`. */
     nationalIdAliases?: string;
   };
+  /** Bulk Data $export (fhir-server/bulk): how long files are kept, file size, per-client limit, job runner. */
+  bulkExport: {
+    lifetimeS: number;
+    resourcesPerFile: number;
+    maxActivePerClient: number;
+    runJobs: boolean;
+  };
   /** Whether this platform's processes run the workflow's BullMQ workers (referral engine, subscription delivery). */
   workflowWorkers: boolean;
   /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
@@ -70,6 +78,10 @@ export interface PlatformConfig {
   supervisionWorkers: boolean;
   /** The bureau, review deadlines, tick, rule parameter overrides (SUPERVISION_*). */
   supervision: SupervisionConfig;
+  /** Result recognition: the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES). */
+  recognition: { authorities: string[] };
+  /** Registries and document sharing (DOCUMENT_MAX_BYTES). */
+  registry: RegistryConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -125,6 +137,16 @@ function hl7Tls(env: NodeJS.ProcessEnv): PlatformConfig['hl7']['tls'] {
   return { certFile, keyFile, caFile: env.HL7_TLS_CA || undefined };
 }
 
+/** A comma-separated list of `Organization/<id>` references. */
+function organizationList(env: NodeJS.ProcessEnv, name: string): string[] {
+  const values = (env[name] ?? '').split(',').map((v) => v.trim()).filter(Boolean);
+  const bad = values.find((v) => !/^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(v));
+  if (bad) {
+    throw new Error(`Configuration error: ${name} is a comma-separated list of Organization/<id>, got "${bad}"`);
+  }
+  return values;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig {
   const port = intFromEnv(env, 'PORT', 8080);
   const tokenLifetime = intFromEnv(env, 'ACCESS_TOKEN_LIFETIME_SECONDS', 300);
@@ -167,9 +189,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
       tls: hl7Tls(env),
       nationalIdAliases: env.HL7_NATIONAL_ID_ALIASES || undefined,
     },
+    bulkExport: bulkExportFromEnv(env),
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
     supervisionWorkers: boolFromEnv(env, 'SUPERVISION_WORKERS', true),
     supervision: loadSupervisionConfig(env),
+    recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
+    registry: loadRegistryConfig(env),
   };
+}
+
+function bulkExportFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['bulkExport'] {
+  const lifetimeS = intFromEnv(env, 'BULK_EXPORT_LIFETIME_SECONDS', 3600);
+  const resourcesPerFile = intFromEnv(env, 'BULK_EXPORT_RESOURCES_PER_FILE', 100_000);
+  const maxActivePerClient = intFromEnv(env, 'BULK_EXPORT_MAX_ACTIVE_PER_CLIENT', 5);
+  if (lifetimeS < 60) {
+    throw new Error(`Configuration error: BULK_EXPORT_LIFETIME_SECONDS must be at least 60 (clients need time to download), got ${lifetimeS}`);
+  }
+  if (resourcesPerFile < 1000) {
+    throw new Error(`Configuration error: BULK_EXPORT_RESOURCES_PER_FILE must be at least 1000, got ${resourcesPerFile}`);
+  }
+  if (maxActivePerClient < 1) {
+    throw new Error('Configuration error: BULK_EXPORT_MAX_ACTIVE_PER_CLIENT must be at least 1');
+  }
+  return { lifetimeS, resourcesPerFile, maxActivePerClient, runJobs: boolFromEnv(env, 'BULK_EXPORT_WORKER', true) };
 }

@@ -13,13 +13,23 @@ import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, Statis
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { createSupervision, supervisionMigrations } from './supervision';
+import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionWindows, startRecognition } from './recognition';
+import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations, ...supervisionMigrations]);
+  const applied = await migrate(db, [
+    ...securityMigrations,
+    ...terminologyMigrations,
+    ...adapterMigrations,
+    ...referralMigrations,
+    ...recognitionMigrations,
+    ...registryMigrations,
+    ...supervisionMigrations,
+  ]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -35,6 +45,8 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
   await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
+  await installRegistryContent(contentRepository);
+  await sweepAbandonedUploads(db);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {
@@ -113,17 +125,32 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
   const workflowRules = workflowStoreExtensions(config.workflow);
-  const supervision = createSupervision(config.supervision);
+  // Result recognition looks at every hospital's results through a repository of its own (consents applied per record).
+  const recognition = recognitionStoreExtensions({
+    db,
+    repository: new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) }),
+    terminology,
+    consent: new ConsentDecisions(db),
+    authorities: config.recognition.authorities,
+  });
+  const registry = registryStoreExtensions(db, config.registry);
+  // Duplicate tests are judged by the recognition module's windows (codes it does not know: the rule's own).
+  const supervision = createSupervision(config.supervision, {
+    windows: recognitionWindows(new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) })),
+  });
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...supervision.operations],
-    eventQueues: [...workflowRules.eventQueues, ...supervision.eventQueues],
+    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues, ...supervision.eventQueues],
+    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors],
+    binaryStore: registry.binaryStore,
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations, ...registry.operations, ...supervision.operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
+    bulkExport: config.bulkExport,
   });
   // HL7 v2 over MLLP in every process that serves the API, listening before the API answers ready. With several
   // workers the cluster shares the port and hands each new connection to one of them (a sender's messages on one
@@ -144,6 +171,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const outbound = new Hl7Outbound({ repo: server.repository, redisUrl: config.redisUrl, prefix: config.redisPrefix, logger });
   outbound.start();
   await installReferralContent(server.repository);
+  await installRecognitionContent(server.repository);
   const workflow = config.workflowWorkers
     ? startWorkflow({
         repository: server.repository,
@@ -154,6 +182,16 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
         hl7: new Hl7ReferralSender(outbound, server.repository),
         baseUrl: `${config.publicBaseUrl}${config.fhirBasePath}`,
         onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'workflow job failed'),
+      })
+    : undefined;
+  const recognitionEngine = config.workflowWorkers
+    ? startRecognition({
+        repository: server.repository,
+        db,
+        finder: recognition.finder,
+        queues: { redisUrl: config.redisUrl, prefix: config.redisPrefix },
+        notifier: new Hl7AdvisoryNotice(outbound, server.repository),
+        onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'recognition job failed'),
       })
     : undefined;
   // Supervision: rules, Measures and the bureau installed (once), operations answering; its workers where configured.
@@ -180,6 +218,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
     await workflow?.close();
+    await recognitionEngine?.close();
     await supervision.close();
     await server.stop();
     await db.close();

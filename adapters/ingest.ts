@@ -204,7 +204,7 @@ export class Hl7Ingest {
         const writer = new MessageWriter(session, repo, source, facility.systemBase, patients);
         lastWriter = writer;
         await mapping({ message, facility, session, repo, translator, source, messageTime, writer });
-        await insertMessage(session.tx, this.record(r, 'AA', [], writer.written));
+        await insertMessage(session.tx, this.record(r, 'AA', writer.warnings, writer.written));
         return { duplicateOf: undefined, resources: writer.written, writer };
       });
     let result: Awaited<ReturnType<typeof attempt>>;
@@ -226,8 +226,9 @@ export class Hl7Ingest {
         this.options.logger.warn({ err, controlId: message.controlId }, 'could not record a resend; it was answered AA all the same'),
       );
     }
-    const ack = buildAck(r.header, 'AA');
-    return { ack, ackBytes: encodeMessage(ack, r.encoding), outcome: 'AA', messageId: r.id, resources: result.resources, problems: [], duplicateOf: result.duplicateOf };
+    const warnings = result.writer?.warnings ?? [];
+    const ack = buildAck(r.header, 'AA', warnings);
+    return { ack, ackBytes: encodeMessage(ack, r.encoding), outcome: 'AA', messageId: r.id, resources: result.resources, problems: warnings, duplicateOf: result.duplicateOf };
   }
 
   private record(r: Receipt, outcome: AckCode, errors: Problem[], resources: string[]): MessageRecord {

@@ -31,10 +31,11 @@ export async function adminQuery(sql: string): Promise<void> {
   }
 }
 
+/** How long the platform may take to answer ready (its first start loads the terminology content). */
+const READY_TIMEOUT_S = Number(process.env.BENCH_READY_TIMEOUT_S ?? 60);
+
 async function waitReady(url: string, child: ChildProcess): Promise<void> {
-  // A first start loads the terminology content; on a busy machine that may take longer than a minute.
-  const seconds = Number(process.env.BENCH_READY_TIMEOUT_S ?? 60);
-  for (let i = 0; i < seconds * 2; i++) {
+  for (let i = 0; i < READY_TIMEOUT_S * 2; i++) {
     if (child.exitCode !== null) {
       throw new Error(`the platform exited with code ${child.exitCode} before it was ready`);
     }
@@ -48,7 +49,7 @@ async function waitReady(url: string, child: ChildProcess): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 500));
   }
-  throw new Error(`${url} did not become ready within ${seconds} s (BENCH_READY_TIMEOUT_S)`);
+  throw new Error(`${url} did not become ready within ${READY_TIMEOUT_S} s (BENCH_READY_TIMEOUT_S)`);
 }
 
 export async function startPlatform(port: number): Promise<BenchPlatform> {

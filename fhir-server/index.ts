@@ -7,18 +7,19 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
 import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
+import { BulkExportWorker, bulkExportOperations, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay, type EventQueueTarget } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository, type WriteInterceptor } from './repository';
-import { OperationRegistry, storeOperations, type FhirOperation, type RouteContext } from './rest';
+import { OperationRegistry, storeOperations, type BinaryContentStore, type FhirOperation, type RouteContext } from './rest';
 import { registerCodeValidator, type CodeValidator } from './validation';
 
 export { migrate, openDatabase, StatisticsKeeper, type Database, type Migration, type Queryable } from './db';
 export { isR4ResourceType, loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
-export { FhirRepository, WriteSession, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
+export { FhirRepository, WriteSession, type CallerIdentity, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
 export { parseSearch, queryRecord } from './search';
 export {
   route,
@@ -31,9 +32,13 @@ export {
   type FhirResponse,
   type OperationTarget,
   type RouteContext,
-  type CallerIdentity,
+  contentTooLarge,
+  wantsRawContent,
+  type BinaryContentStore,
+  type StoredContent,
+  type StreamedBody,
 } from './rest';
-export { FhirError, badRequest, conflict, notFound, notSupported, outcome, issue, unprocessable } from './errors';
+export { FhirError, badRequest, conflict, describeError, notFound, notSupported, outcome, issue, unprocessable } from './errors';
 export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
 export {
   securityMigrations,
@@ -46,11 +51,13 @@ export {
   ROLES,
   OWNER_TAG_SYSTEM,
   RESTRICTED_TO_SYSTEM,
+  ownerOf,
   type Caller,
   type Client,
   type Role,
 } from './auth';
 export { AuditLog, verifyAuditChain, recoverJournals, readAuditLog, type AuditEntry, type StoredAuditFacts, type ChainReport } from './audit';
+export { BulkExportWorker, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 
 /** Security settings (see README, Configuration). */
 export interface SecuritySettings {
@@ -98,6 +105,10 @@ export interface FhirServerOptions {
   writeInterceptors?: readonly WriteInterceptor[];
   /** The queues change events go to, one per consuming module (default: the one queue `resource-changes`). */
   eventQueues?: readonly EventQueueTarget[];
+  /** Keeps Binary content outside the resource JSON, streamed in and out (see rest/binary.ts); none: data inline. */
+  binaryStore?: BinaryContentStore;
+  /** Bulk Data `$export`: file lifetime, limits, and whether this process runs export jobs (see bulk/worker.ts). */
+  bulkExport?: Partial<BulkExportSettings>;
 }
 
 export interface FhirServer {
@@ -108,6 +119,8 @@ export interface FhirServer {
   /** Clients, tokens and the OAuth endpoints. */
   security: PlatformSecurity;
   audit: AuditLog;
+  /** This process's bulk export claim loop (tests wait for it with `idle()`). */
+  bulkExport: BulkExportWorker;
   stop(): Promise<void>;
 }
 
@@ -124,12 +137,15 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
     () => relay.notify(),
   );
+  const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };
+  const bulkExport = new BulkExportWorker(options.db, { ...bulkSettings, baseUrl }, options.logger);
   const ctx: RouteContext = {
     repo: repository,
     baseUrl,
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
-    operations: new OperationRegistry([...storeOperations, ...(options.operations ?? [])]),
+    operations: new OperationRegistry([...storeOperations, ...bulkExportOperations(bulkExport, bulkSettings), ...(options.operations ?? [])]),
+    binaryStore: options.binaryStore,
   };
   const audit = new AuditLog(options.db, {
     journalDir: options.auditJournalDir ?? path.join(os.tmpdir(), 'huimin-audit-journal'),
@@ -164,13 +180,16 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   });
   relay.start();
   audit.start();
+  bulkExport.start();
   return {
     app,
     repository,
     relay,
     security,
     audit,
+    bulkExport,
     stop: async () => {
+      await bulkExport.stop();
       await relay.stop();
       await audit.stop();
     },

@@ -4,10 +4,11 @@
  *
  * The state machine is a store write rule, so it holds for every path (PUT, PATCH, bundles, HL7 adapters, the
  * engine): a Task may only move along FHIR Workflow's Task state machine. Who may accept or reject is checked by
- * the operations: the actor must be the Task's owner. Until the security module supplies the caller's identity,
- * the actor is a parameter; security will take it from the bearer token (and may forbid plain status writes).
+ * the operations and, for plain writes, by the state rule: a hospital's caller decides only Tasks addressed to its
+ * own organisation (the owner, or the HealthcareService or PractitionerRole the owner names, belongs to it), as the
+ * bearer token says. An administrator, or the platform itself, names the deciding party in the `actor` parameter.
  */
-import type { CodeableConcept, Organization, Parameters, ParametersParameter, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { CodeableConcept, HealthcareService, Organization, Parameters, ParametersParameter, PractitionerRole, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import {
   badRequest,
   FhirError,
@@ -17,6 +18,7 @@ import {
   issue,
   unprocessable,
   type FhirOperation,
+  type CallerIdentity,
   type FhirRequest,
   type InterceptedWrite,
   type RouteContext,
@@ -58,18 +60,59 @@ export function checkTaskTransition(from: Task['status'], to: Task['status']): v
   }
 }
 
-/** Task writes follow the state machine. */
+/**
+ * Task writes follow the state machine, and a hospital's caller moves a Task only when it is a party to it: the
+ * receiver (owner) for every step, the sender (requester) too for submitting a draft, cancelling it or withdrawing
+ * it in error. (A plain write changes only a record the caller's organisation owns, i.e. the sender's; the
+ * receiver decides through $accept and $reject.)
+ */
 export function taskStateRule(): WriteInterceptor {
   return {
     resourceTypes: ['Task'],
-    async beforeWrite(_session: WriteSession, write: InterceptedWrite): Promise<void> {
+    async beforeWrite(session: WriteSession, write: InterceptedWrite): Promise<void> {
       const previous = write.previous as Task | undefined;
       const next = write.resource as Task | undefined;
-      if (previous && next) {
-        checkTaskTransition(previous.status, next.status);
+      if (!previous || !next) {
+        return;
       }
+      checkTaskTransition(previous.status, next.status);
+      const organization = write.actor?.organization;
+      if (!organization || previous.status === next.status) {
+        return;
+      }
+      const senderMay = ['cancelled', 'entered-in-error'].includes(next.status) || (previous.status === 'draft' && next.status === 'requested');
+      const parties = senderMay ? [previous.owner, previous.requester] : [previous.owner];
+      for (const party of parties) {
+        if (await belongsTo(session, party, organization)) {
+          return;
+        }
+      }
+      throw forbidden(
+        `${organization} cannot move Task/${write.id} from ${previous.status} to ${next.status}: it is addressed to ${previous.owner?.reference ?? 'no owner'}`,
+      );
     },
   };
+}
+
+/**
+ * Whether a Task's party (owner or requester) is the organisation or one of its HealthcareServices or
+ * PractitionerRoles. Read inside the write's transaction, so the answer holds for the write being made.
+ */
+async function belongsTo(session: WriteSession, party: Reference | undefined, organization: string): Promise<boolean> {
+  const ref = localRef(party);
+  if (!ref) {
+    return false;
+  }
+  if (`${ref.resourceType}/${ref.id}` === organization) {
+    return true;
+  }
+  if (ref.resourceType === 'HealthcareService') {
+    return (await session.read<HealthcareService>('HealthcareService', ref.id))?.providedBy?.reference === organization;
+  }
+  if (ref.resourceType === 'PractitionerRole') {
+    return (await session.read<PractitionerRole>('PractitionerRole', ref.id))?.organization?.reference === organization;
+  }
+  return false;
 }
 
 /**
@@ -132,9 +175,22 @@ async function lockTask(session: WriteSession, id: string): Promise<Task> {
   return task;
 }
 
-function checkActor(task: Task, actor: Reference, what: string): void {
-  if (task.owner?.reference !== actor.reference) {
-    throw forbidden(`${actor.reference} cannot ${what} Task/${task.id}: it is addressed to ${task.owner?.reference ?? 'no owner'}`);
+/**
+ * The receiver's decision: a hospital's caller decides for its own organisation (an `actor` it names must be the
+ * Task's owner too); an administrator, or the platform itself, names the owner in `actor`.
+ */
+async function checkDecider(session: WriteSession, task: Task, params: Parameters, caller: CallerIdentity | undefined, what: string): Promise<void> {
+  const named = referenceParam(params, 'actor');
+  const organization = caller?.role === 'admin' ? undefined : caller?.organization;
+  if (organization) {
+    if (!(await belongsTo(session, task.owner, organization))) {
+      throw forbidden(`${organization} cannot ${what} Task/${task.id}: it is addressed to ${task.owner?.reference ?? 'no owner'}`);
+    }
+  } else if (!named || !localRef(named)) {
+    throw badRequest(`Parameter "actor" is required: the receiver deciding for the platform, such as Organization/123`);
+  }
+  if (named && task.owner?.reference !== named.reference) {
+    throw forbidden(`${named.reference} cannot ${what} Task/${task.id}: it is addressed to ${task.owner?.reference ?? 'no owner'}`);
   }
 }
 
@@ -150,11 +206,11 @@ async function writeTask(session: WriteSession, task: Task): Promise<Task> {
 
 async function accept(ctx: RouteContext, request: FhirRequest, id: string): Promise<{ status: number; body: Task }> {
   const params = operationParameters(request);
-  const actor = requiredReference(params, 'actor');
   const slot = referenceParam(params, 'slot');
-  const task = await ctx.repo.write(async (session) => {
+  // The Task is the sender's record: once the receiver is authorised, the platform writes its decision.
+  const task = await ctx.repo.asPlatform().write(async (session) => {
     const current = await lockTask(session, id);
-    checkActor(current, actor, 'accept');
+    await checkDecider(session, current, params, ctx.caller, 'accept');
     checkTaskTransition(current.status, 'accepted');
     const input = (current.input ?? []).filter((i) => !i.type.coding?.some((c) => c.system === TASK_IO && c.code === 'preferred-slot'));
     if (slot) {
@@ -173,15 +229,15 @@ async function accept(ctx: RouteContext, request: FhirRequest, id: string): Prom
 
 async function reject(ctx: RouteContext, request: FhirRequest, id: string): Promise<{ status: number; body: Task }> {
   const params = operationParameters(request);
-  const actor = requiredReference(params, 'actor');
   const p = param(params, 'reason');
   const reason: CodeableConcept | undefined = p?.valueCodeableConcept ?? (p?.valueString ? { text: p.valueString } : undefined);
   if (!reason) {
     throw badRequest('Parameter "reason" is required: why the referral is rejected (valueString or valueCodeableConcept)');
   }
-  const task = await ctx.repo.write(async (session) => {
+  // The Task is the sender's record: once the receiver is authorised, the platform writes its decision.
+  const task = await ctx.repo.asPlatform().write(async (session) => {
     const current = await lockTask(session, id);
-    checkActor(current, actor, 'reject');
+    await checkDecider(session, current, params, ctx.caller, 'reject');
     checkTaskTransition(current.status, 'rejected');
     return writeTask(session, { ...current, status: 'rejected', statusReason: reason, lastModified: session.now });
   });

@@ -133,6 +133,8 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
     levels: ['system'],
     affectsState: true,
     roles: BUREAU_ROLES,
+    // Who may call is decided here (roles, and for reviews the step's owner), not by the token's write scopes.
+    authorizesCaller: true,
     async invoke(ctx, request) {
       if (request.method !== 'POST') {
         throw notSupported(405, '$supervision-rule-update changes a rule: use POST with a Parameters body');
@@ -188,6 +190,8 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
     levels: ['system'],
     affectsState: true,
     roles: BUREAU_ROLES,
+    // Who may call is decided here (roles, and for reviews the step's owner), not by the token's write scopes.
+    authorizesCaller: true,
     async invoke(_ctx, request) {
       const params = operationParameters(request);
       const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'));
@@ -213,6 +217,8 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
     resourceTypes: ['DetectedIssue'],
     affectsState: true,
     roles: ['admin', 'supervisor', 'facility-system', 'clinician'],
+    // Who may call is decided here (roles, and for reviews the step's owner), not by the token's write scopes.
+    authorizesCaller: true,
     async invoke(ctx, request, target: OperationTarget) {
       const params = operationParameters(request);
       const decision = parameterValue(params, 'decision');

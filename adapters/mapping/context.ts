@@ -8,6 +8,7 @@ import { parseSearchRequest } from '@medplum/core';
 import type { Identifier, Reference, Resource } from '@medplum/fhirtypes';
 import type { FhirRepository, WriteSession } from '../../fhir-server';
 import type { Facility } from '../facilities';
+import type { Problem } from '../hl7/problems';
 import type { Hl7Message } from '../hl7/message';
 import type { CodeTranslator } from '../translator';
 import { identifierQuery } from './datatypes';
@@ -63,6 +64,8 @@ export class MessageWriter {
   readonly learnedPatients = new Map<string, string>();
   /** Directory entries this message relied on. */
   readonly usedPatients = new Set<string>();
+  /** What the message sent that was kept out without refusing it: ERR segments of severity W in the AA. */
+  readonly warnings: Problem[] = [];
 
   private stamp<T extends Resource>(resource: T): T {
     return { ...resource, meta: { ...resource.meta, source: this.source } };
@@ -120,6 +123,18 @@ export class MessageWriter {
     const page = await this.repo.search(parseSearchRequest(resourceType, { _id: ids.join(','), _elements: 'id' }), { count: ids.length, offset: 0 }, this.session.tx);
     const found = new Set(page.rows.map((r) => r.id));
     ids.filter((id) => !found.has(id)).forEach((id) => this.absent.add(`${resourceType}/${id}`));
+  }
+
+  /**
+   * The stored version of a resource the adapters own (by its identifier), read in this transaction; undefined
+   * when it does not exist yet.
+   */
+  async current<T extends Resource>(resourceType: string, identifier: Identifier): Promise<T | undefined> {
+    const id = ownedId(resourceType, identifier);
+    if (!identifier.system?.startsWith(this.ownedSystems) || this.absent.has(`${resourceType}/${id}`)) {
+      return undefined;
+    }
+    return this.session.read<T>(resourceType, id);
   }
 
   /** A resource with no identifier to upsert on. */

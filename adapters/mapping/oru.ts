@@ -2,9 +2,9 @@
  * ORU^R01 → DiagnosticReport (per OBR) + Observations (per OBX), upserted by the filler (else placer) order number,
  * so a corrected result replaces the preliminary one instead of adding to it.
  */
-import type { Attachment, DiagnosticReport } from '@medplum/fhirtypes';
-import { HL7_ERROR, MessageRejected, requiredMissing } from '../hl7/problems';
-import type { MappingContext, Ref } from './context';
+import type { Attachment, DiagnosticReport, Observation } from '@medplum/fhirtypes';
+import { HL7_ERROR, MessageRejected, requiredMissing, type Problem } from '../hl7/problems';
+import { ownedId, type MappingContext, type Ref } from './context';
 import type { Segment } from '../hl7/message';
 import { codeableConcept, dateTime, entityIdentifier, facilityIdentifier } from './datatypes';
 import { writeEncounter } from './encounter';
@@ -16,6 +16,27 @@ import { writePatient } from './patient';
 const REPORT_STATUS: Record<string, DiagnosticReport['status']> = {
   F: 'final', C: 'corrected', P: 'preliminary', R: 'partial', S: 'partial', A: 'partial', I: 'registered', O: 'registered', X: 'cancelled', M: 'corrected',
 };
+
+/** Statuses of a result that is out (final or corrected since): a later message may correct it, not take it back. */
+const SETTLED = new Set(['final', 'amended', 'corrected', 'appended']);
+/** Statuses of a result still being worked on. */
+const UNSETTLED = new Set(['registered', 'preliminary', 'partial']);
+
+/**
+ * A preliminary result that arrives after the final one (messages overtaking each other, a resend from a queue)
+ * must not overwrite it: the final result stays and the message is answered AA with a warning naming the field.
+ */
+function overtaken(current: { status?: string } | undefined, incoming: string | undefined, where: Omit<Problem, 'code' | 'reason' | 'severity'>, what: string): Problem | undefined {
+  if (!current?.status || !SETTLED.has(current.status) || !incoming || !UNSETTLED.has(incoming)) {
+    return undefined;
+  }
+  return {
+    ...where,
+    code: HL7_ERROR.applicationRecordLocked,
+    severity: 'W',
+    reason: `${what} is already ${current.status}; this ${incoming} version was not applied`,
+  };
+}
 
 export async function mapOru(ctx: MappingContext): Promise<void> {
   const groups = orderGroups(ctx.message);
@@ -47,6 +68,12 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
     const code = await translatedCode(ctx, codeableConcept(obr.field(4), ctx.facility));
     if (!code) {
       throw requiredMissing('OBR', 4, 'OBR-4 (universal service identifier) is empty', obr.occurrence);
+    }
+    const status = REPORT_STATUS[obr.get(25).toUpperCase()] ?? 'unknown';
+    const late = overtaken(await ctx.writer.current<DiagnosticReport>('DiagnosticReport', identifier), status, { segment: 'OBR', sequence: obr.occurrence, field: 25 }, `Report ${order.value}`);
+    if (late) {
+      ctx.writer.warnings.push(late);
+      continue;
     }
     const effective = dateTime(obr.get(7), ctx.facility, obr, 7);
     const results: Ref[] = [];
@@ -82,12 +109,19 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
         identifier: observationIds[index],
         notes: notes.map(noteText),
       });
-      results.push(await ctx.writer.put(observation, observation.identifier?.[0] ?? {}));
+      const key = observation.identifier?.[0] ?? {};
+      const lateResult = overtaken(await ctx.writer.current<Observation>('Observation', key), observation.status, { segment: 'OBX', sequence: obx.occurrence, field: 11 }, `Result ${key.value}`);
+      if (lateResult) {
+        ctx.writer.warnings.push(lateResult);
+        results.push({ reference: `Observation/${ownedId('Observation', key)}` });
+        continue;
+      }
+      results.push(await ctx.writer.put(observation, key));
     }
     const report: DiagnosticReport = {
       resourceType: 'DiagnosticReport',
       identifier: [identifier],
-      status: REPORT_STATUS[obr.get(25).toUpperCase()] ?? 'unknown',
+      status,
       code,
       subject,
     };

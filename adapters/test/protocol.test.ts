@@ -164,6 +164,30 @@ describe('HL7 v2 over MLLP', () => {
     expect((await p.search<Observation>('Observation', { code: '2345-7' }))[0].valueQuantity?.value).toBe(6.3);
   });
 
+  it('keeps a final result when a preliminary one arrives after it, and says so in the AA', async () => {
+    const oru = (id: string, status: string, value: string): string =>
+      hl7(
+        MSH('HOSP-A', id, 'ORU^R01^ORU_R01'),
+        'PID|1||LATE-1^^^HOSP-A^MR||SUN^LI||19700101|F',
+        `OBR|1||FL-LATE|CHEM^Chemistry^L|||20250301080000|||||||||||||||20250301090000||CH|${status}`,
+        `OBX|1|NM|K^Potassium^L||${value}|mmol/L|3.5-5.3|N|||${status}`,
+      );
+    expect(readAck(await client.send(oru('LATE-f', 'F', '4.2'))).code).toBe('AA');
+    const late = readAck(await client.send(oru('LATE-p', 'P', '3.9')));
+    expect(late.code).toBe('AA');
+    expect(late.errors).toHaveLength(1);
+    expect(late.errors[0]).toContain('|W|');
+    expect(late.errors[0]).toContain('Report FL-LATE is already final; this preliminary version was not applied');
+    const [report] = await p.search<DiagnosticReport>('DiagnosticReport', { identifier: 'FL-LATE' });
+    expect(report.status).toBe('final');
+    const [potassium] = await p.search<Observation>('Observation', { subject: report.subject?.reference as string });
+    expect(potassium).toMatchObject({ status: 'final', valueQuantity: { value: 4.2 } });
+    // A correction still goes through.
+    expect(readAck(await client.send(oru('LATE-c', 'C', '4.4'))).errors).toEqual([]);
+    const [corrected] = await p.search<Observation>('Observation', { subject: report.subject?.reference as string });
+    expect(corrected).toMatchObject({ status: 'corrected', valueQuantity: { value: 4.4 } });
+  });
+
   it('answers frames pipelined without waiting for ACKs, in order', async () => {
     const c = await p.connect();
     const acks = await Promise.all(Array.from({ length: 20 }, (_, i) => c.send(adt(`PIPE-${i}`, `PIPE-${i % 4}`, `PIPE^N${i}`))));

@@ -15,7 +15,7 @@ import type { Database } from '../db';
 import type { AuditRecord } from './audit-event';
 import { AUDIT_ROWS_SQL, auditRows } from './audit-rows';
 import { chainHash, GENESIS_HASH } from './hash-chain';
-import { AuditJournal, recoverJournals, type JournalFile } from './journal';
+import { AuditJournal, journalKey, recoverJournals, type JournalFile } from './journal';
 
 /** Arbitrary constant naming "seal the audit chain" among advisory locks. */
 const SEAL_LOCK = 7_202_611_252;
@@ -64,7 +64,7 @@ export class AuditLog {
     private readonly db: Database,
     private readonly options: AuditLogOptions,
   ) {
-    this.journal = new AuditJournal(options.journalDir);
+    this.journal = new AuditJournal(options.journalDir, journalKey(db));
   }
 
   /**

@@ -7,9 +7,13 @@
  * ids already in the database are skipped, so an event is never recorded twice. A write also journals an intent
  * before it runs: if the process dies before the write's own record, the intent is recovered in its place.
  *
- * Files: `audit-{pid}-{opened ms}.jsonl` in the journal directory. A process starts a new file every
- * ROTATE_RECORDS events or ROTATE_MS, and deletes a file once it is closed and all its events are in the database.
+ * Files: `audit-{database}-{pid}-{opened ms}.jsonl` in the journal directory, where {database} names the database
+ * the events belong to (`journalKey`), so that a platform started on another database with the same directory (a
+ * changed DATABASE_URL, a benchmark) never moves one database's audit events into another's log. A process starts a
+ * new file every ROTATE_RECORDS events or ROTATE_MS, and deletes a file once it is closed and all its events are in
+ * the database.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Database } from '../db';
@@ -18,7 +22,15 @@ import { AUDIT_ROWS_SQL, auditRows } from './audit-rows';
 
 const ROTATE_RECORDS = 20_000;
 const ROTATE_MS = 60_000;
-const FILE_NAME = /^audit-(\d+)-(\d+)\.jsonl$/;
+const FILE_NAME = /^audit-([0-9a-f]{16})-(\d+)-(\d+)\.jsonl$/;
+
+/**
+ * Names the database a journal belongs to: a hash of where it is (host, port and name, or PGlite's directory; never
+ * credentials). A database dropped and created again under the same name counts as the same one.
+ */
+export function journalKey(db: Database): string {
+  return createHash('sha256').update(db.description).digest('hex').slice(0, 16);
+}
 
 export interface JournalFile {
   path: string;
@@ -34,7 +46,11 @@ export class AuditJournal {
   /** Lines waiting for this turn of the event loop's write, with the requests waiting for it. */
   private queued: { lines: string[]; waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> } | undefined;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    /** journalKey of the database these events go to. */
+    private readonly key: string,
+  ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
@@ -74,7 +90,7 @@ export class AuditJournal {
     if (!file || (!this.queued && (file.written >= ROTATE_RECORDS || Date.now() - file.opened > ROTATE_MS))) {
       this.close();
       const opened = Date.now();
-      const filePath = path.join(this.dir, `audit-${process.pid}-${opened}.jsonl`);
+      const filePath = path.join(this.dir, `audit-${this.key}-${process.pid}-${opened}.jsonl`);
       file = { path: filePath, fd: openSync(filePath, 'a', 0o600), opened, written: 0, shipped: 0, closed: false };
       this.current = file;
     }
@@ -123,7 +139,8 @@ function isAlive(pid: number): boolean {
 
 /**
  * Moves the events of journals left by processes that are gone into the database, then deletes the files. With
- * `all`, every journal but this process's own is taken (at platform start, before any worker runs).
+ * `all`, every journal but this process's own is taken (at platform start, before any worker runs). Journals of
+ * other databases are left where they are, for a platform on that database to recover.
  */
 export async function recoverJournals(db: Database, dir: string, options: { all?: boolean } = {}): Promise<number> {
   let names: string[];
@@ -133,12 +150,13 @@ export async function recoverJournals(db: Database, dir: string, options: { all?
     return 0;
   }
   let recovered = 0;
+  const key = journalKey(db);
   for (const name of names) {
     const match = FILE_NAME.exec(name);
-    if (!match) {
+    if (!match || match[1] !== key) {
       continue;
     }
-    const pid = Number(match[1]);
+    const pid = Number(match[2]);
     if (pid === process.pid || (!options.all && isAlive(pid))) {
       continue;
     }

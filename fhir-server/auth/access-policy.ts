@@ -9,7 +9,7 @@
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import type { SqlParams } from '../db';
 import { FhirError, forbidden, issue, outcome } from '../errors';
-import type { RepositoryAccess } from '../repository';
+import type { CallerIdentity, RepositoryAccess } from '../repository';
 import type { FhirRequest, FhirResponse, RequestGuard, RouteContext } from '../rest';
 import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './migrations';
 import { rulesOf, type RoleRules } from './roles';
@@ -91,6 +91,11 @@ export function ownerOf(meta: Meta | undefined): string | undefined {
   return meta?.security?.find((c) => c.system === OWNER_TAG_SYSTEM)?.code;
 }
 
+/** The part of a caller that operations and write rules may decide by (never its token or permissions). */
+export function identityOf(caller: Caller): CallerIdentity {
+  return { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner, scope: caller.scope };
+}
+
 export class AccessPolicy implements RequestGuard {
   readonly rules: RoleRules;
   /** The interactions `before` saw (the request's own, then a bundle's entries): for the audit. */
@@ -117,6 +122,7 @@ export class AccessPolicy implements RequestGuard {
       checkChange: this.rules.unrestricted ? undefined : (type, id, content) => this.checkChange(type, id, content),
       stamp: this.rules.unrestricted ? undefined : (resource) => this.stamp(resource),
       mayReadAllHistory: this.rules.unrestricted,
+      actor: this.rules.unrestricted ? undefined : identityOf(this.caller),
     };
   }
 
@@ -143,8 +149,9 @@ export class AccessPolicy implements RequestGuard {
       }
       return this.options.auditReader(ctx, request, interaction);
     }
-    // An operation restricted to roles that include the caller's vouches for it, writes included (see roles.ts).
-    const grantedByOperation = interaction.operation ? this.assertOperationRole(ctx, interaction.operation, type, interaction.id) : false;
+    if (interaction.operation && this.assertOperationRole(ctx, interaction.operation, type, interaction.id)) {
+      return undefined;
+    }
     if (!letter) {
       return undefined;
     }
@@ -153,7 +160,7 @@ export class AccessPolicy implements RequestGuard {
     if (!allowed) {
       throw forbidden(`The token's scopes (${caller.scope || 'none'}) do not allow ${interaction.name}${interaction.operation ? ` $${interaction.operation}` : ''} on ${where} (needs system/${type ?? '*'}.${letter})`);
     }
-    if (WRITE_LETTERS.has(letter) && !grantedByOperation && !this.rules.mayWrite(type ?? '*')) {
+    if (WRITE_LETTERS.has(letter) && !this.rules.mayWrite(type ?? '*')) {
       throw forbidden(`A ${caller.role} client may not ${interaction.name} ${where}${caller.role === 'referral-coordinator' ? ': coordinators manage Task, ServiceRequest, Appointment and AppointmentResponse' : ''}`);
     }
     if (letter === 'u' && interaction.name === 'patch' && !this.rules.unrestricted) {
@@ -163,16 +170,17 @@ export class AccessPolicy implements RequestGuard {
   }
 
   /**
-   * Operations restricted to some roles (see FhirOperation.roles) refuse every other caller; true when the
-   * operation names the caller's role.
+   * Operations restricted to some roles (see FhirOperation.roles) refuse every other caller. True when the
+   * operation authorises its callers itself (FhirOperation.authorizesCaller), so that scopes are not checked here.
    */
   private assertOperationRole(ctx: RouteContext, name: string, type: string | undefined, id: string | undefined): boolean {
     const target = type ? { level: id ? ('instance' as const) : ('type' as const), type, id } : { level: 'system' as const };
-    const roles = ctx.operations.find(name, target)?.roles;
+    const operation = ctx.operations.find(name, target);
+    const roles = operation?.roles;
     if (roles && !roles.includes(this.caller.role)) {
       throw forbidden(`$${name} is open to ${roles.join(', ')} callers; this client's role is ${this.caller.role}`);
     }
-    return roles !== undefined;
+    return operation?.authorizesCaller === true;
   }
 
   /** Rows this caller may see: the token's resource types, patient consent, and for clinicians a care relationship. */

@@ -16,7 +16,7 @@ import { FhirError, issue, outcome } from '../errors';
 import type { HttpSecurity } from '../http/app';
 import type { SecuredExchange } from '../http/fhir-handler';
 import type { FhirRequest, FhirResponse, RouteContext } from '../rest';
-import { AccessPolicy, classify, type Interaction } from './access-policy';
+import { AccessPolicy, classify, identityOf, type Interaction } from './access-policy';
 import { ClientStore } from './clients';
 import { createOAuthRouter } from './oauth-routes';
 import { RateLimiter } from './rate-limit';
@@ -43,7 +43,7 @@ export interface SecurityOptions {
 
 const BREAK_GLASS_HEADER = 'x-break-the-glass';
 const CORS_ALLOWED_HEADERS = 'Authorization, Content-Type, Accept, If-Match, If-None-Match, If-None-Exist, If-Modified-Since, Prefer, X-Request-Id, X-Break-The-Glass';
-const CORS_EXPOSED_HEADERS = 'Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate, Retry-After';
+const CORS_EXPOSED_HEADERS = 'Location, Content-Location, ETag, Last-Modified, X-Request-Id, WWW-Authenticate, Retry-After, X-Progress, Expires';
 
 /** The v3 ActReason purpose of use recorded for a caller's requests. */
 function purposeOf(caller: Caller | undefined, breakGlass: string | undefined): string {
@@ -235,12 +235,7 @@ export class PlatformSecurity implements HttpSecurity {
       breakGlassReason: breakGlass,
       auditReader: (routeCtx, request, interaction) => this.readAudit(routeCtx, request, interaction),
     });
-    const secured: RouteContext = {
-      ...ctx,
-      repo: ctx.repo.withAccess(policy.repositoryAccess()),
-      guard: policy,
-      caller: { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner },
-    };
+    const secured: RouteContext = { ...ctx, repo: ctx.repo.withAccess(policy.repositoryAccess()), guard: policy, caller: identityOf(caller) };
     // A request that may change data leaves a trace before it runs, in case the process dies before its record.
     const intent = req.method === 'GET' || req.method === 'HEAD' ? undefined : await this.intend(agent, policy, req, requestId);
     return {

@@ -34,7 +34,9 @@ export class PostgresDatabase implements Database {
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.pool.on('error', () => undefined);
     const url = new URL(connectionString);
-    this.description = `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`;
+    // Connection options (a schema on the search path) are part of where the data is; credentials are not.
+    const options = url.searchParams.get('options');
+    this.description = `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}${options ? ` (${options})` : ''}`;
   }
 
   async query<T>(sql: string, params: unknown[] = [], options?: QueryOptions): Promise<T[]> {

@@ -60,7 +60,7 @@ function createPlatformApp(options: HttpOptions): express.Express {
     app.use(options.security.router);
   }
   app.use((_req, res) => {
-    sendFhir(res, { status: 404, body: outcome([issue('error', 'not-found', `Nothing is served here; the FHIR API is at ${options.fhirBasePath}`)]) }, false);
+    void sendFhir(res, { status: 404, body: outcome([issue('error', 'not-found', `Nothing is served here; the FHIR API is at ${options.fhirBasePath}`)]) }, false);
   });
   return app;
 }

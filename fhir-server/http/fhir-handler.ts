@@ -5,12 +5,13 @@
  * hot path does not go through it; Express serves the platform's other routes (see app.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import type { Logger } from 'pino';
 import { describeError, FhirError, issue, outcome } from '../errors';
-import { route, RawJson, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext } from '../rest';
-import { readJsonBody, readRawBody } from './json-body';
+import { route, RawJson, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext, type StreamedBody } from '../rest';
+import { isJsonContentType, readJsonBody, readRawBody } from './json-body';
 
 export interface FhirHandlerOptions {
   fhirBasePath: string;
@@ -36,6 +37,9 @@ export interface SecuredExchange {
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const METHODS = new Set<FhirMethod>(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
 const REQUEST_ID = /^[A-Za-z0-9\-_.]{1,64}$/;
+/** Paths whose writes may carry raw content and whose reads may answer with it (http.html#binary). */
+const BINARY_WRITE = /^Binary(\/[A-Za-z0-9\-.]{1,64})?$/;
+const BINARY_READ = /^Binary\/[A-Za-z0-9\-.]{1,64}(\/_history\/[0-9]+)?$/;
 
 /** The client's request id when it sent a usable one, otherwise a new one; echoed in X-Request-Id. */
 export function requestIdOf(req: IncomingMessage, res: ServerResponse): string {
@@ -55,10 +59,14 @@ function assertJsonAcceptable(req: IncomingMessage, query: URLSearchParams): voi
   }
 }
 
-export function sendFhir(res: ServerResponse, response: FhirResponse, head: boolean): void {
+export async function sendFhir(res: ServerResponse, response: FhirResponse, head: boolean): Promise<void> {
   res.statusCode = response.status;
   for (const [name, value] of Object.entries(response.headers ?? {})) {
     res.setHeader(name, value);
+  }
+  if (response.stream) {
+    await sendStream(res, response.stream, head);
+    return;
   }
   if (response.body === undefined || response.status === 304) {
     res.end();
@@ -67,6 +75,28 @@ export function sendFhir(res: ServerResponse, response: FhirResponse, head: bool
   const text = response.body instanceof RawJson ? response.body.text : JSON.stringify(response.body);
   res.setHeader('Content-Type', FHIR_JSON);
   res.end(head ? undefined : text);
+}
+
+/** A streamed body, written as it is produced and paced by the client (backpressure). */
+async function sendStream(res: ServerResponse, stream: StreamedBody, head: boolean): Promise<void> {
+  res.setHeader('Content-Type', stream.contentType);
+  if (stream.length !== undefined) {
+    res.setHeader('Content-Length', String(stream.length));
+  }
+  if (head) {
+    res.end();
+    return;
+  }
+  for await (const chunk of stream.chunks()) {
+    if (!res.write(chunk)) {
+      // Wait for the client to take what was written; a client that went away ends the stream (and its reads).
+      await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    }
+    if (res.destroyed) {
+      return;
+    }
+  }
+  res.end();
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -81,17 +111,27 @@ async function toFhirRequest(req: IncomingMessage, options: FhirHandlerOptions):
   }
   const url = new URL(req.url ?? '/', 'http://internal');
   const query = new URLSearchParams(url.search);
-  assertJsonAcceptable(req, query);
-  query.delete('_format');
-  query.delete('_pretty');
   let path: string;
   try {
     path = decodeURIComponent(url.pathname.slice(options.fhirBasePath.length)).replace(/^\/+/, '');
   } catch {
     throw new FhirError(400, outcome([issue('error', 'invalid', `The request path "${url.pathname}" is not valid percent-encoding`)]));
   }
+  // A Binary is read as its raw content, of whatever type it is, unless FHIR JSON is asked for.
+  const rawRead = (method === 'GET' || method === 'HEAD') && BINARY_READ.test(path) && !query.has('_format');
+  if (!rawRead) {
+    assertJsonAcceptable(req, query);
+  }
+  // _format asks for FHIR JSON (anything else was refused above).
+  const accept = query.has('_format') ? 'application/fhir+json' : header(req, 'accept');
+  query.delete('_format');
+  query.delete('_pretty');
   let body: unknown;
-  if (method === 'POST' && path.endsWith('_search') && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
+  let content: AsyncIterable<Uint8Array> | undefined;
+  if ((method === 'POST' || method === 'PUT') && BINARY_WRITE.test(path) && !isJsonContentType(req.headers['content-type'])) {
+    // Raw Binary content: left unread here, streamed into the content store once the request is authorised.
+    content = req as AsyncIterable<Uint8Array>;
+  } else if (method === 'POST' && path.endsWith('_search') && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
     // POST _search: the form's parameters join the URL's.
     const form = new URLSearchParams((await readRawBody(req, options.maxBodyBytes)).toString('utf8'));
     form.forEach((value, name) => query.append(name, value));
@@ -110,7 +150,10 @@ async function toFhirRequest(req: IncomingMessage, options: FhirHandlerOptions):
       'if-modified-since': header(req, 'if-modified-since'),
       prefer: header(req, 'prefer'),
       'content-type': header(req, 'content-type'),
+      accept,
+      'x-security-context': header(req, 'x-security-context'),
     },
+    content,
   };
 }
 
@@ -129,7 +172,9 @@ export function createFhirHandler(ctx: RouteContext, options: FhirHandlerOptions
       const response = await route(exchange?.ctx ?? ctx, fhirRequest);
       status = response.status;
       await exchange?.finish(fhirRequest, response.status, response);
-      sendFhir(res, response, fhirRequest.method === 'HEAD');
+      // Recorded: a failure while streaming the body is not a second outcome of the request.
+      exchange = undefined;
+      await sendFhir(res, response, fhirRequest.method === 'HEAD');
     } catch (err) {
       const described = describeError(err);
       status = described.status;
@@ -152,7 +197,7 @@ export function createFhirHandler(ctx: RouteContext, options: FhirHandlerOptions
         });
       }
       if (!res.headersSent) {
-        sendFhir(res, { status: described.status, body: described.outcome }, false);
+        await sendFhir(res, { status: described.status, body: described.outcome }, false);
       } else {
         res.destroy();
       }

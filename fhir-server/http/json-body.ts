@@ -7,6 +7,11 @@ import { FhirError, badRequest, outcome, issue } from '../errors';
 
 const JSON_TYPES = /^application\/(fhir\+json|json|json-patch\+json)\b/i;
 
+/** Whether a Content-Type is one of the JSON bodies the API parses. */
+export function isJsonContentType(contentType: string | undefined): boolean {
+  return JSON_TYPES.test(contentType ?? '');
+}
+
 /** Nesting depth of a parsed JSON value, stopping as soon as `limit` is passed. */
 function exceedsDepth(value: unknown, limit: number, depth = 0): boolean {
   if (depth > limit) {

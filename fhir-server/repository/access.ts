@@ -7,7 +7,24 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { SqlParams, type Queryable } from '../db';
 
+/**
+ * Who a request acts for, as the security module authenticated it: for operations and write rules that decide by
+ * the acting organisation (who may accept a referral addressed to a hospital).
+ */
+export interface CallerIdentity {
+  clientId: string;
+  role: string;
+  /** 'Organization/{id}' the client belongs to (every role but admin has one). */
+  organization?: string;
+  /** 'Practitioner/{id}' behind a clinician's call. */
+  practitioner?: string;
+  /** The scopes granted to the request's token, for work done later on the caller's behalf (a bulk export). */
+  scope?: string;
+}
+
 export interface RepositoryAccess {
+  /** The caller the writes are made for, handed to write interceptors. */
+  actor?: CallerIdentity;
   /** An SQL condition on the `resource` row called `alias` that holds for the rows the caller may see. */
   readFilter?(alias: string, params: SqlParams): string;
   /** Called with the current content before a write changes or deletes an existing resource; throws to refuse. */

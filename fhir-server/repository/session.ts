@@ -10,7 +10,7 @@ import { badRequest, conflict, gone, notFound, preconditionFailed, unprocessable
 import { addChangeEvents, type ResourceChangeEvent } from '../events';
 import { addIndexWrites, compartmentsOf, extractIndexRows, parseSearch, queryRecord, type IndexRows } from '../search';
 import { validateResourceForWrite } from '../validation';
-import { isVisible, type RepositoryAccess } from './access';
+import { isVisible, type CallerIdentity, type RepositoryAccess } from './access';
 import { applyResourcePatch, type ResourcePatch } from './patch';
 import { localReferencesOf, type ResourceKey } from './references';
 import { findResourceIds } from './search-sql';
@@ -35,6 +35,8 @@ export interface InterceptedWrite {
   resource?: Resource;
   /** The current version, locked for this transaction (absent for a create). */
   previous?: Resource;
+  /** The caller the write is made for; absent for the platform's own writes and an administrator's. */
+  actor?: CallerIdentity;
 }
 
 /**
@@ -296,6 +298,7 @@ export class WriteSession {
   /** Runs the interceptors of the write's type in order; returns the resource to write if one of them changed it. */
   private async intercept(write: InterceptedWrite): Promise<Resource | undefined> {
     let changed: Resource | undefined;
+    write.actor = this.access?.actor;
     for (const interceptor of this.options.interceptors ?? []) {
       if (interceptor.resourceTypes.includes(write.resourceType)) {
         const result = await interceptor.beforeWrite(this, changed ? { ...write, resource: changed } : write);

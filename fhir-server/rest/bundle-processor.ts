@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, BundleEntryResponse, Resource } from '@medplum/fhirtypes';
-import { badRequest, describeError, FhirError, outcome, preconditionFailed } from '../errors';
+import { badRequest, describeError, FhirError, notSupported, outcome, preconditionFailed } from '../errors';
 import { visitReferences, type WriteSession } from '../repository';
 import { route } from './router';
 import { RawJson, parseBody, type FhirMethod, type FhirRequest, type FhirResponse, type RouteContext } from './types';
@@ -154,6 +154,7 @@ async function resolveIdentities(session: WriteSession, entries: ParsedEntry[]):
     if (typeof resource !== 'object' || resource === null || Array.isArray(resource)) {
       continue;
     }
+    rewriteUriLinks(resource, byFullUrl);
     const conditional: Array<{ reference: string; type: string; query: string }> = [];
     visitReferences(resource, (reference) => {
       const mapped = byFullUrl.get(reference);
@@ -180,6 +181,31 @@ async function resolveIdentities(session: WriteSession, entries: ParsedEntry[]):
         }
       }
       visitReferences(resource, (reference) => resolved.get(reference));
+    }
+  }
+}
+
+/**
+ * Links to other entries outside References: R4 (bundle.html#references) has servers replace fullUrls found in
+ * elements of type uri and url too, e.g. an ITI-65 DocumentReference's `content.attachment.url` naming its Binary
+ * by `urn:uuid:`. Only `urn:uuid:`/`urn:oid:` values that are exactly an entry's fullUrl are replaced, so that
+ * ordinary text is never touched; References are left to visitReferences.
+ */
+function rewriteUriLinks(value: unknown, byFullUrl: Map<string, string>): void {
+  if (typeof value !== 'object' || value === null) {
+    return;
+  }
+  const record = value as Record<string, unknown>;
+  for (const [key, child] of Object.entries(record)) {
+    if (typeof child === 'string') {
+      if (key !== 'reference' && (child.startsWith('urn:uuid:') || child.startsWith('urn:oid:'))) {
+        const mapped = byFullUrl.get(child);
+        if (mapped) {
+          record[key] = mapped;
+        }
+      }
+    } else if (typeof child === 'object' && child !== null) {
+      rewriteUriLinks(child, byFullUrl);
     }
   }
 }
@@ -218,6 +244,10 @@ function responseEntry(response: FhirResponse, prefer: string | undefined): Bund
     ...(headers.ETag ? { etag: headers.ETag } : {}),
     ...(headers['Last-Modified'] ? { lastModified: new Date(headers['Last-Modified']).toISOString() } : {}),
   };
+  if (response.stream) {
+    // A Binary's raw content, an NDJSON file or a bulk manifest is not a resource: fetch it with its own request.
+    throw notSupported(400, `A ${response.stream.contentType} answer cannot be an entry of a bundle; request it on its own`);
+  }
   const body = response.body instanceof RawJson ? parseBody(response.body) : response.body;
   if (body?.resourceType === 'OperationOutcome' && response.status >= 300) {
     entryResponse.outcome = body;

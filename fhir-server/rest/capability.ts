@@ -59,7 +59,7 @@ function resourceEntry(type: string, operations: OperationRegistry): CapabilityS
     ],
     operation: operations
       .all()
-      .filter((op) => op.levels.some((l) => l !== 'system') && (!op.resourceTypes || op.resourceTypes.includes(type)))
+      .filter((op) => op.advertised !== false && op.levels.some((l) => l !== 'system') && (!op.resourceTypes || op.resourceTypes.includes(type)))
       .map((op) => ({ name: op.name, definition: op.definition })),
   };
 }
@@ -77,6 +77,8 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
       status: 'active',
       date: new Date().toISOString(),
       kind: 'instance',
+      // Bulk Data Access (STU2): the server answers $export at system level (fhir-server/bulk).
+      ...(operations.find('export', { level: 'system' }) ? { instantiates: ['http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data'] } : {}),
       name: 'Huimin',
       title: 'Huimin regional health information platform',
       publisher: 'Huimin',
@@ -102,7 +104,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
           ],
           operation: operations
             .all()
-            .filter((op) => op.levels.includes('system'))
+            .filter((op) => op.advertised !== false && op.levels.includes('system'))
             .map((op) => ({ name: op.name, definition: op.definition })),
         },
       ],

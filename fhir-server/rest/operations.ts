@@ -5,7 +5,7 @@
  */
 import type { Parameters, ParametersParameter, Resource } from '@medplum/fhirtypes';
 import { badRequest } from '../errors';
-import type { FhirRequest, FhirResponse, RouteContext } from './types';
+import type { FhirMethod, FhirRequest, FhirResponse, RouteContext } from './types';
 
 export type OperationLevel = 'system' | 'type' | 'instance';
 
@@ -32,6 +32,18 @@ export interface FhirOperation {
    * allow it. For operations whose answers cross organisations, e.g. the HL7 raw message store.
    */
   roles?: readonly string[];
+  /**
+   * The HTTP methods it answers, when not the usual POST (and GET/HEAD when it changes nothing): e.g. DELETE on
+   * the status of an asynchronous request, which cancels it.
+   */
+  methods?: readonly FhirMethod[];
+  /**
+   * Set when the operation decides itself who may use it, so that the token's scopes are not checked against it:
+   * the status and files of an asynchronous request belong to the client that started it, whatever it is.
+   */
+  authorizesCaller?: boolean;
+  /** False for an operation that is a URL of another one's answer (a status or file URL): not listed on its own. */
+  advertised?: boolean;
   invoke(ctx: RouteContext, request: FhirRequest, target: OperationTarget): Promise<FhirResponse>;
 }
 

@@ -3,6 +3,7 @@
  * batch and transaction bundles.
  */
 import { notSupported } from '../errors';
+import { binaryReadResponse, withUploadedContent } from './binary';
 import { processBundle } from './bundle-processor';
 import { capabilityStatement } from './capability';
 import * as rest from './interactions';
@@ -23,7 +24,11 @@ function invokeOperation(ctx: RouteContext, request: FhirRequest, segment: strin
     throw notSupported(404, `The operation $${name} is not supported ${where}`);
   }
   const get = request.method === 'GET' || request.method === 'HEAD';
-  if (!(request.method === 'POST' || (get && !operation.affectsState))) {
+  if (operation.methods) {
+    if (!operation.methods.includes(request.method)) {
+      throw notSupported(405, `$${name} ${where} is invoked with ${operation.methods.join(' or ')}, not ${request.method}`);
+    }
+  } else if (!(request.method === 'POST' || (get && !operation.affectsState))) {
     throw notSupported(405, `$${name} ${where} is invoked with POST${operation.affectsState ? '' : ' or GET'}, not ${request.method}`);
   }
   return operation.invoke(ctx, request, target);
@@ -69,8 +74,8 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
   switch (segments.length) {
     case 1:
       if (get) return search(ctx, request, type);
-      if (method === 'POST') return rest.create(ctx, request, type);
-      if (method === 'PUT') return rest.conditionalUpdate(ctx, request, type);
+      if (method === 'POST') return rest.create(ctx, await withUploadedContent(ctx, request, type), type);
+      if (method === 'PUT') return rest.conditionalUpdate(ctx, await withUploadedContent(ctx, request, type), type);
       if (method === 'PATCH') return rest.conditionalPatch(ctx, request, type);
       if (method === 'DELETE') return rest.conditionalDelete(ctx, request, type);
       break;
@@ -79,8 +84,9 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
       if (second === '_search' && method === 'POST') return search(ctx, request, type);
       if (second.startsWith('$')) return invokeOperation(ctx, request, second, { level: 'type', type });
       if (second.startsWith('_')) break;
+      if (get && type === 'Binary') return binaryReadResponse(ctx, request, await rest.read(ctx, request, type, second));
       if (get) return rest.read(ctx, request, type, second);
-      if (method === 'PUT') return rest.update(ctx, request, type, second);
+      if (method === 'PUT') return rest.update(ctx, await withUploadedContent(ctx, request, type, second), type, second);
       if (method === 'PATCH') return rest.patch(ctx, request, type, second);
       if (method === 'DELETE') return rest.remove(ctx, request, type, second);
       break;
@@ -93,6 +99,7 @@ export async function route(ctx: RouteContext, request: FhirRequest): Promise<Fh
       }
       break;
     case 4:
+      if (third === '_history' && get && type === 'Binary') return binaryReadResponse(ctx, request, await rest.vread(ctx, request, type, second, fourth));
       if (third === '_history' && get) return rest.vread(ctx, request, type, second, fourth);
       break;
   }

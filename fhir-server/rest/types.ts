@@ -3,7 +3,8 @@
  * bundles are both turned into a FhirRequest and go through the same router.
  */
 import type { Resource } from '@medplum/fhirtypes';
-import type { FhirRepository, WriteSession } from '../repository';
+import type { CallerIdentity, FhirRepository, WriteSession } from '../repository';
+import type { BinaryContentStore } from './binary';
 import type { OperationRegistry } from './operations';
 
 export type FhirMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -15,9 +16,14 @@ export interface FhirRequest {
   query: URLSearchParams;
   body?: unknown;
   /** Header values that FHIR gives meaning to, lower-case names. */
-  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type', string>>;
+  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type' | 'accept' | 'x-security-context', string>>;
   /** The id a transaction bundle assigned in advance to a resource this request may create. */
   assignedId?: string;
+  /**
+   * A Binary's raw content (POST/PUT of Binary with a Content-Type that is not FHIR JSON), not yet read: the
+   * router streams it into the BinaryContentStore after the guard allowed the request (see binary.ts).
+   */
+  content?: AsyncIterable<Uint8Array>;
 }
 
 /** JSON text that is sent as it is: stored resources are never parsed and re-serialised just to be returned. */
@@ -29,6 +35,19 @@ export interface FhirResponse {
   status: number;
   body?: Resource | RawJson;
   headers?: Record<string, string>;
+  /**
+   * A body that is not a resource held in memory: a Binary's raw content, a resource too big to hold (a Binary
+   * with its stored content as `data`), a rendered document, a bulk export's NDJSON file. Sent as it is produced,
+   * over HTTP only (a bundle entry cannot carry it); takes the place of `body`.
+   */
+  stream?: StreamedBody;
+}
+
+export interface StreamedBody {
+  contentType: string;
+  /** Content-Length, when known in advance. */
+  length?: number;
+  chunks(): AsyncIterable<Uint8Array | string>;
 }
 
 export interface RouteContext {
@@ -43,22 +62,10 @@ export interface RouteContext {
   session?: WriteSession;
   /** The caller's gatekeeper (security module): sees every request, HTTP or bundle entry, before it is answered. */
   guard?: RequestGuard;
-  /**
-   * Who is calling, as the security module established it from the token; undefined for in-process calls. For
-   * operations whose rules depend on the caller's organisation (a hospital answering a finding about itself).
-   */
+  /** Who the request acts for, when the security module authenticated it. */
   caller?: CallerIdentity;
-}
-
-/** The authenticated caller, as operations see it. */
-export interface CallerIdentity {
-  clientId: string;
-  /** security's role: admin, supervisor, facility-system, clinician, referral-coordinator. */
-  role: string;
-  /** The client's owning organisation, `Organization/123`. */
-  organization?: string;
-  /** The person behind a clinician's call, `Practitioner/123`. */
-  practitioner?: string;
+  /** Where Binary content too big for a resource's JSON is kept (a module's); none: Binaries hold their data inline. */
+  binaryStore?: BinaryContentStore;
 }
 
 export interface RequestGuard {

@@ -98,6 +98,15 @@ function compartmentParams(resourceType: string): string[] {
   return patientCompartmentParams.get(resourceType) ?? [];
 }
 
+/** The resource types that can be in a patient's compartment (Patient itself included), sorted. */
+export function patientCompartmentTypes(): string[] {
+  compartmentParams('Patient');
+  return [...(patientCompartmentParams as Map<string, string[]>).entries()]
+    .filter(([type, params]) => type === 'Patient' || params.length > 0)
+    .map(([type]) => type)
+    .sort();
+}
+
 /**
  * 'Patient/{id}' for every patient compartment the resource belongs to: a Patient is in its own, other resources
  * in those of the patients their compartment parameters reference. Pass the rows from extractIndexRows when

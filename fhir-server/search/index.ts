@@ -1,5 +1,5 @@
 /** The public face of search: write-time extraction and indexing, read-time compilation to SQL. */
-export { compartmentsOf, extractIndexRows } from './extract';
+export { compartmentsOf, extractIndexRows, patientCompartmentTypes } from './extract';
 export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } from './write';
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';

@@ -59,9 +59,10 @@ describe('operation registry', () => {
     const res = await request(server.app).get('/fhir/metadata').expect(200);
     const cs = res.body as CapabilityStatement;
     const rest = cs.rest?.[0];
-    expect(rest?.operation?.map((o) => o.name).sort()).toEqual(['reindex', 'reset']);
+    // The store's bulk $export is listed; its status and file URLs (advertised: false) are not.
+    expect(rest?.operation?.map((o) => o.name).sort()).toEqual(['export', 'reindex', 'reset']);
     const patient = rest?.resource?.find((r) => r.type === 'Patient');
-    expect(patient?.operation?.map((o) => o.name).sort()).toEqual(['everything', 'greet', 'reindex', 'validate']);
+    expect(patient?.operation?.map((o) => o.name).sort()).toEqual(['everything', 'export', 'greet', 'reindex', 'validate']);
     const observation = rest?.resource?.find((r) => r.type === 'Observation');
     expect(observation?.operation?.map((o) => o.name).sort()).toEqual(['reindex', 'validate']);
   });

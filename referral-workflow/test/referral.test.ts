@@ -1,4 +1,5 @@
 /** Two-way referral end to end over HTTP: routed, notified, accepted and booked; rejected and re-routed; overdue; downward; consent. */
+import request from 'supertest';
 import type { Appointment, Bundle, Communication, Flag, MeasureReport, ServiceRequest, Slot, Task } from '@medplum/fhirtypes';
 import { codes, taskStatusFrom0283, taskStatusTo0283, type ConsentChecker, type ReferralMessageSender } from '..';
 import { api, createHarness, waitFor, type Harness } from './harness';
@@ -88,6 +89,29 @@ describe('upward referral', () => {
     expect(complete.body.issue[0].diagnostics).toBe('A Task cannot go from rejected to completed: rejected is a final state');
     const accept = await fhir.post(`Task/${taskId}/$accept`, { resourceType: 'Parameters', parameter: [param('actor', `Organization/${city.hospital.id}`)] }).expect(422);
     expect(accept.body.issue[0].code).toBe('business-rule');
+  });
+
+  it('takes the deciding hospital from its token: the receiver accepts, another hospital and the sender cannot', async () => {
+    const { taskId } = await submitReferral(fhir, city, { from: city.clinic, to: city.hospital, direction: 'up' });
+    const routed = await waitForTask(taskId, 'routing', (t) => t.status === 'received');
+    const as = async (organization: string) => (await h.server.tokenFor({ role: 'facility-system', organization })).token;
+    const call = (token: string, path: string, body: unknown) =>
+      request(h.server.rawApp).post(`/fhir/${path}`).set('Authorization', `Bearer ${token}`).set('Content-Type', 'application/fhir+json').send(body as object);
+    const empty = { resourceType: 'Parameters' };
+
+    const stranger = await call(await as(`Organization/${city.hospital2.id}`), `Task/${taskId}/$accept`, empty).expect(403);
+    expect(stranger.body.issue[0].diagnostics).toBe(`Organization/${city.hospital2.id} cannot accept Task/${taskId}: it is addressed to Organization/${city.hospital.id}`);
+    // The sender owns the Task's record, but a plain write cannot take the receiver's decision for it.
+    const sender = await as(`Organization/${city.clinic.id}`);
+    const put = await request(h.server.rawApp).put(`/fhir/Task/${taskId}`).set('Authorization', `Bearer ${sender}`).set('Content-Type', 'application/fhir+json').send({ ...routed, status: 'accepted' });
+    expect([403, 412]).toContain(put.status);
+    expect((await readTask(taskId)).status).toBe('received');
+    // Naming someone else as actor does not help either.
+    const receiver = await as(`Organization/${city.hospital.id}`);
+    await call(receiver, `Task/${taskId}/$accept`, { resourceType: 'Parameters', parameter: [param('actor', `Organization/${city.clinic.id}`)] }).expect(403);
+
+    const accepted = await call(receiver, `Task/${taskId}/$accept`, empty).expect(200);
+    expect((accepted.body as Task).status).toBe('accepted');
   });
 
   it('tells the coordinator of a rejection and re-routes, keeping the chain', async () => {
@@ -217,9 +241,10 @@ describe('HL7 table 0283 and figures', () => {
     expect(group(clinic, 'up-sent')?.population?.[0].count).toBeGreaterThanOrEqual(6);
     expect(group(clinic, 'up-sent-outpatient')?.population?.[0].count).toBe(group(clinic, 'up-sent')?.population?.[0].count);
     expect(group(hospital, 'down-sent')?.population?.[0].count).toBe(1);
-    expect(group(hospital, 'accepted')?.population?.[0].count).toBe(2);
+    // Accepted above: the booked referral, the token test's and the one completed with a CarePlan.
+    expect(group(hospital, 'accepted')?.population?.[0].count).toBe(3);
     expect(group(hospital, 'rejected')?.population?.[0].count).toBe(2);
-    expect(group(hospital, 'acceptance-rate')?.measureScore?.value).toBe(50);
+    expect(group(hospital, 'acceptance-rate')?.measureScore?.value).toBe(60);
     expect(group(hospital, 'overdue')?.population?.[0].count).toBe(1);
     expect(group(hospital, 'time-to-accept-p90')?.measureScore?.value).toBeGreaterThanOrEqual(0);
   });

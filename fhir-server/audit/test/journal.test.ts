@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { auditRecord } from '../audit-event';
 import { AuditLog } from '../audit-log';
-import { recoverJournals } from '../journal';
+import { journalKey, recoverJournals } from '../journal';
 import { verifyAuditChain } from '../hash-chain';
 import { securityMigrations } from '../../auth/migrations';
 import type { Database } from '../../db';
@@ -47,7 +47,7 @@ describe('audit journal', () => {
     await log.append(shipped);
     await log.stop();
     // A process (pid 999999, long gone) journaled two events, shipped one, and died while writing a third.
-    writeFileSync(path.join(dir, 'audit-999999-1.jsonl'), `${shipped.content}\n${lost.content}\n{"id":"half`);
+    writeFileSync(path.join(dir, `audit-${journalKey(db)}-999999-1.jsonl`), `${shipped.content}\n${lost.content}\n{"id":"half`);
     expect(await recoverJournals(db, dir)).toBe(2);
     expect(readdirSync(dir)).toEqual([]);
     const rows = await db.query<{ id: string }>(`SELECT id FROM audit_event WHERE keys && ARRAY['entity:Patient/p3', 'entity:Patient/p4']`);
@@ -62,10 +62,27 @@ describe('audit journal', () => {
     const finishedIntent = auditRecord({ agent: { clientId: 'w' }, interaction: 'create', action: 'C', status: 0, entities: ['Patient/p5'] });
     const finished = auditRecord({ agent: { clientId: 'w' }, interaction: 'create', action: 'C', status: 201, entities: ['Patient/p5'], intent: finishedIntent.id });
     const orphanIntent = auditRecord({ agent: { clientId: 'w' }, interaction: 'update', action: 'U', status: 0, entities: ['Patient/p6'], description: 'outcome unknown' });
-    writeFileSync(path.join(dir, 'audit-999998-1.jsonl'), [finishedIntent, finished, orphanIntent].map((r) => `${r.content}\n`).join(''));
+    writeFileSync(path.join(dir, `audit-${journalKey(db)}-999998-1.jsonl`), [finishedIntent, finished, orphanIntent].map((r) => `${r.content}\n`).join(''));
     expect(await recoverJournals(db, dir)).toBe(3);
     const rows = await db.query<{ id: string; keys: string[] }>(`SELECT id, keys FROM audit_event WHERE keys && ARRAY['entity:Patient/p5', 'entity:Patient/p6']`);
     expect(rows.map((r) => r.id).sort()).toEqual([finished.id, orphanIntent.id].sort());
     expect(rows.find((r) => r.id === orphanIntent.id)?.keys).toContain('outcome:8');
+  });
+
+  it("leaves another database's journal alone", async () => {
+    const other = await createTestDatabase('postgres', securityMigrations);
+    try {
+      const foreign = event(7);
+      const name = `audit-${journalKey(other)}-999997-1.jsonl`;
+      writeFileSync(path.join(dir, name), `${foreign.content}\n`);
+      expect(await recoverJournals(db, dir, { all: true })).toBe(0);
+      expect(readdirSync(dir)).toEqual([name]);
+      expect(await recoverJournals(other, dir, { all: true })).toBe(1);
+      expect(readdirSync(dir)).toEqual([]);
+      const rows = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_event WHERE keys @> ARRAY['entity:Patient/p7']`);
+      expect(rows[0].n).toBe(0);
+    } finally {
+      await other.close();
+    }
   });
 });

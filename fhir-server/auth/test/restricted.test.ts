@@ -1,7 +1,6 @@
 /**
  * Three small seams other modules use: resources restricted to named organisations (RESTRICTED_TO_SYSTEM labels),
- * operations that name roles and so may change data for them, with the caller's identity in their context, and the
- * audit log reader.
+ * and the audit log reader (with an operation that decides its callers itself, seeing who calls).
  */
 import type { Bundle, Parameters } from '@medplum/fhirtypes';
 import request from 'supertest';
@@ -18,6 +17,7 @@ const whoAmI: FhirOperation = {
   levels: ['system'],
   affectsState: true,
   roles: ['supervisor', 'admin'],
+  authorizesCaller: true,
   async invoke(ctx) {
     const body: Parameters = {
       resourceType: 'Parameters',
@@ -72,7 +72,7 @@ describe('restricted resources, role-vouched operations, audit reader', () => {
     await request(server.rawApp).get('/fhir/Basic/restricted').set('Authorization', `Bearer ${tokens.a}`).expect(200);
   });
 
-  it('an operation naming the supervisor role may change data for supervisors and sees who calls; other roles are refused', async () => {
+  it('an operation that authorises its callers by role serves supervisors and sees who calls; other roles are refused', async () => {
     const res = await request(server.rawApp).post('/fhir/$who-am-i').set('Authorization', `Bearer ${tokens.supervisor}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Parameters' }).expect(200);
     expect((res.body as Parameters).parameter).toEqual([
       { name: 'role', valueString: 'supervisor' },
