@@ -1,5 +1,5 @@
 /**
- * Three small seams other modules use: resources restricted to named organisations (RESTRICTED_TO_SYSTEM labels),
+ * Two small seams other modules use: resources restricted to named organisations (RESTRICTED_TO_SYSTEM labels),
  * and the audit log reader (with an operation that decides its callers itself, seeing who calls).
  */
 import type { Bundle, Parameters } from '@medplum/fhirtypes';
