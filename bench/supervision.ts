@@ -136,7 +136,7 @@ async function loadFacts(databaseUrl: string, n: number, orgs: string[], monthSt
       await client.query(
         `INSERT INTO sv_prescription (id, version, institution, patient, encounter, group_id, authored, status, setting, drug_system, drug_code,
            ingredient, days_supply, long_term, stable_chronic, reason_codes, amount_g, patient_gender, patient_birth)
-         SELECT 'f' || ($3 + g), 1, $1[1 + (($3 + g) / 20) % cardinality($1)], 'Patient/f' || (($3 + g) / 20), 'f' || (($3 + g) / 6), 'g' || (($3 + g) / 3),
+         SELECT 'f' || ($3 + g), 1, ($1::text[])[1 + (($3 + g) / 20) % cardinality($1::text[])], 'Patient/f' || (($3 + g) / 20), 'f' || (($3 + g) / 6), 'g' || (($3 + g) / 3),
            $2::timestamptz + ((g % 28) || ' days')::interval, 'active', CASE WHEN g % 5 = 0 THEN 'inpatient' ELSE 'outpatient' END,
            'http://www.whocc.no/atc', CASE WHEN g % 10 = 0 THEN 'J01CA04' ELSE 'C09AA02' END, CASE WHEN g % 10 = 0 THEN 'J01CA04' ELSE 'C09AA02' END,
            1 + g % 7, false, false, '{}', 4.5, CASE WHEN g % 2 = 0 THEN 'female' ELSE 'male' END, '1960-01-01'
@@ -145,7 +145,7 @@ async function loadFacts(databaseUrl: string, n: number, orgs: string[], monthSt
       );
       await client.query(
         `INSERT INTO sv_encounter (id, version, institution, patient, class, status, start_at, end_at, principal_dx, planned)
-         SELECT 'f' || ($3 + g), 1, $1[1 + (($3 + g) / 3) % cardinality($1)], 'Patient/f' || (($3 + g) / 3), CASE WHEN g % 5 = 0 THEN 'inpatient' ELSE 'outpatient' END,
+         SELECT 'f' || ($3 + g), 1, ($1::text[])[1 + (($3 + g) / 3) % cardinality($1::text[])], 'Patient/f' || (($3 + g) / 3), CASE WHEN g % 5 = 0 THEN 'inpatient' ELSE 'outpatient' END,
            'finished', $2::timestamptz + ((g % 28) || ' days')::interval, $2::timestamptz + ((g % 28) || ' days')::interval + ((1 + g % 9) || ' days')::interval,
            (ARRAY['I10', 'J189', 'E119', 'I210'])[1 + g % 4], false
          FROM generate_series(0, ${enc - 1}) g`,
@@ -154,7 +154,7 @@ async function loadFacts(databaseUrl: string, n: number, orgs: string[], monthSt
       await client.query(
         `INSERT INTO sv_order (res_type, id, version, kind, institution, patient, code_system, code, at, status)
          SELECT CASE WHEN g % 2 = 0 THEN 'Observation' ELSE 'ServiceRequest' END, 'f' || ($3 + g), 1, CASE WHEN g % 2 = 0 THEN 'result' ELSE 'order' END,
-           $1[1 + (($3 + g) / 20) % cardinality($1)], 'Patient/f' || (($3 + g) / 20), 'http://loinc.org', (ARRAY['2093-3', '1558-6', '2160-0'])[1 + g % 3],
+           ($1::text[])[1 + (($3 + g) / 20) % cardinality($1::text[])], 'Patient/f' || (($3 + g) / 20), 'http://loinc.org', (ARRAY['2093-3', '1558-6', '2160-0'])[1 + g % 3],
            $2::timestamptz + ((g % 28) || ' days')::interval, CASE WHEN g % 2 = 0 THEN 'final' ELSE 'active' END
          FROM generate_series(0, ${ord - 1}) g`,
         params,
