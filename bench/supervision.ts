@@ -120,7 +120,8 @@ function visit(patient: string, monthStart: number, i: number, size: number): Bu
 /**
  * Synthetic facts in bulk: 60 % prescription lines (10 % with an antimicrobial, days' supply 1–7 so that few
  * findings are raised), 10 % inpatient or outpatient encounters, 30 % orders and results, over the month's days; a
- * patient per 20 rows (3 for encounters), each patient at one institution.
+ * patient per 20 rows (3 for encounters), each patient at one institution. Lab codes are local ones that no
+ * recognition window covers (repeated tests of the same patient would otherwise raise a finding per order).
  */
 async function loadFacts(databaseUrl: string, n: number, orgs: string[], monthStart: number): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -154,7 +155,7 @@ async function loadFacts(databaseUrl: string, n: number, orgs: string[], monthSt
       await client.query(
         `INSERT INTO sv_order (res_type, id, version, kind, institution, patient, code_system, code, at, status)
          SELECT CASE WHEN g % 2 = 0 THEN 'Observation' ELSE 'ServiceRequest' END, 'f' || ($3 + g), 1, CASE WHEN g % 2 = 0 THEN 'result' ELSE 'order' END,
-           ($1::text[])[1 + (($3 + g) / 20) % cardinality($1::text[])], 'Patient/f' || (($3 + g) / 20), 'http://loinc.org', (ARRAY['2093-3', '1558-6', '2160-0'])[1 + g % 3],
+           ($1::text[])[1 + (($3 + g) / 20) % cardinality($1::text[])], 'Patient/f' || (($3 + g) / 20), 'urn:bench:lab', (ARRAY['chol', 'glu', 'crea'])[1 + g % 3],
            $2::timestamptz + ((g % 28) || ' days')::interval, CASE WHEN g % 2 = 0 THEN 'final' ELSE 'active' END
          FROM generate_series(0, ${ord - 1}) g`,
         params,
