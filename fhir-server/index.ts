@@ -4,9 +4,10 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
-import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
+import { loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay, type EventQueueTarget } from './events';
@@ -44,6 +45,8 @@ export {
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,
+  UserStore,
+  type AppClient,
   type Caller,
   type Client,
   type Role,
@@ -60,6 +63,11 @@ export interface SecuritySettings {
   rateLimitPerClient: number;
   /** Token requests per second per network address and process; 0 turns the limit off. */
   rateLimitTokenEndpoint: number;
+  /** SMART apps whose users sign in with the authorization code grant (the portal). */
+  apps: readonly AppClient[];
+  /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
+  sessionIdleS: number;
+  sessionMaxS: number;
 }
 
 export const DEFAULT_SECURITY: SecuritySettings = {
@@ -67,6 +75,9 @@ export const DEFAULT_SECURITY: SecuritySettings = {
   corsOrigins: [],
   rateLimitPerClient: 500,
   rateLimitTokenEndpoint: 5,
+  apps: [],
+  sessionIdleS: 1800,
+  sessionMaxS: 12 * 3600,
 };
 
 export interface FhirServerOptions {
@@ -96,6 +107,8 @@ export interface FhirServerOptions {
   writeInterceptors?: readonly WriteInterceptor[];
   /** The queues change events go to, one per consuming module (default: the one queue `resource-changes`). */
   eventQueues?: readonly EventQueueTarget[];
+  /** Other modules' routes outside the FHIR base (the portal's web pages under /app), behind the same security headers. */
+  routes?: readonly Router[];
 }
 
 export interface FhirServer {
@@ -149,6 +162,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxBodyBytes: options.maxBodyBytes,
     maxJsonDepth: options.maxJsonDepth,
     logger: options.logger,
+    routes: options.routes,
     readiness: {
       database: async () => {
         await options.db.query('SELECT 1');
