@@ -198,10 +198,16 @@ export class AccessPolicy implements RequestGuard {
     return conditions.length ? `(${conditions.join(' AND ')})` : 'true';
   }
 
-  /** Only the owning organisation changes or deletes a resource; one without an owner, only an administrator. */
+  /**
+   * Only the owning organisation changes or deletes a resource; one without an owner, only an administrator. A Task
+   * is also the business of the organisation it is addressed to (Task.owner): a referral written by the referring
+   * clinic is accepted, rejected and worked by the receiving hospital.
+   */
   checkChange(resourceType: string, id: string, currentContent: string | null): void {
-    const owner = currentContent ? ownerOf((JSON.parse(currentContent) as Resource).meta) : undefined;
-    if (owner !== this.caller.organization) {
+    const current = currentContent ? (JSON.parse(currentContent) as Resource) : undefined;
+    const owner = current ? ownerOf(current.meta) : undefined;
+    const addressedTo = current?.resourceType === 'Task' ? current.owner?.reference : undefined;
+    if (owner !== this.caller.organization && !(addressedTo !== undefined && addressedTo === this.caller.organization)) {
       throw forbidden(
         owner
           ? `${resourceType}/${id} is owned by ${owner}; only its owner may change or delete it`

@@ -4,7 +4,7 @@
  * record (a Patient whose `link`s of type seealso name each hospital's record) comes first when there is one.
  */
 import type { Patient } from '@medplum/fhirtypes';
-import { Alert, Badge, Button, Group, Loader, Stack, Table, Text, TextInput, Title } from '@mantine/core';
+import { Alert, Badge, Button, Card, Group, Loader, Stack, Table, Text, Textarea, TextInput, Title } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { Link, useSearchParams } from 'react-router';
@@ -13,11 +13,19 @@ import { useI18n } from '../../i18n';
 
 const ID_CARD = /^\d{17}[\dXx]$/;
 
-async function findResidents(query: string): Promise<{ patients: Patient[]; names: Record<string, string> }> {
+const CJK_NAME = /^[\u4e00-\u9fff]{2,5}$/;
+
+/**
+ * Residents matching one search box: identifiers (ID card, health card, MRN) and names. A Chinese full name is
+ * stored as family + given, which a name search (matching each part) would miss as a whole: it is also searched
+ * as family = first character, given = the rest.
+ */
+export async function findResidents(query: string, breakGlass?: string): Promise<{ patients: Patient[]; names: Record<string, string> }> {
   const q = query.trim();
   const wanted = { _count: '50' };
-  const searches = [search<Patient>('Patient', { ...wanted, identifier: q })];
-  if (!ID_CARD.test(q)) searches.push(search<Patient>('Patient', { ...wanted, name: q }));
+  const searches = [search<Patient>('Patient', { ...wanted, identifier: q }, { breakGlass })];
+  if (!ID_CARD.test(q)) searches.push(search<Patient>('Patient', { ...wanted, name: q }, { breakGlass }));
+  if (CJK_NAME.test(q)) searches.push(search<Patient>('Patient', { ...wanted, family: q[0], given: q.slice(1) }, { breakGlass }));
   const found = new Map<string, Patient>();
   for (const result of await Promise.all(searches)) for (const p of result.resources) found.set(p.id as string, p);
   const patients = [...found.values()].sort((a, b) => Number(isGolden(b)) - Number(isGolden(a)));
@@ -34,10 +42,17 @@ export function PatientSearch(): ReactNode {
   const [params, setParams] = useSearchParams();
   const query = params.get('q') ?? '';
   const [text, setText] = useState(query);
-  const result = useQuery({ queryKey: ['residents', query], queryFn: () => findResidents(query), enabled: query.trim().length > 0 });
+  const [reason, setReason] = useState('');
+  const [breakGlass, setBreakGlass] = useState<string>();
+  const result = useQuery({ queryKey: ['residents', query, breakGlass], queryFn: () => findResidents(query, breakGlass), enabled: query.trim().length > 0 });
   const submit = (e: FormEvent): void => {
     e.preventDefault();
+    setBreakGlass(undefined);
     setParams(text.trim() ? { q: text.trim() } : {});
+  };
+  // A record opened from a break-the-glass search keeps the stated reason for its own requests.
+  const remember = (id: string | undefined): void => {
+    if (breakGlass && id) sessionStorage.setItem(`huimin.btg.${id}`, breakGlass);
   };
   return (
     <Stack>
@@ -58,7 +73,29 @@ export function PatientSearch(): ReactNode {
       </form>
       {result.isFetching && <Loader aria-label={t('loading')} />}
       {result.error && <Alert color="red" role="alert">{(result.error as Error).message}</Alert>}
-      {result.data && result.data.patients.length === 0 && <Text>{t('doctor.noResident')}</Text>}
+      {result.data && result.data.patients.length === 0 && (
+        <Card withBorder maw={640}>
+          <Stack>
+            <Text>{t('doctor.noResident')}</Text>
+            {!breakGlass && (
+              <>
+                <Text size="sm">{t('doctor.btgSearchText')}</Text>
+                <Textarea label={t('doctor.btgReason')} description={t('doctor.btgHint')} value={reason} onChange={(e) => setReason(e.currentTarget.value)} maxLength={500} autosize minRows={2} />
+                <Group>
+                  <Button color="red.9" disabled={reason.trim().length < 4} onClick={() => setBreakGlass(reason.trim())}>
+                    {t('doctor.btgSearch')}
+                  </Button>
+                </Group>
+              </>
+            )}
+          </Stack>
+        </Card>
+      )}
+      {breakGlass && (
+        <Alert color="red" role="status">
+          {t('doctor.btgActive')}
+        </Alert>
+      )}
       {result.data && result.data.patients.length > 0 && (
         <Table.ScrollContainer minWidth={640}>
           <Table striped highlightOnHover aria-label={t('doctor.results')}>
@@ -77,7 +114,9 @@ export function PatientSearch(): ReactNode {
                 return (
                   <Table.Tr key={p.id}>
                     <Table.Td>
-                      <Link to={`/doctor/patient/${p.id}`}>{humanName(p.name)}</Link>
+                      <Link to={`/doctor/patient/${p.id}`} onClick={() => remember(p.id)}>
+                        {humanName(p.name)}
+                      </Link>
                       {p.name && p.name.length > 1 && (
                         <Text size="xs" c="gray.7">
                           {p.name.slice(1).map((n) => humanName([n])).join(' / ')}

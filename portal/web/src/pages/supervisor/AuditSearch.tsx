@@ -1,10 +1,11 @@
 /** "Who looked at this resident's record": the audit log's events naming the resident, newest first. */
-import type { AuditEvent, Patient } from '@medplum/fhirtypes';
+import type { AuditEvent } from '@medplum/fhirtypes';
 import { Alert, Badge, Button, Group, Loader, Select, Stack, Switch, Table, Text, TextInput } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { formatDate, humanName, search } from '../../fhir';
 import { useI18n } from '../../i18n';
+import { findResidents } from '../doctor/PatientSearch';
 
 function who(e: AuditEvent): { name: string; detail: string } {
   const user = e.agent?.find((a) => a.who?.identifier?.system === 'urn:huimin:user');
@@ -26,10 +27,7 @@ export function AuditSearch(): ReactNode {
   const candidates = useQuery({
     queryKey: ['audit-patients', query],
     enabled: query.length > 0,
-    queryFn: async () => {
-      const [byName, byId] = await Promise.all([search<Patient>('Patient', { name: query, _count: '20' }), search<Patient>('Patient', { identifier: query, _count: '20' })]);
-      return [...new Map([...byName.resources, ...byId.resources].map((p) => [p.id, p])).values()];
-    },
+    queryFn: async () => (await findResidents(query)).patients,
   });
   const events = useQuery({
     queryKey: ['audit', patient, btgOnly],
