@@ -375,7 +375,15 @@ function breakGlassReason(header: string | string[] | undefined): string | undef
   if (value === undefined) {
     return undefined;
   }
-  const reason = value.trim();
+  let reason = value.trim();
+  // Header values are Latin-1: a reason in Chinese comes percent-encoded UTF-8 (as browsers must send it).
+  if (/%[0-9A-Fa-f]{2}/.test(reason)) {
+    try {
+      reason = decodeURIComponent(reason).trim();
+    } catch {
+      // Not percent-encoding after all: kept as sent.
+    }
+  }
   if (reason.length === 0 || reason.length > 500 || /[\u0000-\u001f]/.test(reason)) {
     throw new FhirError(400, outcome([issue('error', 'invalid', 'X-Break-The-Glass carries the reason for the emergency access, 1 to 500 characters')]));
   }

@@ -106,10 +106,11 @@ describe('SMART App Launch (authorization code + PKCE) for users', () => {
 
     // The token works on the FHIR API under the user's role, and the audit names the person.
     const patient = await request(server.app).post('/fhir/Patient').set('Content-Type', 'application/fhir+json').send({ resourceType: 'Patient', name: [{ family: '王' }] });
-    const read = await request(server.rawApp).get(`/fhir/Patient/${patient.body.id}`).set('Authorization', `Bearer ${tokens.body.access_token}`).set('X-Break-The-Glass', 'unconscious at the emergency department');
+    const read = await request(server.rawApp).get(`/fhir/Patient/${patient.body.id}`).set('Authorization', `Bearer ${tokens.body.access_token}`).set('X-Break-The-Glass', encodeURIComponent('昏迷送急诊 unconscious'));
     expect(read.status).toBe(200);
     const audit = await request(server.app).get('/fhir/AuditEvent').query({ agent: 'dr.li', entity: `Patient/${patient.body.id}` });
     expect(audit.body.entry).toHaveLength(1);
+    expect(audit.body.entry[0].resource.outcomeDesc).toContain('break-the-glass: 昏迷送急诊 unconscious');
     const agents = audit.body.entry[0].resource.agent as { who?: { identifier?: { value?: string }; display?: string } }[];
     expect(agents.some((a) => a.who?.identifier?.value === 'dr.li' && a.who.display === '李医生')).toBe(true);
 

@@ -37,7 +37,8 @@ export async function call<T>(url: string, options: RequestOptions = {}, retried
   }
   const headers: Record<string, string> = { Authorization: `Bearer ${token}`, Accept: 'application/fhir+json, application/json', ...options.headers };
   if (options.body !== undefined) headers['Content-Type'] = url.startsWith('/auth') ? 'application/json' : 'application/fhir+json';
-  if (options.breakGlass) headers['X-Break-The-Glass'] = options.breakGlass;
+  // Header values are Latin-1; the platform decodes the percent-encoded UTF-8 of a reason written in Chinese.
+  if (options.breakGlass) headers['X-Break-The-Glass'] = encodeURIComponent(options.breakGlass);
   const res = await fetch(url.startsWith('/') ? url : `${FHIR_BASE}/${url}`, { method: options.method ?? 'GET', headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
   if (res.status === 401 && !retried) return call<T>(url, options, true);
   if (res.status === 401) onSignedOut();
