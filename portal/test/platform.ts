@@ -149,7 +149,7 @@ export async function startPlatform(): Promise<Platform> {
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {
-    await waitFor(async () => (await fetch(`${baseUrl}/readyz`)).ok, 90_000, 'the platform to answer /readyz');
+    await waitFor(async () => (await fetch(`${baseUrl}/readyz`)).ok, 240_000, 'the platform to answer /readyz (its first start loads the terminology content)');
     let token: { value: string; until: number } | undefined;
     const adminToken = async (): Promise<string> => {
       if (!token || token.until < Date.now()) {
