@@ -35,12 +35,13 @@ describe('the portal in a browser', () => {
   }
 
   /** A fresh browser (no session), signed in as `username` through the platform's sign-in form. */
-  async function signIn(username: string, viewport = { width: 1280, height: 860 }): Promise<Page> {
+  async function signIn(username: string, viewport = { width: 1280, height: 860 }, formShot?: string): Promise<Page> {
     const context = await browser.newContext({ viewport, locale: 'zh-CN' });
     const page = await context.newPage();
     await page.goto(`${platform.baseUrl}/app/`);
     await page.getByRole('button', { name: '登录' }).click();
     await page.waitForURL(/\/auth\/authorize/);
+    if (formShot) await shot(page, formShot);
     await page.getByLabel('用户名').fill(username);
     await page.getByLabel('密码').fill(PASSWORD);
     await page.getByRole('button', { name: '登录' }).click();
@@ -49,9 +50,8 @@ describe('the portal in a browser', () => {
   }
 
   it('a clinician finds a resident seen at two hospitals and sees both hospitals’ results', async () => {
-    const page = await signIn(USERS.clinician.username);
-    await expect(page.getByRole('heading', { name: '查找居民' })).toBeTruthy();
-    await shot(page, 'sign-in-landing');
+    const page = await signIn(USERS.clinician.username, undefined, 'sign-in-form');
+    await page.getByRole('heading', { name: '查找居民' }).waitFor();
     // By pinyin, then by name: the same resident.
     await page.getByLabel(/姓名、拼音/).fill('Zhang');
     await page.getByRole('button', { name: '搜索' }).click();

@@ -18,7 +18,7 @@ export default defineConfig({
       output: {
         manualChunks: {
           react: ['react', 'react-dom', 'react-router'],
-          mantine: ['@mantine/core', '@mantine/hooks', '@mantine/dates', 'dayjs'],
+          mantine: ['@mantine/core', '@mantine/hooks', 'dayjs'],
           charts: ['@mantine/charts', 'recharts'],
         },
       },

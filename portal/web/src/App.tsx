@@ -6,17 +6,19 @@ import { DatesProvider } from '@mantine/dates';
 import { useDisclosure } from '@mantine/hooks';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import 'dayjs/locale/zh-cn';
-import { useEffect, useState, type ReactNode } from 'react';
+import { lazy, Suspense, useEffect, useState, type ReactNode } from 'react';
 import { BrowserRouter, Navigate, NavLink as RouterLink, Route, Routes, useLocation, useNavigate } from 'react-router';
 import { completeSignIn, currentSession, signIn, signOut, type Role } from './auth';
 import { setSignedOutHandler } from './fhir';
 import { I18nProvider, useI18n, type Key } from './i18n';
-import { UsersPage } from './pages/admin/Users';
-import { PatientSearch } from './pages/doctor/PatientSearch';
-import { PatientRecord } from './pages/doctor/PatientRecord';
-import { ReferralDetail } from './pages/referrals/ReferralDetail';
-import { ReferralWorklist } from './pages/referrals/ReferralWorklist';
-import { SupervisorDashboard } from './pages/supervisor/SupervisorDashboard';
+
+// Each page is its own chunk: a person loads the code (and the charting library) of the pages they open only.
+const UsersPage = lazy(() => import('./pages/admin/Users').then((m) => ({ default: m.UsersPage })));
+const PatientSearch = lazy(() => import('./pages/doctor/PatientSearch').then((m) => ({ default: m.PatientSearch })));
+const PatientRecord = lazy(() => import('./pages/doctor/PatientRecord').then((m) => ({ default: m.PatientRecord })));
+const ReferralDetail = lazy(() => import('./pages/referrals/ReferralDetail').then((m) => ({ default: m.ReferralDetail })));
+const ReferralWorklist = lazy(() => import('./pages/referrals/ReferralWorklist').then((m) => ({ default: m.ReferralWorklist })));
+const SupervisorDashboard = lazy(() => import('./pages/supervisor/SupervisorDashboard').then((m) => ({ default: m.SupervisorDashboard })));
 
 // Contrast: the default blue shade 6 on white is below 4.5:1 for small text; shade 8 is well above.
 const theme = createTheme({ primaryColor: 'blue', primaryShade: 8, defaultRadius: 'sm', fontFamily: 'system-ui, "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif' });
@@ -158,6 +160,7 @@ function Shell({ role, name, onSignOut }: { role: Role; name: string; onSignOut:
         ))}
       </AppShell.Navbar>
       <AppShell.Main>
+        <Suspense fallback={<Loader aria-label={t('loading')} />}>
         <Routes>
           <Route path="/" element={<Navigate to={home(role)} replace />} />
           <Route path="/doctor" element={guard('/doctor', <PatientSearch />)} />
@@ -168,6 +171,7 @@ function Shell({ role, name, onSignOut }: { role: Role; name: string; onSignOut:
           <Route path="/admin/users" element={guard('/admin/users', <UsersPage />)} />
           <Route path="*" element={<Navigate to={home(role)} replace />} />
         </Routes>
+        </Suspense>
       </AppShell.Main>
     </AppShell>
   );

@@ -23,8 +23,10 @@ export function PatientRecord(): ReactNode {
   const [breakGlass, setBreakGlass] = useState<string | undefined>(() => sessionStorage.getItem(storageKey) ?? undefined);
   const options = { breakGlass };
   const patient = useQuery({ queryKey: ['patient', id, breakGlass], queryFn: () => read<Patient>(`Patient/${id}`, options), retry: false });
-  const ids = patient.data ? recordIds(patient.data) : undefined;
-  const record = useQuery({ queryKey: ['record', ids?.join(','), breakGlass], queryFn: () => loadRecord(ids as string[], options), enabled: !!ids });
+  // The record is fetched at once with the resident's id, beside the Patient; a golden record's linked records
+  // (known once the Patient is read) are added then.
+  const ids = patient.data ? recordIds(patient.data) : [id];
+  const record = useQuery({ queryKey: ['record', ids.join(','), breakGlass], queryFn: () => loadRecord(ids, options), enabled: !patient.error });
 
   if (patient.isLoading) return <Loader aria-label={t('loading')} />;
   if (patient.error) {

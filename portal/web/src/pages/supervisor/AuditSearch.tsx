@@ -3,18 +3,18 @@ import type { AuditEvent } from '@medplum/fhirtypes';
 import { Alert, Badge, Button, Group, Loader, Select, Stack, Switch, Table, Text, TextInput } from '@mantine/core';
 import { useQuery } from '@tanstack/react-query';
 import { useState, type FormEvent, type ReactNode } from 'react';
-import { formatDate, humanName, search } from '../../fhir';
+import { displayNames, formatDate, humanName, search } from '../../fhir';
 import { useI18n } from '../../i18n';
 import { findResidents } from '../doctor/PatientSearch';
 
-function who(e: AuditEvent): { name: string; detail: string } {
+function who(e: AuditEvent, names: Record<string, string>): { name: string; detail: string } {
   const user = e.agent?.find((a) => a.who?.identifier?.system === 'urn:huimin:user');
   const client = e.agent?.find((a) => a.who?.identifier?.system === 'urn:huimin:client-id');
   const practitioner = e.agent?.find((a) => a.who?.reference?.startsWith('Practitioner/'));
   const org = e.agent?.find((a) => a.who?.reference?.startsWith('Organization/'));
   return {
     name: user?.who?.display ?? practitioner?.who?.reference ?? client?.who?.display ?? client?.who?.identifier?.value ?? '—',
-    detail: [user?.who?.identifier?.value, client?.role?.[0]?.text, org?.who?.reference, client?.network?.address].filter(Boolean).join(' · '),
+    detail: [user?.who?.identifier?.value, client?.role?.[0]?.text, names[org?.who?.reference ?? ''] ?? org?.who?.reference, client?.network?.address].filter(Boolean).join(' · '),
   };
 }
 
@@ -32,7 +32,11 @@ export function AuditSearch(): ReactNode {
   const events = useQuery({
     queryKey: ['audit', patient, btgOnly],
     enabled: !!patient,
-    queryFn: () => search<AuditEvent>('AuditEvent', { entity: `Patient/${patient}`, _count: '200', _tag: btgOnly ? 'https://huimin.health/fhir/CodeSystem/audit-flag|break-the-glass' : undefined }),
+    queryFn: async () => {
+      const found = await search<AuditEvent>('AuditEvent', { entity: `Patient/${patient}`, _count: '200', _tag: btgOnly ? 'https://huimin.health/fhir/CodeSystem/audit-flag|break-the-glass' : undefined });
+      const names = await displayNames(found.resources.flatMap((e) => (e.agent ?? []).map((a) => a.who?.reference)).filter((r) => r?.startsWith('Organization/')));
+      return { resources: found.resources, names };
+    },
   });
   const submit = (e: FormEvent): void => {
     e.preventDefault();
@@ -76,7 +80,7 @@ export function AuditSearch(): ReactNode {
             </Table.Thead>
             <Table.Tbody>
               {list.map((e) => {
-                const w = who(e);
+                const w = who(e, events.data?.names ?? {});
                 const purpose = e.purposeOfEvent?.[0]?.coding?.[0]?.code;
                 return (
                   <Table.Tr key={e.id}>
