@@ -27,17 +27,15 @@ function figuresOf(report: MeasureReport): Figure[] {
 }
 
 async function loadFigures(): Promise<{ figures: Figure[]; names: Record<string, string>; sources: string[] }> {
-  const sources: string[] = [];
-  const stored = await search<MeasureReport>('MeasureReport', { _count: '500' });
-  const reports = [...stored.resources];
-  if (stored.resources.length) sources.push('MeasureReport');
-  if (await hasOperation('referral-report')) {
-    const start = dayjs().subtract(5, 'month').startOf('month').format('YYYY-MM');
-    const end = dayjs().add(1, 'month').startOf('month').format('YYYY-MM');
-    const live = await call<Bundle<MeasureReport>>(`$referral-report?period-start=${start}&period-end=${end}`);
-    reports.push(...(live.entry ?? []).map((e) => e.resource as MeasureReport));
-    sources.push('$referral-report');
-  }
+  const start = dayjs().subtract(5, 'month').startOf('month').format('YYYY-MM');
+  const end = dayjs().add(1, 'month').startOf('month').format('YYYY-MM');
+  // Stored MeasureReports and the referral figures computed on demand, asked for together.
+  const [stored, live] = await Promise.all([
+    search<MeasureReport>('MeasureReport', { _count: '500' }),
+    hasOperation('referral-report').then((offered) => (offered ? call<Bundle<MeasureReport>>(`$referral-report?period-start=${start}&period-end=${end}`) : undefined)),
+  ]);
+  const reports = [...stored.resources, ...(live?.entry ?? []).map((e) => e.resource as MeasureReport)];
+  const sources = [...(stored.resources.length ? ['MeasureReport'] : []), ...(live ? ['$referral-report'] : [])];
   const figures = reports.flatMap(figuresOf);
   const names = await displayNames([...new Set(figures.map((f) => f.institution))]);
   return { figures, names, sources };
