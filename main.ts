@@ -9,11 +9,12 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, Hl7ReferralSender, TerminologyTranslator } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
-import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
+import { ClientStore, UserStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, startRecognition } from './recognition';
 import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
+import { portalApp, portalRouter } from './portal';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -32,6 +33,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
   const admin = await new ClientStore(db).ensureAdmin(config.adminClient);
+  const adminUser = await new UserStore(db, { idleS: config.security.sessionIdleS, maxS: config.security.sessionMaxS }).ensureAdmin(config.adminUser);
   // AuditEvents journaled by processes of an earlier run that died before moving them to the database.
   const recovered = await recoverJournals(db, config.auditJournalDir, { all: true });
   if (recovered > 0) {
@@ -39,6 +41,9 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   }
   if (admin.secret) {
     printGeneratedAdmin(config, admin.clientId, admin.secret);
+  }
+  if (adminUser?.password) {
+    printGeneratedAdminUser(config, adminUser.username, adminUser.password);
   }
   // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
@@ -86,6 +91,23 @@ function printGeneratedAdmin(config: PlatformConfig, clientId: string, secret: s
       `  client secret: ${secret}`,
       'Get an access token:',
       `  curl -s -u '${clientId}:${secret}' -d grant_type=client_credentials ${tokenUrl}`,
+      '================================================================================',
+      '',
+    ].join('\n'),
+  );
+}
+
+/** The generated first administrator user of the web pages, shown once like the administrator client. */
+function printGeneratedAdminUser(config: PlatformConfig, username: string, password: string): void {
+  console.log(
+    [
+      '',
+      '================================================================================',
+      'An administrator user was generated (HUIMIN_ADMIN_USER/PASSWORD are unset).',
+      'Its password is shown this once; sign in and create the other users, or set the two variables and restart.',
+      `  sign in at:    ${config.publicBaseUrl}/app`,
+      `  username:      ${username}`,
+      `  password:      ${password}`,
       '================================================================================',
       '',
     ].join('\n'),
@@ -142,7 +164,8 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     binaryStore: registry.binaryStore,
     operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations, ...registry.operations],
     codeValidator,
-    security: config.security,
+    security: { ...config.security, apps: [portalApp(config.publicBaseUrl)] },
+    routes: [portalRouter()],
     auditJournalDir: config.auditJournalDir,
     bulkExport: config.bulkExport,
   });

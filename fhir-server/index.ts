@@ -4,9 +4,10 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
-import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
+import { loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
 import { BulkExportWorker, bulkExportOperations, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
@@ -51,6 +52,8 @@ export {
   ROLES,
   OWNER_TAG_SYSTEM,
   ownerOf,
+  UserStore,
+  type AppClient,
   type Caller,
   type Client,
   type Role,
@@ -68,6 +71,11 @@ export interface SecuritySettings {
   rateLimitPerClient: number;
   /** Token requests per second per network address and process; 0 turns the limit off. */
   rateLimitTokenEndpoint: number;
+  /** SMART apps whose users sign in with the authorization code grant (the portal). */
+  apps: readonly AppClient[];
+  /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
+  sessionIdleS: number;
+  sessionMaxS: number;
 }
 
 export const DEFAULT_SECURITY: SecuritySettings = {
@@ -75,6 +83,9 @@ export const DEFAULT_SECURITY: SecuritySettings = {
   corsOrigins: [],
   rateLimitPerClient: 500,
   rateLimitTokenEndpoint: 5,
+  apps: [],
+  sessionIdleS: 1800,
+  sessionMaxS: 12 * 3600,
 };
 
 export interface FhirServerOptions {
@@ -108,6 +119,8 @@ export interface FhirServerOptions {
   binaryStore?: BinaryContentStore;
   /** Bulk Data `$export`: file lifetime, limits, and whether this process runs export jobs (see bulk/worker.ts). */
   bulkExport?: Partial<BulkExportSettings>;
+  /** Other modules' routes outside the FHIR base (the portal's web pages under /app), behind the same security headers. */
+  routes?: readonly Router[];
 }
 
 export interface FhirServer {
@@ -166,6 +179,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxBodyBytes: options.maxBodyBytes,
     maxJsonDepth: options.maxJsonDepth,
     logger: options.logger,
+    routes: options.routes,
     readiness: {
       database: async () => {
         await options.db.query('SELECT 1');

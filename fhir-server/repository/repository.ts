@@ -52,15 +52,6 @@ export class FhirRepository {
   }
 
   /**
-   * The same store without the caller's restrictions, for an operation that authorises its caller itself: a
-   * hospital accepts a referral addressed to it, although the Task is its sender's record. The request is still
-   * audited as the caller's.
-   */
-  asPlatform(): FhirRepository {
-    return this.access ? new FhirRepository(this.db, this.options, this.onCommit) : this;
-  }
-
-  /**
    * 404 when the caller may not see the resource: the same answer as for one that does not exist, so that
    * a patient's consent hides even the existence of what it denies.
    */

@@ -1,6 +1,7 @@
 /** Two-way referral end to end over HTTP: routed, notified, accepted and booked; rejected and re-routed; overdue; downward; consent. */
 import request from 'supertest';
 import type { Appointment, Bundle, Communication, Flag, MeasureReport, ServiceRequest, Slot, Task } from '@medplum/fhirtypes';
+import { OWNER_TAG_SYSTEM } from '../../fhir-server';
 import { codes, taskStatusFrom0283, taskStatusTo0283, type ConsentChecker, type ReferralMessageSender } from '..';
 import { api, createHarness, waitFor, type Harness } from './harness';
 import { addSlots, buildCity, dischargeDocuments, referralBundle, submitReferral, type City } from './fixtures';
@@ -110,8 +111,12 @@ describe('upward referral', () => {
     const receiver = await as(`Organization/${city.hospital.id}`);
     await call(receiver, `Task/${taskId}/$accept`, { resourceType: 'Parameters', parameter: [param('actor', `Organization/${city.clinic.id}`)] }).expect(403);
 
-    const accepted = await call(receiver, `Task/${taskId}/$accept`, empty).expect(200);
-    expect((accepted.body as Task).status).toBe('accepted');
+    const accepted = (await call(receiver, `Task/${taskId}/$accept`, empty).expect(200)).body as Task;
+    expect(accepted.status).toBe('accepted');
+    // Worked by the receiver, the Task stays the sender's record: the sender can still withdraw it.
+    expect(accepted.meta?.security?.find((c) => c.system === OWNER_TAG_SYSTEM)?.code).toBe(`Organization/${city.clinic.id}`);
+    const withdrawn = await request(h.server.rawApp).put(`/fhir/Task/${taskId}`).set('Authorization', `Bearer ${sender}`).set('Content-Type', 'application/fhir+json').send({ ...accepted, status: 'cancelled' });
+    expect(withdrawn.status).toBe(200);
   });
 
   it('tells the coordinator of a rejection and re-routes, keeping the chain', async () => {
