@@ -93,17 +93,19 @@ describe('upward referral', () => {
   });
 
   it('takes the deciding hospital from its token: the receiver accepts, another hospital and the sender cannot', async () => {
-    const { taskId } = await submitReferral(fhir, city, { from: city.clinic, to: city.hospital, direction: 'up' });
-    const routed = await waitForTask(taskId, 'routing', (t) => t.status === 'received');
     const as = async (organization: string) => (await h.server.tokenFor({ role: 'facility-system', organization })).token;
     const call = (token: string, path: string, body: unknown) =>
       request(h.server.rawApp).post(`/fhir/${path}`).set('Authorization', `Bearer ${token}`).set('Content-Type', 'application/fhir+json').send(body as object);
     const empty = { resourceType: 'Parameters' };
+    // The clinic sends the referral with its own token: the Task is the clinic's record.
+    const sender = await as(`Organization/${city.clinic.id}`);
+    const asSender = { ...fhir, post: (path: string, body: unknown) => call(sender, path, body) };
+    const { taskId } = await submitReferral(asSender, city, { from: city.clinic, to: city.hospital, direction: 'up' });
+    const routed = await waitForTask(taskId, 'routing', (t) => t.status === 'received');
 
     const stranger = await call(await as(`Organization/${city.hospital2.id}`), `Task/${taskId}/$accept`, empty).expect(403);
     expect(stranger.body.issue[0].diagnostics).toBe(`Organization/${city.hospital2.id} cannot accept Task/${taskId}: it is addressed to Organization/${city.hospital.id}`);
     // The sender owns the Task's record, but a plain write cannot take the receiver's decision for it.
-    const sender = await as(`Organization/${city.clinic.id}`);
     const put = await request(h.server.rawApp).put(`/fhir/Task/${taskId}`).set('Authorization', `Bearer ${sender}`).set('Content-Type', 'application/fhir+json').send({ ...routed, status: 'accepted' });
     expect([403, 412]).toContain(put.status);
     expect((await readTask(taskId)).status).toBe('received');
