@@ -96,6 +96,11 @@ export interface FhirServerOptions {
   writeInterceptors?: readonly WriteInterceptor[];
   /** The queues change events go to, one per consuming module (default: the one queue `resource-changes`). */
   eventQueues?: readonly EventQueueTarget[];
+  /**
+   * The code of a Patient reference SearchParameter naming a patient's linked patients (the MPI's golden records):
+   * `patient=`/`subject=` searches and `$everything` include the linked patients' records.
+   */
+  patientLinkParameter?: string;
 }
 
 export interface FhirServer {
@@ -119,7 +124,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
+    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors, patientLinkParameter: options.patientLinkParameter },
     () => relay.notify(),
   );
   const ctx: RouteContext = {
