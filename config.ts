@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
+import { loadMpiConfig, type MpiConfig } from './mpi/config';
 
 export interface PlatformConfig {
   port: number;
@@ -65,6 +66,8 @@ export interface PlatformConfig {
   workflowWorkers: boolean;
   /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
   workflow: WorkflowConfig;
+  /** Master patient index: match thresholds, candidates, linking worker (MPI_*). */
+  mpi: MpiConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -164,5 +167,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     },
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
+    mpi: loadMpiConfig(env),
   };
 }

@@ -12,13 +12,14 @@ import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
+import { MasterPatientIndex, mpiMigrations } from './mpi';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const db = await openDatabase(config.databaseUrl, config.dataDir, config.databasePoolSize);
-  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations]);
+  const applied = await migrate(db, [...securityMigrations, ...terminologyMigrations, ...adapterMigrations, ...referralMigrations, ...mpiMigrations]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
@@ -112,12 +113,18 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
   const workflowRules = workflowStoreExtensions(config.workflow);
+  // The master patient index: its Patient write rule, event queue, operations and linked-patient search expansion.
+  const mpi = new MasterPatientIndex(config.mpi);
+  const mpiRules = mpi.storeExtensions();
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations],
+    writeInterceptors: [...workflowRules.writeInterceptors, ...mpiRules.writeInterceptors],
+    eventQueues: [...workflowRules.eventQueues, ...mpiRules.eventQueues],
+    patientLinkParameter: mpiRules.patientLinkParameter,
+    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...mpiRules.operations],
     codeValidator,
     security: config.security,
     auditJournalDir: config.auditJournalDir,
@@ -141,6 +148,12 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const outbound = new Hl7Outbound({ repo: server.repository, redisUrl: config.redisUrl, prefix: config.redisPrefix, logger });
   outbound.start();
   await installReferralContent(server.repository);
+  await mpi.start({
+    repository: server.repository,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    onError: (err) => logger.warn({ err: err.message }, 'master patient index: linking job failed'),
+  });
   const workflow = config.workflowWorkers
     ? startWorkflow({
         repository: server.repository,
@@ -169,6 +182,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await outbound.stop();
     await new Promise((resolve) => listener.close(resolve));
     await workflow?.close();
+    await mpi.stop();
     await server.stop();
     await db.close();
   });

@@ -157,10 +157,12 @@ export class PatientIndex {
     pending.touchGolden(target.goldenId);
     pending.sources.set(patientId, patient);
     const previous = entry?.golden_id;
-    if (previous === target.goldenId) {
+    // A merge is recorded even when the records were already together: from now on it is a person's decision.
+    const newlyMerged = target.method === 'merge' && !entry?.pinned;
+    if (previous === target.goldenId && !newlyMerged) {
       return { sourceId: patientId, goldenId: target.goldenId, action: 'unchanged' };
     }
-    if (previous) pending.touchGolden(previous, target.goldenId);
+    if (previous && previous !== target.goldenId) pending.touchGolden(previous, target.goldenId);
     const isNew = !(await s.read<Patient>('Patient', target.goldenId));
     await this.record(s.tx, {
       sourceId: patientId,
@@ -172,7 +174,7 @@ export class PatientIndex {
       by,
     });
     await s.tx.query(`UPDATE mpi_review SET status = 'obsolete', decided_at = now() WHERE source_id = $1 AND golden_id = $2 AND status = 'open'`, [patientId, target.goldenId]);
-    return { sourceId: patientId, goldenId: target.goldenId, action: previous ? 'moved' : isNew ? 'new-golden' : 'linked' };
+    return { sourceId: patientId, goldenId: target.goldenId, action: previous === target.goldenId ? 'unchanged' : previous ? 'moved' : isNew ? 'new-golden' : 'linked' };
   }
 
   /** The automatic decision: national identifiers first, then the scores against candidates of the blocking keys. */
