@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     maxPageSize: 1000,
     defaultPageSize: 20,
     enforceReferentialIntegrity: false,
-    security: { rateLimitPerClient: 0 },
+    security: { rateLimitPerClient: 0, accessTokenLifetimeS: 3600 },
     ...mpi.storeExtensions(),
   });
   await mpi.start({ repository: server.repository, redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', redisPrefix: prefix });
@@ -145,13 +145,14 @@ async function main(): Promise<void> {
       await s.update('Patient', `g${i}`, { ...p, id: `g${i}`, meta: { tag: [GOLDEN_TAG] }, identifier: [{ system: MPI_SYSTEM, value: `g${i}` }], link: [{ other: { reference: `Patient/p${i}` }, type: 'seealso' }] });
     }
   });
-  const admin = await new ClientStore(db).ensureAdmin({ clientId: 'bench-admin', secret: randomBytes(16).toString('hex') });
+  const adminSecret = randomBytes(16).toString('hex');
+  await new ClientStore(db).ensureAdmin({ clientId: 'bench-admin', secret: adminSecret });
   const listener = createServer(server.app).listen(0, '127.0.0.1');
   await new Promise((resolve) => listener.once('listening', resolve));
   const port = (listener.address() as AddressInfo).port;
   const tokenRes = await fetch(`http://127.0.0.1:${port}/auth/token`, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`bench-admin:${admin.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { authorization: `Basic ${Buffer.from(`bench-admin:${adminSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
     body: 'grant_type=client_credentials',
   });
   const { access_token: token } = (await tokenRes.json()) as { access_token: string };
