@@ -117,6 +117,15 @@ describe('linking', () => {
     expect(decisions.body.parameter.map((d: { part: Array<{ name: string; valueCode?: string }> }) => d.part.find((x) => x.name === 'method')?.valueCode)).toContain('identifier');
   });
 
+  it('is idempotent: a repeated event, or the index's own writes, change nothing', async () => {
+    const golden = await goldenOf(ids.zhangH1);
+    const versions = async () => [(await read(golden)).meta?.versionId, (await read(ids.zhangH1)).meta?.versionId];
+    const before = await versions();
+    expect(await p.index.reconcile(ids.zhangH1)).toEqual({ sourceId: ids.zhangH1, goldenId: golden, action: 'unchanged' });
+    expect(await p.index.reconcile(golden)).toEqual({ sourceId: golden, action: 'ignored' });
+    expect(await versions()).toEqual(before);
+  });
+
   it('links by score: a homophone typing error with the same birth date, sex and phone', async () => {
     expect(await goldenOf(ids.wangH2)).toBe(await goldenOf(ids.wangH1));
   });
