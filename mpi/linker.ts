@@ -211,6 +211,17 @@ export class PatientIndex {
     if (best && decisionOf(best.result, this.settings.thresholds) === 'link') {
       return { goldenId: best.goldenId, method: 'score', weight: best.result.weight, evidence: [...best.result.evidence, { field: 'candidate', outcome: `Patient/${best.sourceId}` }] };
     }
+    // Hysteresis: a record already filed under a golden record stays there while the new data still put it in
+    // review range (an ADT^A40 whose PID lacks the phone must not split a resident); only contrary evidence moves it.
+    const current = entry && !excluded.has(entry.golden_id) ? candidates.find((c) => c.goldenId === entry.golden_id) : undefined;
+    if (current && decisionOf(current.result, this.settings.thresholds) === 'review') {
+      return {
+        goldenId: current.goldenId,
+        method: 'score',
+        weight: current.result.weight,
+        evidence: [...current.result.evidence, { field: 'kept', outcome: 'already filed here; the changed record does not contradict it' }],
+      };
+    }
     const goldenId = await ownGolden();
     for (const c of candidates) {
       if (c.goldenId !== goldenId && decisionOf(c.result, this.settings.thresholds) === 'review') {

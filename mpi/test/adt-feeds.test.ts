@@ -102,3 +102,12 @@ it('files each resident fed by three hospitals under one golden record', async (
   const observations = await request(p.server.app).get(`/fhir/Observation?patient=${zhang[0]}`);
   expect((observations.body as Bundle).entry).toHaveLength(2);
 });
+
+it('answers AE when a hospital sends a resident ID number with a wrong check character', async () => {
+  const wrong = ZHANG.slice(0, 17) + (ZHANG[17] === '1' ? '2' : '1');
+  const client = await p.connect();
+  const ack = readAck(await client.send(hl7(MSH('HOSP-1', 'BAD1', 'ADT^A04^ADT_A01'), 'EVN|A04', `PID|1||Z-999^^^HOSP-1^MR~${wrong}^^^&2.16.156.10011.1.3&ISO||张^伟||19800101|M`, 'PV1|1|O')));
+  expect(ack.code).toBe('AE');
+  expect(ack.text).toContain('check character');
+  expect(await p.search<Patient>('Patient', { identifier: 'urn:huimin:hl7:HOSP-1:mrn|Z-999' })).toEqual([]);
+});

@@ -117,7 +117,7 @@ describe('linking', () => {
     expect(decisions.body.parameter.map((d: { part: Array<{ name: string; valueCode?: string }> }) => d.part.find((x) => x.name === 'method')?.valueCode)).toContain('identifier');
   });
 
-  it('is idempotent: a repeated event, or the index's own writes, change nothing', async () => {
+  it('is idempotent: a repeated event, or the index’s own writes, change nothing', async () => {
     const golden = await goldenOf(ids.zhangH1);
     const versions = async () => [(await read(golden)).meta?.versionId, (await read(ids.zhangH1)).meta?.versionId];
     const before = await versions();

@@ -38,8 +38,8 @@ export async function startMpiPlatform(options: { migrations?: readonly Migratio
   };
 }
 
-/** Polls until `check` returns a value (not undefined/false), or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+/** Polls until `check` returns a value (not undefined/false), or fails after `timeoutMs` (generous: the CPU is shared). */
+export async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 45_000): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
