@@ -10,7 +10,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Patient } from '@medplum/fhirtypes';
-import { badRequest, notFound, type FhirRepository, type Queryable, type WriteSession } from '../fhir-server';
+import { badRequest, FhirError, notFound, type FhirRepository, type Queryable, type WriteSession } from '../fhir-server';
 import { blockingKeys, demographicsOf, type Demographics } from './demographics';
 import { buildGolden, goldenOf, isGolden, referTo, replacedBy, sameContent } from './golden';
 import { compareRecords, decisionOf, DEFAULT_THRESHOLDS, type FieldEvidence, type MatchResult, type MatchThresholds } from './scoring';
@@ -97,14 +97,25 @@ export class PatientIndex {
     return this.locked(async (s, pending) => this.reconcileIn(s, pending, patientId, by, 0));
   }
 
+  /**
+   * Runs `fn` under the index's lock and writes what it touched. A hospital may update a source Patient between
+   * the index's read and its write (the lock is the index's, not the hospital's): the source is written with
+   * If-Match on the version read, and on a 412 the whole decision is taken again from the new version.
+   */
   private async locked<T>(fn: (s: WriteSession, pending: Pending) => Promise<T>): Promise<T> {
-    return this.repo.write(async (s) => {
-      await s.tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [MPI_LOCK_KEY]);
-      const pending = new Pending();
-      const result = await fn(s, pending);
-      await this.flush(s, pending);
-      return result;
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.repo.write(async (s) => {
+          await s.tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [MPI_LOCK_KEY]);
+          const pending = new Pending();
+          const result = await fn(s, pending);
+          await this.flush(s, pending);
+          return result;
+        });
+      } catch (err) {
+        if (!(err instanceof FhirError && err.status === 412) || attempt >= 5) throw err;
+      }
+    }
   }
 
   private async reconcileIn(s: WriteSession, pending: Pending, patientId: string, by: string, depth: number): Promise<ReconcileOutcome> {
@@ -308,7 +319,7 @@ export class PatientIndex {
     for (const [id, source] of pending.sources) {
       const goldenId = (await this.entry(s.tx, id))?.golden_id;
       if (goldenId && goldenOf(source) !== goldenId) {
-        await s.update('Patient', id, referTo(source, goldenId));
+        await s.update('Patient', id, referTo(source, goldenId), Number(source.meta?.versionId));
       }
     }
   }

@@ -31,7 +31,8 @@ describe.each<Backend>(['postgres', 'pglite'])('linked patients on %s', (backend
     plain = await createTestServer(backend);
     await seed(expanding);
     await seed(plain);
-  });
+    // Two servers on PGlite: slow to start on a loaded machine.
+  }, 180_000);
   afterAll(async () => {
     await expanding?.close();
     await plain?.close();
