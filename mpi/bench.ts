@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import type { Patient } from '@medplum/fhirtypes';
 import pino from 'pino';
 import { ClientStore, createFhirServer, migrate, openDatabase, securityMigrations, type Database } from '../fhir-server';
+import { deleteKeysWithPrefix } from '../test/redis-keys';
 import { blockingKeys, demographicsOf, loadMpiConfig, MasterPatientIndex, mpiMigrations, residentIdCheckCharacter, RESIDENT_ID_SYSTEM, GOLDEN_TAG, MPI_SYSTEM } from '.';
 
 const N = Number(process.env.PATIENTS ?? 20_000);
@@ -198,6 +199,8 @@ async function main(): Promise<void> {
   await mpi.stop();
   await server.stop();
   await drop();
+  // The relay's queues under this run's prefix.
+  await deleteKeysWithPrefix(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix);
 
   console.log(`\n$match against ${N.toLocaleString()} indexed residents (${db.description}); index loaded in ${loadSeconds.toFixed(1)} s`);
   console.log(`blocking keys: ${keyCounts[0].avg} residents per key on average, ${keyCounts[0].max} at most`);
