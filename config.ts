@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
 import { loadRegistryConfig, type RegistryConfig } from './registry/config';
+import { loadMpiConfig, type MpiConfig } from './mpi/config';
 
 export interface PlatformConfig {
   port: number;
@@ -82,6 +83,8 @@ export interface PlatformConfig {
   recognition: { authorities: string[] };
   /** Registries and document sharing (DOCUMENT_MAX_BYTES). */
   registry: RegistryConfig;
+  /** Master patient index: match thresholds, candidates, linking worker (MPI_*). */
+  mpi: MpiConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -212,6 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     workflow: loadWorkflowConfig(env),
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
     registry: loadRegistryConfig(env),
+    mpi: loadMpiConfig(env),
   };
 }
 

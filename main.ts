@@ -15,6 +15,7 @@ import { installReferralContent, referralMigrations, securityConsent, startWorkf
 import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, startRecognition } from './recognition';
 import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 import { portalApp, portalRouter } from './portal';
+import { MasterPatientIndex, mpiMigrations } from './mpi';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -28,6 +29,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
     ...referralMigrations,
     ...recognitionMigrations,
     ...registryMigrations,
+    ...mpiMigrations,
   ]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
@@ -154,15 +156,26 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     authorities: config.recognition.authorities,
   });
   const registry = registryStoreExtensions(db, config.registry);
+  // The master patient index: its Patient write rule, event queue, operations and linked-patient search expansion.
+  const mpi = new MasterPatientIndex(config.mpi);
+  const mpiRules = mpi.storeExtensions();
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues],
-    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors],
+    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues, ...mpiRules.eventQueues],
+    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors, ...mpiRules.writeInterceptors],
     binaryStore: registry.binaryStore,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations, ...registry.operations],
+    patientLinkParameter: mpiRules.patientLinkParameter,
+    operations: [
+      ...terminologyOperations(terminology),
+      ...hl7Operations,
+      ...workflowRules.operations,
+      ...recognition.operations,
+      ...registry.operations,
+      ...mpiRules.operations,
+    ],
     codeValidator,
     security: { ...config.security, apps: [portalApp(config.publicBaseUrl)] },
     routes: [portalRouter()],
@@ -189,6 +202,12 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   outbound.start();
   await installReferralContent(server.repository);
   await installRecognitionContent(server.repository);
+  await mpi.start({
+    repository: server.repository,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    onError: (err) => logger.warn({ err: err.message }, 'master patient index: linking job failed'),
+  });
   const workflow = config.workflowWorkers
     ? startWorkflow({
         repository: server.repository,
@@ -228,6 +247,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await new Promise((resolve) => listener.close(resolve));
     await workflow?.close();
     await recognitionEngine?.close();
+    await mpi.stop();
     await server.stop();
     await db.close();
   });

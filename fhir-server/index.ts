@@ -121,6 +121,11 @@ export interface FhirServerOptions {
   bulkExport?: Partial<BulkExportSettings>;
   /** Other modules' routes outside the FHIR base (the portal's web pages under /app), behind the same security headers. */
   routes?: readonly Router[];
+  /**
+   * The code of a Patient reference SearchParameter naming a patient's linked patients (the MPI's golden records):
+   * `patient=`/`subject=` searches and `$everything` include the linked patients' records.
+   */
+  patientLinkParameter?: string;
 }
 
 export interface FhirServer {
@@ -146,7 +151,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
+    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors, patientLinkParameter: options.patientLinkParameter },
     () => relay.notify(),
   );
   const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };

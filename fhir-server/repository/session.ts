@@ -24,6 +24,11 @@ export interface SessionOptions {
   baseUrl: string;
   /** Rules of other modules that look at (and may refuse or extend) writes of some resource types. */
   interceptors?: readonly WriteInterceptor[];
+  /**
+   * The code of a Patient reference SearchParameter whose rows name a patient's linked patients (a golden record's
+   * sources): searches by a Patient reference and `$everything` include their records too (see linked-patients.ts).
+   */
+  patientLinkParameter?: string;
 }
 
 /** A write as an interceptor sees it, before its version is written. */
