@@ -7,6 +7,7 @@ import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
 import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
 import { loadRegistryConfig, type RegistryConfig } from './registry/config';
+import { loadMpiConfig, type MpiConfig } from './mpi/config';
 
 export interface PlatformConfig {
   port: number;
@@ -39,6 +40,8 @@ export interface PlatformConfig {
   defaultPageSize: number;
   /** The administrator client to create (or reset) at start; unset: one is generated on first start. */
   adminClient?: { clientId: string; secret: string };
+  /** The first administrator user (portal sign-in), created or reset at start; unset: `admin` generated on first start. */
+  adminUser?: { username: string; password: string };
   security: {
     /** Lifetime of access tokens, seconds. */
     accessTokenLifetimeS: number;
@@ -48,6 +51,9 @@ export interface PlatformConfig {
     rateLimitPerClient: number;
     /** Token requests per second per network address and worker process (0: no limit). */
     rateLimitTokenEndpoint: number;
+    /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
+    sessionIdleS: number;
+    sessionMaxS: number;
   };
   /** HL7 v2 MLLP listener (adapters/). */
   hl7: {
@@ -82,6 +88,8 @@ export interface PlatformConfig {
   recognition: { authorities: string[] };
   /** Registries and document sharing (DOCUMENT_MAX_BYTES). */
   registry: RegistryConfig;
+  /** Master patient index: match thresholds, candidates, linking worker (MPI_*). */
+  mpi: MpiConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -123,6 +131,21 @@ function adminClientFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['adminClient
     throw new Error('Configuration error: HUIMIN_ADMIN_CLIENT_SECRET must be at least 16 characters');
   }
   return { clientId, secret };
+}
+
+function adminUserFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['adminUser'] {
+  const username = env.HUIMIN_ADMIN_USER;
+  const password = env.HUIMIN_ADMIN_PASSWORD;
+  if (!username && !password) {
+    return undefined;
+  }
+  if (!username || !password) {
+    throw new Error('Configuration error: set both HUIMIN_ADMIN_USER and HUIMIN_ADMIN_PASSWORD, or neither');
+  }
+  if (password.length < 10) {
+    throw new Error('Configuration error: HUIMIN_ADMIN_PASSWORD must be at least 10 characters');
+  }
+  return { username, password };
 }
 
 function hl7Tls(env: NodeJS.ProcessEnv): PlatformConfig['hl7']['tls'] {
@@ -174,11 +197,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     maxPageSize: intFromEnv(env, 'MAX_PAGE_SIZE', 1000),
     defaultPageSize: intFromEnv(env, 'DEFAULT_PAGE_SIZE', 20),
     adminClient: adminClientFromEnv(env),
+    adminUser: adminUserFromEnv(env),
     security: {
       accessTokenLifetimeS: tokenLifetime,
       corsOrigins: (env.CORS_ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
       rateLimitPerClient: intFromEnv(env, 'RATE_LIMIT_PER_CLIENT', 500),
       rateLimitTokenEndpoint: intFromEnv(env, 'RATE_LIMIT_TOKEN_ENDPOINT', 5),
+      sessionIdleS: intFromEnv(env, 'USER_SESSION_IDLE_SECONDS', 1800),
+      sessionMaxS: intFromEnv(env, 'USER_SESSION_MAX_SECONDS', 12 * 3600),
     },
     hl7: {
       enabled: boolFromEnv(env, 'HL7_ENABLED', true),
@@ -196,6 +222,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     supervision: loadSupervisionConfig(env),
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
     registry: loadRegistryConfig(env),
+    mpi: loadMpiConfig(env),
   };
 }
 

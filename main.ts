@@ -9,12 +9,14 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { adapterMigrations, createAdapters, Hl7Outbound, hl7Operations, Hl7ReferralSender, TerminologyTranslator } from './adapters';
 import { loadConfig, type PlatformConfig } from './config';
-import { ClientStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
+import { ClientStore, UserStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { createSupervision, supervisionMigrations } from './supervision';
 import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionWindows, startRecognition } from './recognition';
 import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
+import { portalApp, portalRouter } from './portal';
+import { MasterPatientIndex, mpiMigrations } from './mpi';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -28,12 +30,14 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
     ...referralMigrations,
     ...recognitionMigrations,
     ...registryMigrations,
+    ...mpiMigrations,
     ...supervisionMigrations,
   ]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
   await loadOrCreateSigningKey(db);
   const admin = await new ClientStore(db).ensureAdmin(config.adminClient);
+  const adminUser = await new UserStore(db, { idleS: config.security.sessionIdleS, maxS: config.security.sessionMaxS }).ensureAdmin(config.adminUser);
   // AuditEvents journaled by processes of an earlier run that died before moving them to the database.
   const recovered = await recoverJournals(db, config.auditJournalDir, { all: true });
   if (recovered > 0) {
@@ -41,6 +45,9 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   }
   if (admin.secret) {
     printGeneratedAdmin(config, admin.clientId, admin.secret);
+  }
+  if (adminUser?.password) {
+    printGeneratedAdminUser(config, adminUser.username, adminUser.password);
   }
   // Terminology content (FHIR core, v2, v3, regional code systems): written on first start, skipped afterwards.
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
@@ -94,6 +101,23 @@ function printGeneratedAdmin(config: PlatformConfig, clientId: string, secret: s
   );
 }
 
+/** The generated first administrator user of the web pages, shown once like the administrator client. */
+function printGeneratedAdminUser(config: PlatformConfig, username: string, password: string): void {
+  console.log(
+    [
+      '',
+      '================================================================================',
+      'An administrator user was generated (HUIMIN_ADMIN_USER/PASSWORD are unset).',
+      'Its password is shown this once; sign in and create the other users, or set the two variables and restart.',
+      `  sign in at:    ${config.publicBaseUrl}/app`,
+      `  username:      ${username}`,
+      `  password:      ${password}`,
+      '================================================================================',
+      '',
+    ].join('\n'),
+  );
+}
+
 let shuttingDown = false;
 
 function fhirBaseUrl(config: PlatformConfig): string {
@@ -134,6 +158,9 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     authorities: config.recognition.authorities,
   });
   const registry = registryStoreExtensions(db, config.registry);
+  // The master patient index: its Patient write rule, event queue, operations and linked-patient search expansion.
+  const mpi = new MasterPatientIndex(config.mpi);
+  const mpiRules = mpi.storeExtensions();
   // Duplicate tests are judged by the recognition module's windows (codes it does not know: the rule's own).
   const supervision = createSupervision(config.supervision, {
     windows: recognitionWindows(new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) })),
@@ -143,12 +170,22 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     db,
     logger,
     ...workflowRules,
-    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues, ...supervision.eventQueues],
-    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors],
+    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues, ...mpiRules.eventQueues, ...supervision.eventQueues],
+    writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors, ...mpiRules.writeInterceptors],
     binaryStore: registry.binaryStore,
-    operations: [...terminologyOperations(terminology), ...hl7Operations, ...workflowRules.operations, ...recognition.operations, ...registry.operations, ...supervision.operations],
+    patientLinkParameter: mpiRules.patientLinkParameter,
+    operations: [
+      ...terminologyOperations(terminology),
+      ...hl7Operations,
+      ...workflowRules.operations,
+      ...recognition.operations,
+      ...registry.operations,
+      ...mpiRules.operations,
+      ...supervision.operations,
+    ],
     codeValidator,
-    security: config.security,
+    security: { ...config.security, apps: [portalApp(config.publicBaseUrl)] },
+    routes: [portalRouter()],
     auditJournalDir: config.auditJournalDir,
     bulkExport: config.bulkExport,
   });
@@ -172,6 +209,12 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   outbound.start();
   await installReferralContent(server.repository);
   await installRecognitionContent(server.repository);
+  await mpi.start({
+    repository: server.repository,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    onError: (err) => logger.warn({ err: err.message }, 'master patient index: linking job failed'),
+  });
   const workflow = config.workflowWorkers
     ? startWorkflow({
         repository: server.repository,
@@ -220,6 +263,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await workflow?.close();
     await recognitionEngine?.close();
     await supervision.close();
+    await mpi.stop();
     await server.stop();
     await db.close();
   });

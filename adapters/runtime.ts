@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { FhirRepository } from '../fhir-server';
 import { FacilityRegistry } from './facilities';
 import { Hl7Ingest } from './ingest';
-import { registerNationalIdAliases } from './mapping/identifiers';
+import { registerNationalIdAliases } from '../mpi';
 import { MllpServer, type TlsFiles } from './mllp/server';
 import { ConceptMapTranslator, type CodeTranslator } from './translator';
 

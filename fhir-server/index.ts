@@ -4,9 +4,10 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
-import { loadOrCreateSigningKey, PlatformSecurity } from './auth';
+import { loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
 import { BulkExportWorker, bulkExportOperations, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
@@ -52,6 +53,8 @@ export {
   OWNER_TAG_SYSTEM,
   RESTRICTED_TO_SYSTEM,
   ownerOf,
+  UserStore,
+  type AppClient,
   type Caller,
   type Client,
   type Role,
@@ -69,6 +72,11 @@ export interface SecuritySettings {
   rateLimitPerClient: number;
   /** Token requests per second per network address and process; 0 turns the limit off. */
   rateLimitTokenEndpoint: number;
+  /** SMART apps whose users sign in with the authorization code grant (the portal). */
+  apps: readonly AppClient[];
+  /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
+  sessionIdleS: number;
+  sessionMaxS: number;
 }
 
 export const DEFAULT_SECURITY: SecuritySettings = {
@@ -76,6 +84,9 @@ export const DEFAULT_SECURITY: SecuritySettings = {
   corsOrigins: [],
   rateLimitPerClient: 500,
   rateLimitTokenEndpoint: 5,
+  apps: [],
+  sessionIdleS: 1800,
+  sessionMaxS: 12 * 3600,
 };
 
 export interface FhirServerOptions {
@@ -109,6 +120,13 @@ export interface FhirServerOptions {
   binaryStore?: BinaryContentStore;
   /** Bulk Data `$export`: file lifetime, limits, and whether this process runs export jobs (see bulk/worker.ts). */
   bulkExport?: Partial<BulkExportSettings>;
+  /** Other modules' routes outside the FHIR base (the portal's web pages under /app), behind the same security headers. */
+  routes?: readonly Router[];
+  /**
+   * The code of a Patient reference SearchParameter naming a patient's linked patients (the MPI's golden records):
+   * `patient=`/`subject=` searches and `$everything` include the linked patients' records.
+   */
+  patientLinkParameter?: string;
 }
 
 export interface FhirServer {
@@ -134,7 +152,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors },
+    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors, patientLinkParameter: options.patientLinkParameter },
     () => relay.notify(),
   );
   const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };
@@ -167,6 +185,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxBodyBytes: options.maxBodyBytes,
     maxJsonDepth: options.maxJsonDepth,
     logger: options.logger,
+    routes: options.routes,
     readiness: {
       database: async () => {
         await options.db.query('SELECT 1');

@@ -5,7 +5,8 @@
  * the merge can still be followed from its identifier.
  */
 import { randomUUID } from 'node:crypto';
-import type { Patient, PatientLink } from '@medplum/fhirtypes';
+import type { Patient } from '@medplum/fhirtypes';
+import { mergePatients } from '../../mpi';
 import type { Segment } from '../hl7/message';
 import { requiredMissing } from '../hl7/problems';
 import { advancePatientClock } from '../store/message-store';
@@ -15,11 +16,6 @@ import { patientIdentifier, type PatientIdentifier } from './identifiers';
 import { patientFromPid, primaryIdentifier } from './patient';
 
 export const MERGE_EVENTS = ['A34', 'A39', 'A40'];
-
-function addLink(links: PatientLink[] | undefined, link: PatientLink): PatientLink[] {
-  const others = (links ?? []).filter((l) => l.other.reference !== link.other.reference);
-  return [...others, link];
-}
 
 export async function mapMerge(ctx: MappingContext): Promise<void> {
   const pairs: Array<{ pid: Segment; mrg: Segment }> = [];
@@ -46,17 +42,11 @@ export async function mapMerge(ctx: MappingContext): Promise<void> {
     // Both ids are settled first, so that each patient is written once, with its link to the other.
     const survivorId = survivorExisting?.id ?? randomUUID();
     const priorId = priorExisting?.id ?? randomUUID();
-    const survivor: Patient & { id: string } = {
-      ...patient,
-      id: survivorId,
-      link: addLink(survivorExisting?.link, { other: { reference: `Patient/${priorId}` }, type: 'replaces' }),
-    };
-    const prior: Patient & { id: string } = {
-      ...(priorExisting ?? { resourceType: 'Patient', identifier: priorIds.map((p) => p.identifier), managingOrganization: { reference: `Organization/${ctx.facility.id}` } }),
-      id: priorId,
-      active: false,
-      link: addLink(priorExisting?.link, { other: { reference: `Patient/${survivorId}` }, type: 'replaced-by' }),
-    };
+    // The same shape as Patient/$merge (mpi/merge-links.ts).
+    const { survivor, prior } = mergePatients(
+      { ...patient, id: survivorId, ...(survivorExisting?.link ? { link: survivorExisting.link } : {}) },
+      { ...(priorExisting ?? { resourceType: 'Patient', identifier: priorIds.map((p) => p.identifier), managingOrganization: { reference: `Organization/${ctx.facility.id}` } }), id: priorId },
+    );
     await ctx.writer.update(survivor);
     await ctx.writer.update(prior);
   }

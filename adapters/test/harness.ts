@@ -5,7 +5,7 @@
 import pino from 'pino';
 import type { Organization, Resource } from '@medplum/fhirtypes';
 import { parseSearchRequest } from '@medplum/core';
-import type { Database, Migration } from '../../fhir-server';
+import type { Database, FhirServerOptions, Migration } from '../../fhir-server';
 import { createTestDatabase } from '../../test/databases';
 import { createTestServer, type TestServer } from '../../test/server';
 import { adapterMigrations, createAdapters, FACILITY_EXTENSION, FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM, hl7Operations, MllpClient, type Adapters, type CodeTranslator } from '..';
@@ -29,12 +29,14 @@ export interface Hl7PlatformOptions {
   migrations?: readonly Migration[];
   /** Built once the server exists; the default reads ConceptMaps from the store. */
   translator?: (server: TestServer) => CodeTranslator;
+  /** Other modules' store extensions (write rules, event queues, operations) beside the adapters' operations. */
+  server?: Partial<Omit<FhirServerOptions, 'db' | 'logger'>>;
 }
 
 export async function startHl7Platform(options: Hl7PlatformOptions = {}): Promise<Hl7TestPlatform> {
   const db = await createTestDatabase('postgres', [...adapterMigrations, ...(options.migrations ?? [])]);
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const server = await createTestServer('postgres', { operations: hl7Operations }, db);
+  const server = await createTestServer('postgres', { ...options.server, operations: [...hl7Operations, ...(options.server?.operations ?? [])] }, db);
   const adapters = createAdapters({ repo: server.repository, logger, translator: options.translator?.(server) });
   const port = await adapters.listen({ port: 0, host: '127.0.0.1', maxMessageBytes: options.maxMessageBytes ?? 5 * 1024 * 1024, idleTimeoutMs: 30_000, tls: options.tls });
   const clients: MllpClient[] = [];

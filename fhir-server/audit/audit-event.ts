@@ -17,6 +17,9 @@ export interface AuditAgent {
   role?: string;
   organization?: string;
   practitioner?: string;
+  /** The username of a person signed in through a SMART app, and their display name. */
+  user?: string;
+  userName?: string;
   address?: string;
 }
 
@@ -71,7 +74,7 @@ function outcomeCode(status: number): '0' | '4' | '8' {
 
 /** The search keys of an event; control characters are replaced (they separate keys in the insert). */
 function keysOf(f: StoredAuditFacts): string[] {
-  const agents = [f.agent.clientId, f.agent.organization, f.agent.practitioner].filter((x): x is string => !!x);
+  const agents = [f.agent.clientId, f.agent.organization, f.agent.practitioner, f.agent.user].filter((x): x is string => !!x);
   return [
     `id:${f.id}`,
     `outcome:${outcomeCode(f.status)}`,
@@ -108,7 +111,7 @@ export function renderAuditEvent(content: string, serverUrl: string): AuditEvent
         ? { identifier: { system: 'urn:huimin:client-id', value: agent.clientId }, display: agent.clientName }
         : { display: 'unauthenticated caller' },
       ...(agent.role ? { role: [{ text: agent.role }] } : {}),
-      requestor: !agent.practitioner,
+      requestor: !agent.practitioner && !agent.user,
       ...(agent.address ? { network: { address: agent.address, type: '2' as const } } : {}),
     },
   ];
@@ -120,6 +123,14 @@ export function renderAuditEvent(content: string, serverUrl: string): AuditEvent
       type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'humanuser', display: 'human user' }] },
       who: { reference: agent.practitioner },
       requestor: true,
+    });
+  }
+  if (agent.user) {
+    agents.push({
+      type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'humanuser', display: 'human user' }] },
+      who: { identifier: { system: 'urn:huimin:user', value: agent.user }, display: agent.userName ?? agent.user },
+      ...(agent.role ? { role: [{ text: agent.role }] } : {}),
+      requestor: !agent.practitioner,
     });
   }
   agents.push({

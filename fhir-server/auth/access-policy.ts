@@ -120,7 +120,7 @@ export class AccessPolicy implements RequestGuard {
     return {
       readFilter: filterNeeded ? (alias, params) => this.readFilter(alias, params) : undefined,
       checkChange: this.rules.unrestricted ? undefined : (type, id, content) => this.checkChange(type, id, content),
-      stamp: this.rules.unrestricted ? undefined : (resource) => this.stamp(resource),
+      stamp: this.rules.unrestricted ? undefined : (resource, current) => this.stamp(resource, current),
       mayReadAllHistory: this.rules.unrestricted,
       actor: this.rules.unrestricted ? undefined : identityOf(this.caller),
     };
@@ -215,10 +215,16 @@ export class AccessPolicy implements RequestGuard {
     return conditions.length ? `(${conditions.join(' AND ')})` : 'true';
   }
 
-  /** Only the owning organisation changes or deletes a resource; one without an owner, only an administrator. */
+  /**
+   * Only the owning organisation changes or deletes a resource; one without an owner, only an administrator. A Task
+   * is also the business of the organisation it is addressed to (Task.owner): a referral written by the referring
+   * clinic is accepted, rejected and worked by the receiving hospital.
+   */
   checkChange(resourceType: string, id: string, currentContent: string | null): void {
-    const owner = currentContent ? ownerOf((JSON.parse(currentContent) as Resource).meta) : undefined;
-    if (owner !== this.caller.organization) {
+    const current = currentContent ? (JSON.parse(currentContent) as Resource) : undefined;
+    const owner = current ? ownerOf(current.meta) : undefined;
+    const addressedTo = current?.resourceType === 'Task' ? current.owner?.reference : undefined;
+    if (owner !== this.caller.organization && !(addressedTo !== undefined && addressedTo === this.caller.organization)) {
       throw forbidden(
         owner
           ? `${resourceType}/${id} is owned by ${owner}; only its owner may change or delete it`
@@ -227,14 +233,19 @@ export class AccessPolicy implements RequestGuard {
     }
   }
 
-  /** Names the caller's organisation as owner: in meta.source and as a security tag (any other owner tag removed). */
-  stamp(resource: Resource): Resource {
+  /**
+   * Names the caller's organisation as owner: in meta.source and as a security tag (any other owner tag removed).
+   * A Task the organisation it is addressed to works on stays its sender's record (`current`'s owner), so that the
+   * sender can still cancel it.
+   */
+  stamp(resource: Resource, current?: Resource): Resource {
     const org = this.caller.organization;
     if (!org) {
       throw forbidden('This client has no owning organisation, so it cannot write');
     }
+    const owner = (current?.resourceType === 'Task' ? ownerOf(current.meta) : undefined) ?? org;
     const security = (resource.meta?.security ?? []).filter((c) => c.system !== OWNER_TAG_SYSTEM);
-    security.push({ system: OWNER_TAG_SYSTEM, code: org, display: 'owning organization' });
+    security.push({ system: OWNER_TAG_SYSTEM, code: owner, display: 'owning organization' });
     return { ...resource, meta: { ...resource.meta, source: org, security } } as Resource;
   }
 }

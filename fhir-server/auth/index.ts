@@ -6,7 +6,8 @@ export { securityMigrations, OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './mi
 export { PlatformSecurity, type SecurityOptions } from './security';
 export { AccessPolicy, ownerOf, type Interaction } from './access-policy';
 export { ClientStore, checkRegistration, type Client, type RegistrationInput, type AuthMethod } from './clients';
-export { TokenService, OAuthError, TokenError, CLIENT_ASSERTION_TYPE, type Caller } from './tokens';
+export { TokenService, OAuthError, TokenError, CLIENT_ASSERTION_TYPE, type Caller, type AppClient } from './tokens';
+export { UserStore, type User, type UserInput } from './users';
 export { Permissions, type ScopeLetter } from './scopes';
 export { ROLES, isRole, rulesOf, type Role } from './roles';
 export { loadOrCreateSigningKey, type SigningKey } from './signing-key';

@@ -206,6 +206,57 @@ export const securityMigrations: readonly Migration[] = [
   },
   {
     version: 1003,
+    name: 'security: user accounts, sign-in sessions and authorization codes (SMART App Launch)',
+    sql: `
+      -- People who sign in to SMART apps (the portal): a role and an organisation like a client's, and for a
+      -- clinician the Practitioner they are.
+      CREATE TABLE auth_user (
+        user_id text PRIMARY KEY,
+        username text NOT NULL UNIQUE,
+        display_name text NOT NULL,
+        -- clinician, referral-coordinator, supervisor or admin
+        role text NOT NULL,
+        organization text,
+        practitioner text,
+        -- argon2id (PHC string); never the password itself
+        password_hash text NOT NULL,
+        disabled boolean NOT NULL DEFAULT false,
+        -- wrong passwords in a row, and until when the account then waits
+        failed_logins integer NOT NULL DEFAULT 0,
+        locked_until timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- A sign-in: continued by its refresh token (only its hash is kept, rotated on every use), ended by sign-out,
+      -- idleness (last_used_at), age (expires_at) or the account being disabled. Access tokens name their session.
+      CREATE TABLE auth_session (
+        session_id text PRIMARY KEY,
+        user_id text NOT NULL REFERENCES auth_user (user_id),
+        client_id text NOT NULL,
+        scope text NOT NULL,
+        refresh_hash text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_used_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        ended_at timestamptz
+      );
+      CREATE INDEX auth_session_user ON auth_session (user_id) WHERE ended_at IS NULL;
+
+      -- Authorization codes (hashed), single use, valid a minute, bound to the client, redirect URI and PKCE challenge.
+      CREATE TABLE auth_code (
+        code_hash text PRIMARY KEY,
+        session_id text NOT NULL REFERENCES auth_session (session_id),
+        client_id text NOT NULL,
+        redirect_uri text NOT NULL,
+        code_challenge text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        used boolean NOT NULL DEFAULT false
+      );
+    `,
+  },
+  {
+    version: 1004,
     name: 'security: resources restricted to named organisations',
     sql: `
       -- Few resources carry the label: a partial index keeps the read filter's "is it restricted?" probe to a lookup

@@ -10,6 +10,7 @@
  */
 import express, { type Request, type Response } from 'express';
 import type { AuditAgent } from '../audit/audit-event';
+import { userGrant } from './app-launch';
 import { checkJwks, checkRegistration, clientMetadata, RegistrationError, type Client, type RegistrationInput } from './clients';
 import type { RateLimiter } from './rate-limit';
 import { generateSecret, hashSecret } from './secrets';
@@ -49,8 +50,16 @@ export function createOAuthRouter(security: PlatformSecurity, tokenLimiter: Rate
       if (!req.is('application/x-www-form-urlencoded')) {
         throw new OAuthError('invalid_request', 'The token request is a form (Content-Type: application/x-www-form-urlencoded)');
       }
-      if (form.get('grant_type') !== 'client_credentials') {
-        throw new OAuthError('unsupported_grant_type', 'grant_type must be client_credentials (SMART Backend Services)');
+      const grantType = form.get('grant_type');
+      if (grantType === 'authorization_code' || grantType === 'refresh_token') {
+        // A signed-in user's app (SMART App Launch, app-launch.ts).
+        const issued = await userGrant(security, form, address);
+        res.setHeader('Pragma', 'no-cache');
+        res.json(issued);
+        return;
+      }
+      if (grantType !== 'client_credentials') {
+        throw new OAuthError('unsupported_grant_type', 'grant_type must be client_credentials (SMART Backend Services), authorization_code or refresh_token (SMART App Launch)');
       }
       const tokens = await security.tokens;
       const client = await tokens.authenticateClient(form, req.headers.authorization);

@@ -18,10 +18,13 @@ import type { SecuredExchange } from '../http/fhir-handler';
 import type { FhirRequest, FhirResponse, RouteContext } from '../rest';
 import { AccessPolicy, classify, identityOf, type Interaction } from './access-policy';
 import { ClientStore } from './clients';
+import { createAppLaunchRouter } from './app-launch';
 import { createOAuthRouter } from './oauth-routes';
 import { RateLimiter } from './rate-limit';
 import type { SigningKey } from './signing-key';
-import { TokenError, TokenService, type Caller } from './tokens';
+import { TokenError, TokenService, type AppClient, type Caller } from './tokens';
+import { createUserRouter } from './user-routes';
+import { UserStore } from './users';
 
 export interface SecurityOptions {
   db: Database;
@@ -39,6 +42,12 @@ export interface SecurityOptions {
   rateLimitTokenEndpoint: number;
   signingKey: Promise<SigningKey>;
   audit: AuditLog;
+  /** SMART apps whose users sign in (authorization code + PKCE), e.g. the portal. */
+  apps?: readonly AppClient[];
+  /** A user's sign-in session ends after this long unused … */
+  sessionIdleS?: number;
+  /** … and this long after sign-in in any case. */
+  sessionMaxS?: number;
 }
 
 const BREAK_GLASS_HEADER = 'x-break-the-glass';
@@ -77,6 +86,7 @@ export function addressOf(req: IncomingMessage): string | undefined {
 
 export class PlatformSecurity implements HttpSecurity {
   readonly clients: ClientStore;
+  readonly users: UserStore;
   readonly tokens: Promise<TokenService>;
   readonly router: express.Router;
   private readonly baseUrl: string;
@@ -90,19 +100,29 @@ export class PlatformSecurity implements HttpSecurity {
     this.smartConfigurationPath = `${options.fhirBasePath}/.well-known/smart-configuration`;
     this.metadataPath = `${options.fhirBasePath}/metadata`;
     this.clients = new ClientStore(options.db);
+    this.users = new UserStore(options.db, { idleS: options.sessionIdleS ?? 1800, maxS: options.sessionMaxS ?? 12 * 3600 });
     this.tokens = options.signingKey.then(
       (key) =>
-        new TokenService(options.db, this.clients, key, {
-          baseUrl: this.baseUrl,
-          tokenUrl: `${options.publicBaseUrl}/auth/token`,
-          accessTokenLifetimeS: options.accessTokenLifetimeS,
-        }),
+        new TokenService(
+          options.db,
+          this.clients,
+          key,
+          {
+            baseUrl: this.baseUrl,
+            tokenUrl: `${options.publicBaseUrl}/auth/token`,
+            accessTokenLifetimeS: options.accessTokenLifetimeS,
+          },
+          this.users,
+          options.apps ?? [],
+        ),
     );
     // A failure to load the key is reported by every request that needs it; this keeps it from being unhandled.
     this.tokens.catch((err: unknown) => options.logger.error({ err }, 'the token signing key could not be loaded'));
     this.clientLimiter = new RateLimiter(options.rateLimitPerClient);
     this.hsts = options.publicBaseUrl.startsWith('https://');
-    this.router = createOAuthRouter(this, new RateLimiter(options.rateLimitTokenEndpoint, Math.max(1, options.rateLimitTokenEndpoint * 5)));
+    const tokenLimiter = new RateLimiter(options.rateLimitTokenEndpoint, Math.max(1, options.rateLimitTokenEndpoint * 5));
+    this.router = express.Router();
+    this.router.use(createOAuthRouter(this, tokenLimiter), createAppLaunchRouter(this, tokenLimiter), createUserRouter(this));
   }
 
   /** The SMART configuration (SMART App Launch 2.x, "Conformance"): where and how to get a token. */
@@ -112,16 +132,29 @@ export class PlatformSecurity implements HttpSecurity {
       issuer: this.baseUrl,
       jwks_uri: `${auth}/jwks`,
       token_endpoint: `${auth}/token`,
-      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic'],
+      authorization_endpoint: `${auth}/authorize`,
+      userinfo_endpoint: `${auth}/userinfo`,
+      revocation_endpoint: `${auth}/logout`,
+      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'none'],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
-      grant_types_supported: ['client_credentials'],
+      grant_types_supported: ['client_credentials', 'authorization_code', 'refresh_token'],
       registration_endpoint: `${auth}/register`,
       management_endpoint: `${auth}/register`,
       introspection_endpoint: `${auth}/introspect`,
-      scopes_supported: ['system/*.cruds', 'system/*.rs', 'system/*.read', 'system/*.write', 'system/*.*'],
-      response_types_supported: ['token'],
-      capabilities: ['client-confidential-asymmetric', 'client-confidential-symmetric', 'permission-v1', 'permission-v2'],
-      code_challenge_methods_supported: [],
+      scopes_supported: ['system/*.cruds', 'system/*.rs', 'system/*.read', 'system/*.write', 'system/*.*', 'user/*.cruds', 'user/*.rs', 'online_access', 'offline_access'],
+      response_types_supported: ['code'],
+      capabilities: [
+        'launch-standalone',
+        'client-public',
+        'client-confidential-asymmetric',
+        'client-confidential-symmetric',
+        'permission-v1',
+        'permission-v2',
+        'permission-user',
+        'permission-offline',
+        'permission-online',
+      ],
+      code_challenge_methods_supported: ['S256'],
     };
   }
 
@@ -217,7 +250,16 @@ export class PlatformSecurity implements HttpSecurity {
       }
       throw err;
     }
-    const agent: AuditAgent = { clientId: caller.clientId, clientName: caller.clientName, role: caller.role, organization: caller.organization, practitioner: caller.practitioner, address };
+    const agent: AuditAgent = {
+      clientId: caller.clientId,
+      clientName: caller.clientName,
+      role: caller.role,
+      organization: caller.organization,
+      practitioner: caller.practitioner,
+      user: caller.user?.username,
+      userName: caller.user?.name,
+      address,
+    };
     const wait = this.clientLimiter.take(caller.clientId);
     if (wait > 0) {
       const err = new FhirError(429, outcome([issue('error', 'throttled', `Too many requests from client ${caller.clientId}; try again in ${wait} s`)]), { 'Retry-After': String(wait) });
@@ -333,7 +375,15 @@ function breakGlassReason(header: string | string[] | undefined): string | undef
   if (value === undefined) {
     return undefined;
   }
-  const reason = value.trim();
+  let reason = value.trim();
+  // Header values are Latin-1: a reason in Chinese comes percent-encoded UTF-8 (as browsers must send it).
+  if (/%[0-9A-Fa-f]{2}/.test(reason)) {
+    try {
+      reason = decodeURIComponent(reason).trim();
+    } catch {
+      // Not percent-encoding after all: kept as sent.
+    }
+  }
   if (reason.length === 0 || reason.length > 500 || /[\u0000-\u001f]/.test(reason)) {
     throw new FhirError(400, outcome([issue('error', 'invalid', 'X-Break-The-Glass carries the reason for the emergency access, 1 to 500 characters')]));
   }

@@ -13,6 +13,7 @@ import type { Role } from './roles';
 import { Permissions } from './scopes';
 import { verifySecret } from './secrets';
 import { TOKEN_ALGORITHM, type SigningKey } from './signing-key';
+import type { SessionState, UserStore } from './users';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** SMART: a client assertion expires no more than five minutes after it is made. */
@@ -31,6 +32,25 @@ export interface Caller {
   scope: string;
   tokenId: string;
   expiresAt: number;
+  /** The person signed in through a SMART app (app-launch.ts); role and organisation are then theirs. */
+  user?: { id: string; username: string; name: string; sessionId: string };
+}
+
+/** A SMART app whose users sign in (authorization code + PKCE): a public client, configured, not registered. */
+export interface AppClient {
+  clientId: string;
+  clientName: string;
+  /** Exact redirect URIs (no wildcards, RFC 9700). */
+  redirectUris: readonly string[];
+}
+
+/**
+ * The permissions of `user/` scopes (SMART App Launch): the same letters as `system/` ones; what the person may do
+ * is then bounded by their role, like a client's.
+ */
+export function userScopePermissions(scope: string): Permissions {
+  const user = scope.split(/\s+/).filter((s) => s.startsWith('user/')).map((s) => `system/${s.slice(5)}`);
+  return Permissions.parse(user.join(' ')).permissions;
 }
 
 /** An OAuth error at the token endpoint (RFC 6749 §5.2). */
@@ -68,6 +88,8 @@ interface AccessClaims extends JWTPayload {
   role: Role;
   organization?: string;
   fhirUser?: string;
+  /** The sign-in session of a user token. */
+  sid?: string;
 }
 
 export class TokenService {
@@ -79,7 +101,37 @@ export class TokenService {
     private readonly clients: ClientStore,
     private readonly key: SigningKey,
     readonly options: TokenServiceOptions,
+    private readonly users?: UserStore,
+    private readonly apps: readonly AppClient[] = [],
   ) {}
+
+  /** The SMART app with this client id, if one is configured. */
+  app(clientId: string): AppClient | undefined {
+    return this.apps.find((a) => a.clientId === clientId);
+  }
+
+  /** An access token for a signed-in user of an app: the user's role, organisation and practitioner, and the session. */
+  async issueForUser(state: SessionState, lifetimeS = this.options.accessTokenLifetimeS): Promise<{ access_token: string; token_type: 'bearer'; expires_in: number; scope: string }> {
+    const { user } = state;
+    const claims: AccessClaims = {
+      client_id: state.clientId,
+      scope: state.scope,
+      role: user.role,
+      sid: state.sessionId,
+      ...(user.organization ? { organization: user.organization } : {}),
+      ...(user.practitioner ? { fhirUser: user.practitioner } : {}),
+    };
+    const accessToken = await new SignJWT(claims)
+      .setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.key.kid, typ: 'at+jwt' })
+      .setIssuer(this.options.baseUrl)
+      .setAudience(this.options.baseUrl)
+      .setSubject(user.userId)
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime(`${lifetimeS}s`)
+      .sign(this.key.privateKey);
+    return { access_token: accessToken, token_type: 'bearer', expires_in: lifetimeS, scope: state.scope };
+  }
 
   /** The public key set, for anyone who verifies the server's tokens themselves. */
   get jwks(): { keys: object[] } {
@@ -145,6 +197,9 @@ export class TokenService {
       this.verified.set(token, entry);
     }
     const { claims } = entry;
+    if (claims.sid !== undefined) {
+      return this.verifyUser(claims, entry);
+    }
     const client = await this.clients.get(claims.client_id);
     if (!client || client.disabled) {
       throw new TokenError('invalid_token', 'The client of this token is disabled or no longer registered');
@@ -165,6 +220,29 @@ export class TokenService {
       scope: claims.scope,
       tokenId: String(claims.jti),
       expiresAt: entry.until,
+    };
+  }
+
+  /** A user token: valid while its session lives; the user's current role and organisation apply. */
+  private async verifyUser(claims: AccessClaims, entry: { until: number; permissions?: Permissions }): Promise<Caller> {
+    const app = this.app(claims.client_id);
+    const state = app && this.users ? await this.users.session(String(claims.sid)) : undefined;
+    if (!app || !state || state.user.userId !== claims.sub) {
+      throw new TokenError('invalid_token', 'The sign-in session of this token ended (signed out, expired, or the account was disabled)');
+    }
+    entry.permissions ??= userScopePermissions(claims.scope);
+    const { user } = state;
+    return {
+      clientId: app.clientId,
+      clientName: app.clientName,
+      role: user.role,
+      organization: user.organization,
+      practitioner: user.practitioner,
+      permissions: entry.permissions,
+      scope: claims.scope,
+      tokenId: String(claims.jti),
+      expiresAt: entry.until,
+      user: { id: user.userId, username: user.username, name: user.displayName, sessionId: state.sessionId },
     };
   }
 

@@ -18,6 +18,8 @@ export interface HttpOptions {
   readiness: Record<string, () => Promise<void>>;
   /** Authentication, authorisation, audit and hardening (fhir-server/auth); none means an open server. */
   security?: HttpSecurity;
+  /** Other modules' routes outside the FHIR base (e.g. the portal's static pages). */
+  routes?: readonly express.Router[];
 }
 
 export interface HttpSecurity extends FhirSecurity {
@@ -58,6 +60,9 @@ function createPlatformApp(options: HttpOptions): express.Express {
   });
   if (options.security) {
     app.use(options.security.router);
+  }
+  for (const router of options.routes ?? []) {
+    app.use(router);
   }
   app.use((_req, res) => {
     void sendFhir(res, { status: 404, body: outcome([issue('error', 'not-found', `Nothing is served here; the FHIR API is at ${options.fhirBasePath}`)]) }, false);

@@ -29,8 +29,8 @@ export interface RepositoryAccess {
   readFilter?(alias: string, params: SqlParams): string;
   /** Called with the current content before a write changes or deletes an existing resource; throws to refuse. */
   checkChange?(resourceType: string, id: string, currentContent: string | null): void;
-  /** The resource as it is to be stored (e.g. stamped with its owner); throws to refuse the write. */
-  stamp?(resource: Resource): Resource;
+  /** The resource as it is to be stored (e.g. stamped with its owner), given the version it replaces; throws to refuse the write. */
+  stamp?(resource: Resource, current?: Resource): Resource;
   /** Whether history across resources (type or system `_history`) may be read; it is not filtered row by row. */
   mayReadAllHistory?: boolean;
 }

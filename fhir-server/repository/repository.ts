@@ -13,6 +13,7 @@ import { isVisible, type RepositoryAccess } from './access';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
 import { reindexTypes, type ReindexResult } from './reindex';
+import { expandPatientReferences, linkedPatients } from './linked-patients';
 import {
   compartmentPage,
   countMatches,
@@ -49,15 +50,6 @@ export class FhirRepository {
   /** The same store, seen and written on behalf of a caller with these restrictions (see access.ts). */
   withAccess(access: RepositoryAccess | undefined): FhirRepository {
     return access ? new FhirRepository(this.db, this.options, this.onCommit, access) : this;
-  }
-
-  /**
-   * The same store without the caller's restrictions, for an operation that authorises its caller itself: a
-   * hospital accepts a referral addressed to it, although the Task is its sender's record. The request is still
-   * audited as the caller's.
-   */
-  asPlatform(): FhirRepository {
-    return this.access ? new FhirRepository(this.db, this.options, this.onCommit) : this;
   }
 
   /**
@@ -187,7 +179,8 @@ export class FhirRepository {
 
   async search(request: SearchRequest, page: Omit<PageOptions, 'baseUrl'>, q: Queryable = this.db): Promise<SearchPage> {
     await runtimeParams.refresh(q);
-    return searchPage(q, request, { ...page, scope: this.scoped(page.scope), baseUrl: this.options.baseUrl });
+    const scope = this.scoped(page.scope);
+    return searchPage(q, await this.withLinkedPatients(q, request, scope), { ...page, scope, baseUrl: this.options.baseUrl });
   }
 
   /** What `_include`/`_revinclude` add to a page of matches. */
@@ -200,12 +193,20 @@ export class FhirRepository {
 
   async count(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
     await runtimeParams.refresh(q);
-    return countMatches(q, request, this.options.baseUrl, this.scoped(scope));
+    const scoped = this.scoped(scope);
+    return countMatches(q, await this.withLinkedPatients(q, request, scoped), this.options.baseUrl, scoped);
   }
 
   /** The planner's estimate of `count` (`_total=estimate`), without running the search. */
   async estimate(request: SearchRequest, scope: SearchScope = {}, q: Queryable = this.db): Promise<number> {
-    return estimateMatches(q, request, this.options.baseUrl, this.scoped(scope));
+    const scoped = this.scoped(scope);
+    return estimateMatches(q, await this.withLinkedPatients(q, request, scoped), this.options.baseUrl, scoped);
+  }
+
+  /** The search with Patient references expanded to linked patients, when the server is told how (linked-patients.ts). */
+  private async withLinkedPatients(q: Queryable, request: SearchRequest, scope: SearchScope): Promise<SearchRequest> {
+    const code = this.options.patientLinkParameter;
+    return code ? expandPatientReferences(q, request, code, this.options.baseUrl, scope.filter) : request;
   }
 
   /** `$reindex`: recomputes the index rows of every resource of `types` (see reindex.ts). */
@@ -215,7 +216,17 @@ export class FhirRepository {
   }
 
   async compartment(query: CompartmentQuery, q: Queryable = this.db): ReturnType<typeof compartmentPage> {
-    return compartmentPage(q, query, this.access?.readFilter?.bind(this.access));
+    const filter = this.access?.readFilter?.bind(this.access);
+    const code = this.options.patientLinkParameter;
+    const [type, id] = query.compartment.split('/');
+    if (code && type === 'Patient') {
+      // A golden record's $everything: its own compartment and those of its linked patients.
+      const linked = (await linkedPatients(q, code, [id], filter)).get(id) ?? [];
+      if (linked.length) {
+        return compartmentPage(q, { ...query, also: linked.map((other) => `Patient/${other}`) }, filter);
+      }
+    }
+    return compartmentPage(q, query, filter);
   }
 
   /** The search's scope with the caller's read filter, so that pages and counts never include what it hides. */

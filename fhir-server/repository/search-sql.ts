@@ -180,6 +180,8 @@ export async function findResourceIds(q: Queryable, request: SearchRequest, limi
 
 export interface CompartmentQuery {
   compartment: string;
+  /** More compartments whose resources belong to this one (a golden record's linked patients). */
+  also?: string[];
   since?: string;
   types: string[];
   count: number;
@@ -193,7 +195,13 @@ export async function compartmentPage(
   filter?: RowFilter,
 ): Promise<{ rows: Array<{ resourceType: string; id: string; content: string }>; hasMore: boolean }> {
   const params = new SqlParams();
-  const where = ['NOT r.deleted', `r.compartments @> ARRAY[${params.add(query.compartment)}]::text[]`];
+  const compartments = [query.compartment, ...(query.also ?? [])];
+  const where = [
+    'NOT r.deleted',
+    compartments.length === 1
+      ? `r.compartments @> ARRAY[${params.add(query.compartment)}]::text[]`
+      : `r.compartments && ${params.add(compartments)}::text[]`,
+  ];
   if (query.since) {
     where.push(`r.last_updated >= ${params.add(query.since)}::timestamptz`);
   }

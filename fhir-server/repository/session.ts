@@ -24,6 +24,11 @@ export interface SessionOptions {
   baseUrl: string;
   /** Rules of other modules that look at (and may refuse or extend) writes of some resource types. */
   interceptors?: readonly WriteInterceptor[];
+  /**
+   * The code of a Patient reference SearchParameter whose rows name a patient's linked patients (a golden record's
+   * sources): searches by a Patient reference and `$everything` include their records too (see linked-patients.ts).
+   */
+  patientLinkParameter?: string;
 }
 
 /** A write as an interceptor sees it, before its version is written. */
@@ -105,14 +110,9 @@ export class WriteSession {
     if (!created) {
       this.access?.checkChange?.(resourceType, id, current.content);
     }
-    const intercepted = await this.intercept({
-      interaction: created ? 'create' : 'update',
-      resourceType,
-      id,
-      resource: input,
-      previous: created || !current?.content ? undefined : (JSON.parse(current.content) as Resource),
-    });
-    const resource = this.prepare(intercepted ?? input, id, (current?.versionId ?? 0) + 1);
+    const previous = created || !current?.content ? undefined : (JSON.parse(current.content) as Resource);
+    const intercepted = await this.intercept({ interaction: created ? 'create' : 'update', resourceType, id, resource: input, previous });
+    const resource = this.prepare(intercepted ?? input, id, (current?.versionId ?? 0) + 1, previous);
     this.queue(resource, created ? 'create' : 'update');
     return { resource, created };
   }
@@ -151,14 +151,9 @@ export class WriteSession {
     if (patched.resourceType !== resourceType || patched.id !== id) {
       throw unprocessable([{ severity: 'error', code: 'processing', diagnostics: 'A patch may not change resourceType or id' }]);
     }
-    const intercepted = await this.intercept({
-      interaction: 'patch',
-      resourceType,
-      id,
-      resource: patched,
-      previous: JSON.parse(current.content) as Resource,
-    });
-    const resource = this.prepare(intercepted ?? patched, id, current.versionId + 1);
+    const previous = JSON.parse(current.content) as Resource;
+    const intercepted = await this.intercept({ interaction: 'patch', resourceType, id, resource: patched, previous });
+    const resource = this.prepare(intercepted ?? patched, id, current.versionId + 1, previous);
     this.queue(resource, 'patch');
     return resource;
   }
@@ -346,10 +341,10 @@ export class WriteSession {
     return this.find(resourceType, query);
   }
 
-  /** Validates and stamps a copy of the resource with its id and new meta. */
-  private prepare(original: Resource, id: string, versionId: number): Resource {
+  /** Validates and stamps a copy of the resource with its id and new meta; `previous` is the version it replaces. */
+  private prepare(original: Resource, id: string, versionId: number, previous?: Resource): Resource {
     assertValidId(id);
-    const input = this.access?.stamp ? this.access.stamp(original) : original;
+    const input = this.access?.stamp ? this.access.stamp(original, previous) : original;
     const issues = validateResourceForWrite(input);
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
       throw badRequestWithIssues(issues);

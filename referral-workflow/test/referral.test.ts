@@ -1,6 +1,7 @@
 /** Two-way referral end to end over HTTP: routed, notified, accepted and booked; rejected and re-routed; overdue; downward; consent. */
 import request from 'supertest';
 import type { Appointment, Bundle, Communication, Flag, MeasureReport, ServiceRequest, Slot, Task } from '@medplum/fhirtypes';
+import { OWNER_TAG_SYSTEM } from '../../fhir-server';
 import { codes, taskStatusFrom0283, taskStatusTo0283, type ConsentChecker, type ReferralMessageSender } from '..';
 import { api, createHarness, waitFor, type Harness } from './harness';
 import { addSlots, buildCity, dischargeDocuments, referralBundle, submitReferral, type City } from './fixtures';
@@ -92,17 +93,19 @@ describe('upward referral', () => {
   });
 
   it('takes the deciding hospital from its token: the receiver accepts, another hospital and the sender cannot', async () => {
-    const { taskId } = await submitReferral(fhir, city, { from: city.clinic, to: city.hospital, direction: 'up' });
-    const routed = await waitForTask(taskId, 'routing', (t) => t.status === 'received');
     const as = async (organization: string) => (await h.server.tokenFor({ role: 'facility-system', organization })).token;
     const call = (token: string, path: string, body: unknown) =>
       request(h.server.rawApp).post(`/fhir/${path}`).set('Authorization', `Bearer ${token}`).set('Content-Type', 'application/fhir+json').send(body as object);
     const empty = { resourceType: 'Parameters' };
+    // The clinic sends the referral with its own token: the Task is the clinic's record.
+    const sender = await as(`Organization/${city.clinic.id}`);
+    const asSender = { ...fhir, post: (path: string, body: unknown) => call(sender, path, body) };
+    const { taskId } = await submitReferral(asSender, city, { from: city.clinic, to: city.hospital, direction: 'up' });
+    const routed = await waitForTask(taskId, 'routing', (t) => t.status === 'received');
 
     const stranger = await call(await as(`Organization/${city.hospital2.id}`), `Task/${taskId}/$accept`, empty).expect(403);
     expect(stranger.body.issue[0].diagnostics).toBe(`Organization/${city.hospital2.id} cannot accept Task/${taskId}: it is addressed to Organization/${city.hospital.id}`);
     // The sender owns the Task's record, but a plain write cannot take the receiver's decision for it.
-    const sender = await as(`Organization/${city.clinic.id}`);
     const put = await request(h.server.rawApp).put(`/fhir/Task/${taskId}`).set('Authorization', `Bearer ${sender}`).set('Content-Type', 'application/fhir+json').send({ ...routed, status: 'accepted' });
     expect([403, 412]).toContain(put.status);
     expect((await readTask(taskId)).status).toBe('received');
@@ -110,8 +113,12 @@ describe('upward referral', () => {
     const receiver = await as(`Organization/${city.hospital.id}`);
     await call(receiver, `Task/${taskId}/$accept`, { resourceType: 'Parameters', parameter: [param('actor', `Organization/${city.clinic.id}`)] }).expect(403);
 
-    const accepted = await call(receiver, `Task/${taskId}/$accept`, empty).expect(200);
-    expect((accepted.body as Task).status).toBe('accepted');
+    const accepted = (await call(receiver, `Task/${taskId}/$accept`, empty).expect(200)).body as Task;
+    expect(accepted.status).toBe('accepted');
+    // Worked by the receiver, the Task stays the sender's record: the sender can still withdraw it.
+    expect(accepted.meta?.security?.find((c) => c.system === OWNER_TAG_SYSTEM)?.code).toBe(`Organization/${city.clinic.id}`);
+    const withdrawn = await request(h.server.rawApp).put(`/fhir/Task/${taskId}`).set('Authorization', `Bearer ${sender}`).set('Content-Type', 'application/fhir+json').send({ ...accepted, status: 'cancelled' });
+    expect(withdrawn.status).toBe(200);
   });
 
   it('tells the coordinator of a rejection and re-routes, keeping the chain', async () => {

@@ -37,7 +37,7 @@ describe('SMART backend services authorization', () => {
     const res = await raw().get('/fhir/.well-known/smart-configuration');
     expect(res.status).toBe(200);
     expect(res.body.token_endpoint).toBe(TOKEN_URL);
-    expect(res.body.token_endpoint_auth_methods_supported).toEqual(['private_key_jwt', 'client_secret_basic']);
+    expect(res.body.token_endpoint_auth_methods_supported).toEqual(['private_key_jwt', 'client_secret_basic', 'none']);
     expect(res.body.token_endpoint_auth_signing_alg_values_supported).toEqual(['RS384', 'ES384']);
     expect(res.body.registration_endpoint).toBe(`${TEST_PUBLIC_URL}/auth/register`);
     expect(res.body.introspection_endpoint).toBe(`${TEST_PUBLIC_URL}/auth/introspect`);
