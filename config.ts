@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
+import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
 import { loadRegistryConfig, type RegistryConfig } from './registry/config';
 import { loadMpiConfig, type MpiConfig } from './mpi/config';
 
@@ -79,6 +80,10 @@ export interface PlatformConfig {
   workflowWorkers: boolean;
   /** Referral deadlines, reserved slots, subscription delivery (REFERRAL_*, SUBSCRIPTION_*). */
   workflow: WorkflowConfig;
+  /** Whether this platform's processes run supervision's BullMQ workers (rules on change events, periodic checks). */
+  supervisionWorkers: boolean;
+  /** The bureau, review deadlines, tick, rule parameter overrides (SUPERVISION_*). */
+  supervision: SupervisionConfig;
   /** Result recognition: the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES). */
   recognition: { authorities: string[] };
   /** Registries and document sharing (DOCUMENT_MAX_BYTES). */
@@ -213,6 +218,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     bulkExport: bulkExportFromEnv(env),
     workflowWorkers: boolFromEnv(env, 'WORKFLOW_WORKERS', true),
     workflow: loadWorkflowConfig(env),
+    supervisionWorkers: boolFromEnv(env, 'SUPERVISION_WORKERS', true),
+    supervision: loadSupervisionConfig(env),
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
     registry: loadRegistryConfig(env),
     mpi: loadMpiConfig(env),

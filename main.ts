@@ -12,7 +12,8 @@ import { loadConfig, type PlatformConfig } from './config';
 import { ClientStore, UserStore, ConsentDecisions, createFhirServer, FhirRepository, StatisticsKeeper, loadOrCreateSigningKey, migrate, openDatabase, recoverJournals, securityMigrations } from './fhir-server';
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
-import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, startRecognition } from './recognition';
+import { createSupervision, supervisionMigrations } from './supervision';
+import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionWindows, startRecognition } from './recognition';
 import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 import { portalApp, portalRouter } from './portal';
 import { MasterPatientIndex, mpiMigrations } from './mpi';
@@ -30,6 +31,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
     ...recognitionMigrations,
     ...registryMigrations,
     ...mpiMigrations,
+    ...supervisionMigrations,
   ]);
   logger.info({ storage: db.description, migrationsApplied: applied }, `storage: ${db.description}`);
   // Before any worker starts: the token signing key (shared by all of them) and the administrator client.
@@ -159,12 +161,16 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // The master patient index: its Patient write rule, event queue, operations and linked-patient search expansion.
   const mpi = new MasterPatientIndex(config.mpi);
   const mpiRules = mpi.storeExtensions();
+  // Duplicate tests are judged by the recognition module's windows (codes it does not know: the rule's own).
+  const supervision = createSupervision(config.supervision, {
+    windows: recognitionWindows(new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) })),
+  });
   const server = createFhirServer({
     ...config,
     db,
     logger,
     ...workflowRules,
-    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues, ...mpiRules.eventQueues],
+    eventQueues: [...workflowRules.eventQueues, ...recognition.eventQueues, ...mpiRules.eventQueues, ...supervision.eventQueues],
     writeInterceptors: [...workflowRules.writeInterceptors, ...registry.writeInterceptors, ...mpiRules.writeInterceptors],
     binaryStore: registry.binaryStore,
     patientLinkParameter: mpiRules.patientLinkParameter,
@@ -175,6 +181,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
       ...recognition.operations,
       ...registry.operations,
       ...mpiRules.operations,
+      ...supervision.operations,
     ],
     codeValidator,
     security: { ...config.security, apps: [portalApp(config.publicBaseUrl)] },
@@ -230,6 +237,14 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
         onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'recognition job failed'),
       })
     : undefined;
+  // Supervision: rules, Measures and the bureau installed (once), operations answering; its workers where configured.
+  await supervision.attach(
+    { db, repository: server.repository },
+    { onError: (err, job) => logger.warn({ err: err.message, queue: job?.queueName, job: job?.id, attempt: job?.attemptsMade }, 'supervision job failed') },
+  );
+  if (config.supervisionWorkers) {
+    supervision.startWorkers({ redisUrl: config.redisUrl, prefix: config.redisPrefix });
+  }
   const listener = createServer(server.app).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     listener.once('listening', resolve);
@@ -247,6 +262,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     await new Promise((resolve) => listener.close(resolve));
     await workflow?.close();
     await recognitionEngine?.close();
+    await supervision.close();
     await mpi.stop();
     await server.stop();
     await db.close();

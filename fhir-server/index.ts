@@ -51,6 +51,7 @@ export {
   Permissions,
   ROLES,
   OWNER_TAG_SYSTEM,
+  RESTRICTED_TO_SYSTEM,
   ownerOf,
   UserStore,
   type AppClient,
@@ -58,7 +59,7 @@ export {
   type Client,
   type Role,
 } from './auth';
-export { AuditLog, verifyAuditChain, recoverJournals, type ChainReport } from './audit';
+export { AuditLog, verifyAuditChain, recoverJournals, readAuditLog, type AuditEntry, type StoredAuditFacts, type ChainReport } from './audit';
 export { BulkExportWorker, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 
 /** Security settings (see README, Configuration). */

@@ -11,7 +11,7 @@ import type { SqlParams } from '../db';
 import { FhirError, forbidden, issue, outcome } from '../errors';
 import type { CallerIdentity, RepositoryAccess } from '../repository';
 import type { FhirRequest, FhirResponse, RequestGuard, RouteContext } from '../rest';
-import { OWNER_TAG_SYSTEM } from './migrations';
+import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './migrations';
 import { rulesOf, type RoleRules } from './roles';
 import type { ScopeLetter } from './scopes';
 import type { Caller } from './tokens';
@@ -201,6 +201,12 @@ export class AccessPolicy implements RequestGuard {
         AND (cr.label_code IS NULL OR EXISTS (SELECT 1 FROM search_token sl WHERE sl.res_type = ${alias}.res_type AND sl.res_id = ${alias}.id
           AND sl.code = '_security' AND sl.value = cr.label_code AND (cr.label_system IS NULL OR sl.system = cr.label_system))))`;
       conditions.push(`(NOT ${deniedByConsent} OR ${owned})`);
+      if (!this.rules.seesRestricted) {
+        // Restricted to named organisations: visible to those and the owner only (probes the partial index 1003).
+        const restricted = (extra: string): string => `EXISTS (SELECT 1 FROM search_token sv WHERE sv.res_type = ${alias}.res_type
+          AND sv.res_id = ${alias}.id AND sv.code = '_security' AND sv.system = '${RESTRICTED_TO_SYSTEM}'${extra})`;
+        conditions.push(`(NOT ${restricted('')} OR ${restricted(` AND sv.value = ${org}`)} OR ${owned})`);
+      }
       if (this.rules.needsCareRelationship && !this.breakGlassReason) {
         conditions.push(`(cardinality(${alias}.compartments) = 0 OR ${owned} OR EXISTS (SELECT 1 FROM care_relationship cr2
           WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}))`);

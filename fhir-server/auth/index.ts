@@ -2,7 +2,7 @@
  * Security: SMART Backend Services authorization (tokens, clients, scopes), organisation and role rules, patient
  * consent. See docs/architecture.md, "Security".
  */
-export { securityMigrations, OWNER_TAG_SYSTEM } from './migrations';
+export { securityMigrations, OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './migrations';
 export { PlatformSecurity, type SecurityOptions } from './security';
 export { AccessPolicy, ownerOf, type Interaction } from './access-policy';
 export { ClientStore, checkRegistration, type Client, type RegistrationInput, type AuthMethod } from './clients';

@@ -13,6 +13,13 @@ import type { Migration } from '../db';
 /** The code system of the security tag that names the organisation owning a resource (stamped on write). */
 export const OWNER_TAG_SYSTEM = 'https://huimin.health/fhir/CodeSystem/owner-organization';
 
+/**
+ * The code system of security labels that restrict a resource to the organisations they name (the code is
+ * `Organization/123`): other organisations' clients do not see it at all, whatever its patient's consent says.
+ * Administrators, supervisors and the owner always see it. Supervision's findings about a hospital carry one.
+ */
+export const RESTRICTED_TO_SYSTEM = 'https://huimin.health/fhir/CodeSystem/restricted-to';
+
 export const securityMigrations: readonly Migration[] = [
   {
     version: 1000,
@@ -246,6 +253,16 @@ export const securityMigrations: readonly Migration[] = [
         expires_at timestamptz NOT NULL,
         used boolean NOT NULL DEFAULT false
       );
+    `,
+  },
+  {
+    version: 1004,
+    name: 'security: resources restricted to named organisations',
+    sql: `
+      -- Few resources carry the label: a partial index keeps the read filter's "is it restricted?" probe to a lookup
+      -- in a tiny index instead of a walk through every token row of each candidate resource.
+      CREATE INDEX search_token_restricted ON search_token (res_type, res_id, value)
+        WHERE code = '_security' AND system = '${RESTRICTED_TO_SYSTEM}';
     `,
   },
 ];

@@ -8,6 +8,11 @@
  * | facility-system       | what the patients' consents allow                       | its organisation's records only          |
  * | referral-coordinator  | what the patients' consents allow                       | Task, ServiceRequest, Appointment(Response) of its organisation |
  * | clinician             | patients with a care relationship to its organisation, or by break-the-glass; consents apply | its organisation's records only |
+ *
+ * Resources labelled as restricted to named organisations (RESTRICTED_TO_SYSTEM) are seen only by administrators,
+ * supervisors, their owner and the organisations named. An operation that names a role in its `roles` may be
+ * invoked by that role even when it changes data (the operation enforces its own rules, e.g. supervisors reviewing
+ * findings), which the role's write rules would otherwise forbid.
  */
 export const ROLES = ['facility-system', 'clinician', 'referral-coordinator', 'supervisor', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -30,19 +35,21 @@ export interface RoleRules {
   mayReadAudit: boolean;
   /** Needs an owning organisation to be registered. */
   needsOrganization: boolean;
+  /** Sees resources restricted to other organisations (RESTRICTED_TO_SYSTEM labels). */
+  seesRestricted: boolean;
 }
 
 export function rulesOf(role: Role): RoleRules {
   switch (role) {
     case 'admin':
-      return { unrestricted: true, mayWrite: () => true, needsCareRelationship: false, mayReadAudit: true, needsOrganization: false };
+      return { unrestricted: true, mayWrite: () => true, needsCareRelationship: false, mayReadAudit: true, needsOrganization: false, seesRestricted: true };
     case 'supervisor':
-      return { unrestricted: false, mayWrite: () => false, needsCareRelationship: false, mayReadAudit: true, needsOrganization: true };
+      return { unrestricted: false, mayWrite: () => false, needsCareRelationship: false, mayReadAudit: true, needsOrganization: true, seesRestricted: true };
     case 'facility-system':
-      return { unrestricted: false, mayWrite: () => true, needsCareRelationship: false, mayReadAudit: false, needsOrganization: true };
+      return { unrestricted: false, mayWrite: () => true, needsCareRelationship: false, mayReadAudit: false, needsOrganization: true, seesRestricted: false };
     case 'referral-coordinator':
-      return { unrestricted: false, mayWrite: (t) => COORDINATOR_TYPES.has(t), needsCareRelationship: false, mayReadAudit: false, needsOrganization: true };
+      return { unrestricted: false, mayWrite: (t) => COORDINATOR_TYPES.has(t), needsCareRelationship: false, mayReadAudit: false, needsOrganization: true, seesRestricted: false };
     case 'clinician':
-      return { unrestricted: false, mayWrite: () => true, needsCareRelationship: true, mayReadAudit: false, needsOrganization: true };
+      return { unrestricted: false, mayWrite: () => true, needsCareRelationship: true, mayReadAudit: false, needsOrganization: true, seesRestricted: false };
   }
 }

@@ -1,0 +1,337 @@
+/**
+ * The supervision engine: BullMQ workers that keep the facts and apply the rules.
+ *
+ *   store write ──relay──► supervision-events ──► facts (facts.ts) ──► rules of the kinds the change concerns
+ *                                                                      (rules/kinds.ts, scope: the changed ids) ──► findings
+ *   supervision-jobs: tick (every SUPERVISION_TICK: overdue referrals, stays still going on, silent feeds, audit review,
+ *                           overdue review steps, last month's reports) · reevaluate (a period, after a rule changed)
+ *
+ * Each event is handled on its own (BullMQ retries it on failure); findings are unique per rule and key, so a
+ * repeated event or an overlapping batch raises nothing twice. The lag from a write to the end of its evaluation is
+ * measured per event (`lag()`, and `onEvaluated` for the benchmark).
+ */
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Database, FhirRepository, ResourceChangeJob } from '../fhir-server';
+import { AuditReview } from './audit-review';
+import type { SupervisionConfig } from './config';
+import { FactRecorder } from './facts';
+import { FindingWriter, type RaisedFinding } from './findings';
+import { antimicrobialFigures, type Period } from './indicators';
+import type { MeasureCatalogue } from './measures';
+import { ReviewService } from './review';
+import type { Rule, RuleKind } from './rules/catalogue';
+import { AUDIT_KINDS, EVALUATORS, kindsTriggeredBy, PERIOD_KINDS, TICK_KINDS, type Candidate, type Scope, type ValidityWindowSource } from './rules/kinds';
+import { inEffect, type RuleStore } from './rules/store';
+
+export const SUPERVISION_EVENT_QUEUE = 'supervision-events';
+export const SUPERVISION_JOB_QUEUE = 'supervision-jobs';
+
+export interface QueueSettings {
+  redisUrl: string;
+  prefix: string;
+}
+
+interface ReevaluateJob {
+  from: string;
+  to: string;
+  rules?: string[];
+}
+
+/** Lag samples kept for percentiles (a ring of the last 50 000). */
+class LagRecorder {
+  private readonly samples: number[] = [];
+  private next = 0;
+  add(ms: number): void {
+    if (this.samples.length < 50_000) {
+      this.samples.push(ms);
+    } else {
+      this.samples[this.next] = ms;
+      this.next = (this.next + 1) % 50_000;
+    }
+  }
+  summary(): { count: number; p50?: number; p99?: number; max?: number } {
+    const sorted = [...this.samples].sort((a, b) => a - b);
+    const at = (p: number): number | undefined => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : undefined);
+    return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] };
+  }
+  reset(): void {
+    this.samples.length = 0;
+    this.next = 0;
+  }
+}
+
+export interface EngineOptions {
+  db: Database;
+  repository: FhirRepository;
+  config: SupervisionConfig;
+  rules: RuleStore;
+  windows: ValidityWindowSource;
+  measures: MeasureCatalogue;
+  now: () => number;
+  onError?: (err: Error, job?: Job) => void;
+  onFinding?: (finding: RaisedFinding) => void;
+  onEvaluated?: (event: ResourceChangeJob, lagMs: number) => void;
+}
+
+export class SupervisionEngine {
+  readonly facts: FactRecorder;
+  readonly findings: FindingWriter;
+  readonly review: ReviewService;
+  readonly audit: AuditReview;
+  private readonly lagRecorder = new LagRecorder();
+  private readonly connections: Redis[] = [];
+  private readonly workers: Worker[] = [];
+  private jobs: Queue | undefined;
+  /** The last batch re-evaluation this process ran: its period, duration and findings (the benchmark reads it). */
+  lastReevaluation: { period: Period; rules?: string[]; ms: number; findings: number; at: string } | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: EngineOptions) {
+    this.facts = new FactRecorder(options.db, options.repository, [options.config.bureau]);
+    this.findings = new FindingWriter(options.repository, options.config, options.now);
+    this.review = new ReviewService(options.repository, options.config, options.now);
+    this.audit = new AuditReview(options.db);
+  }
+
+  /** Starts the workers (events, jobs) and the tick timer in this process. */
+  start(queues: QueueSettings, concurrency = { events: 16, jobs: 2 }): void {
+    const connection = (): Redis => {
+      const redis = new Redis(queues.redisUrl, { maxRetriesPerRequest: null });
+      redis.on('error', () => undefined);
+      this.connections.push(redis);
+      return redis;
+    };
+    const onError = this.options.onError ?? (() => undefined);
+    this.jobs = new Queue(SUPERVISION_JOB_QUEUE, {
+      connection: connection(),
+      prefix: queues.prefix,
+      defaultJobOptions: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 24 * 3600, count: 1000 }, removeOnFail: { age: 7 * 24 * 3600 } },
+    });
+    this.jobs.on('error', () => undefined);
+    for (const [name, processor, n] of [
+      [SUPERVISION_EVENT_QUEUE, (job: Job) => this.onEvent(job.data as ResourceChangeJob), concurrency.events],
+      [SUPERVISION_JOB_QUEUE, (job: Job) => this.onJob(job), concurrency.jobs],
+    ] as const) {
+      const worker = new Worker(name, processor, { connection: connection(), prefix: queues.prefix, concurrency: n });
+      worker.on('error', (err) => onError(err));
+      worker.on('failed', (job, err) => onError(err, job));
+      this.workers.push(worker);
+    }
+    // Every process asks for a tick per interval; the job id (one per interval) makes it run once.
+    const interval = this.options.config.tickMs;
+    this.tickTimer = setInterval(() => {
+      void this.jobs?.add('tick', {}, { jobId: `tick-${Math.floor(Date.now() / interval)}` }).catch((err: Error) => onError(err));
+    }, interval);
+    this.tickTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.tickTimer);
+    await Promise.all(this.workers.map((w) => w.close()));
+    await this.jobs?.close();
+    for (const redis of this.connections) {
+      redis.disconnect();
+    }
+  }
+
+  lag(): ReturnType<LagRecorder['summary']> {
+    return this.lagRecorder.summary();
+  }
+
+  resetLag(): void {
+    this.lagRecorder.reset();
+  }
+
+  /** Queues the batch re-evaluation of a period (after a rule was added or changed); returns the job id. */
+  async queueReevaluation(period: Period, rules?: string[]): Promise<string> {
+    if (!this.jobs) {
+      // No workers in this process (SUPERVISION_WORKERS=false): run it here.
+      await this.reevaluate(period, rules);
+      return 'done';
+    }
+    const job = await this.jobs.add('reevaluate', { from: period.start, to: period.end, rules } satisfies ReevaluateJob);
+    return job.id as string;
+  }
+
+  private async onJob(job: Job): Promise<void> {
+    switch (job.name) {
+      case 'tick':
+        await this.tick();
+        break;
+      case 'reevaluate': {
+        const data = job.data as ReevaluateJob;
+        await this.reevaluate({ start: data.from, end: data.to }, data.rules);
+        break;
+      }
+      default:
+        throw new Error(`unknown supervision job ${job.name}`);
+    }
+  }
+
+  /**
+   * Changes of one resource type waiting to be evaluated together: events handled at the same moment by this
+   * process's workers share one query per rule (the evaluators take a list of ids) instead of one each. Each event's
+   * job completes only once its batch has been evaluated, so a failure is retried like any other.
+   */
+  private readonly pending = new Map<string, { ids: Set<string>; done: Promise<void> }>();
+
+  private evaluateSoon(resourceType: string, id: string): Promise<void> {
+    let batch = this.pending.get(resourceType);
+    if (!batch) {
+      const ids = new Set<string>();
+      const done = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(async () => {
+        this.pending.delete(resourceType);
+        await this.apply(await this.options.rules.active(kindsTriggeredBy(resourceType)), { ids: [...ids], now: new Date(this.options.now()).toISOString() });
+      });
+      batch = { ids, done };
+      this.pending.set(resourceType, batch);
+    }
+    batch.ids.add(id);
+    return batch.done;
+  }
+
+  /** One change event: its facts, then the rules it concerns (batched with the events handled alongside it). */
+  async onEvent(event: ResourceChangeJob): Promise<void> {
+    const change = await this.facts.record(event);
+    if (change.recorded && kindsTriggeredBy(change.resourceType).length > 0) {
+      await this.evaluateSoon(change.resourceType, change.id);
+    }
+    const lagMs = Date.now() - Date.parse(event.occurredAt);
+    this.lagRecorder.add(lagMs);
+    this.options.onEvaluated?.(event, lagMs);
+  }
+
+  /** Applies rules in a scope and raises their findings; returns the findings raised. */
+  async apply(rules: Rule[], scope: Scope): Promise<RaisedFinding[]> {
+    const raised: RaisedFinding[] = [];
+    let failure: Error | undefined;
+    for (const rule of rules) {
+      let found: Candidate[];
+      if (rule.kind === 'antimicrobial-indicators') {
+        found = scope.from && scope.to ? await this.antimicrobialCandidates(rule, { start: scope.from, end: scope.to }) : [];
+      } else {
+        found = await EVALUATORS[rule.kind].evaluate({ q: this.options.db, windows: this.options.windows }, rule, scope);
+      }
+      for (const candidate of found) {
+        if (!inEffect(rule, candidate.occurredAt)) {
+          continue;
+        }
+        // One finding that cannot be written does not keep the others from being raised; the first failure is
+        // thrown at the end, so BullMQ retries the job (raising is idempotent).
+        try {
+          const finding = await this.findings.raise(rule, candidate);
+          if (finding) {
+            raised.push(finding);
+            this.options.onFinding?.(finding);
+          }
+        } catch (err) {
+          failure ??= err as Error;
+        }
+      }
+    }
+    if (failure) {
+      throw failure;
+    }
+    return raised;
+  }
+
+  /** The institutions whose antimicrobial indicators over the period exceed the rule's thresholds. */
+  private async antimicrobialCandidates(rule: Rule, period: Period): Promise<Candidate[]> {
+    const figures = await antimicrobialFigures(this.options.db, period, { kind: 'city' }, rule.params);
+    const found: Candidate[] = [];
+    const limits: Array<[string, string, (f: (typeof figures)[number]) => number | undefined, number, string]> = [
+      ['outpatient-rate', 'outpatient antimicrobial prescription rate', (f) => (f.outpatientPrescriptions ? f.outpatientWithAntimicrobial / f.outpatientPrescriptions : undefined), Number(rule.params.outpatientRateMax), ''],
+      ['inpatient-rate', 'inpatient antimicrobial use rate', (f) => (f.discharged ? f.dischargedWithAntimicrobial / f.discharged : undefined), Number(rule.params.inpatientRateMax), ''],
+      ['ddd-intensity', 'antimicrobial use intensity', (f) => (f.bedDays ? (f.ddds * 100) / f.bedDays : undefined), Number(rule.params.dddPer100BedDaysMax), 'DDDs per 100 bed-days'],
+    ];
+    for (const f of figures) {
+      if (!f.institution) continue;
+      for (const [code, label, value, max, unit] of limits) {
+        const v = value(f);
+        if (v !== undefined && v > max) {
+          found.push({
+            key: `${f.institution}|${code}|${period.start}|${period.end}`,
+            occurredAt: period.start,
+            institution: f.institution,
+            implicated: [f.institution],
+            detail: `${label} ${Math.round(v * 10000) / 10000}${unit ? ` ${unit}` : ''} from ${period.start.slice(0, 10)} to ${period.end.slice(0, 10)}; the bureau's threshold is ${max}`,
+            value: v,
+            threshold: max,
+            unit: unit || undefined,
+          });
+        }
+      }
+    }
+    return found;
+  }
+
+  /** The periodic checks. Returns the findings raised. */
+  async tick(): Promise<RaisedFinding[]> {
+    const now = new Date(this.options.now()).toISOString();
+    const raised = await this.apply(await this.options.rules.active(TICK_KINDS), { open: true, now });
+    const audit = await this.audit.ingest();
+    if (audit.days.length > 0 || audit.breakGlass.length > 0) {
+      const auditRules = await this.options.rules.active(AUDIT_KINDS);
+      for (const rule of auditRules) {
+        raised.push(...(await this.apply([rule], { now, days: audit.days, ids: rule.kind === 'audit-break-glass' ? audit.breakGlass : undefined })));
+      }
+    }
+    await this.review.expireOverdue();
+    await this.monthly();
+    return raised;
+  }
+
+  /** Every rule that applies to periods (or those named) over the facts of a period. */
+  async reevaluate(period: Period, ruleIds?: string[]): Promise<RaisedFinding[]> {
+    const started = performance.now();
+    const rules = (await this.options.rules.active(PERIOD_KINDS as RuleKind[])).filter((r) => !ruleIds || ruleIds.includes(r.id));
+    const raised = await this.apply(rules, { from: period.start, to: period.end, now: new Date(this.options.now()).toISOString() });
+    this.lastReevaluation = { period, rules: ruleIds, ms: Math.round(performance.now() - started), findings: raised.length, at: new Date().toISOString() };
+    return raised;
+  }
+
+  /** Jobs waiting in supervision's queues (events and batch jobs), for the status operation. */
+  async backlog(): Promise<{ events: number; jobs: number } | undefined> {
+    if (!this.jobs) {
+      return undefined;
+    }
+    const events = new Queue(SUPERVISION_EVENT_QUEUE, { connection: this.jobs.opts.connection, prefix: this.jobs.opts.prefix });
+    try {
+      const [e, j] = await Promise.all([events.getJobCounts('waiting', 'active', 'delayed'), this.jobs.getJobCounts('waiting', 'active', 'delayed')]);
+      const sum = (c: Record<string, number>): number => Object.values(c).reduce((a, b) => a + b, 0);
+      return { events: sum(e), jobs: sum(j) };
+    } finally {
+      await events.close();
+    }
+  }
+
+  /**
+   * Once a month has ended: its MeasureReports per institution stored, and the period rules (antimicrobial
+   * indicators) applied to it. Done once (sv_cursor marks the month), by whichever process ticks first.
+   */
+  async monthly(): Promise<boolean> {
+    const now = new Date(this.options.now());
+    const end = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+    const start = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1);
+    const period = { start: new Date(start).toISOString(), end: new Date(end).toISOString() };
+    const name = `monthly:${period.start.slice(0, 7)}`;
+    const claimed = await this.options.db.query(`INSERT INTO sv_cursor (name, position) VALUES ($1, 0) ON CONFLICT DO NOTHING RETURNING name`, [name]);
+    if (claimed.length === 0) {
+      return false;
+    }
+    await this.apply(await this.options.rules.active(['antimicrobial-indicators']), { from: period.start, to: period.end, now: now.toISOString() });
+    const institutions = await this.options.db.query<{ institution: string }>(
+      `SELECT institution FROM sv_feed WHERE day >= $1::date AND day < $2::date GROUP BY institution
+       UNION SELECT id FROM sv_organization WHERE provider AND active AND part_of IS NULL`,
+      [period.start, period.end],
+    );
+    for (const { institution } of institutions) {
+      for (const provider of this.options.measures.providers) {
+        await this.options.measures.store(this.options.repository, this.options.db, provider, period, { kind: 'institution', reference: institution }, this.options.config.bureau, now.getTime());
+      }
+    }
+    await this.options.db.query('UPDATE sv_cursor SET position = 1, updated_at = now() WHERE name = $1', [name]);
+    return true;
+  }
+}
