@@ -13,7 +13,7 @@ import { ClientStore, UserStore, ConsentDecisions, createFhirServer, FhirReposit
 import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLabSystem, createTerminologyService, loadBundledContent, terminologyMigrations, terminologyOperations } from './terminology';
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { createSupervision, supervisionMigrations } from './supervision';
-import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionWindows, startRecognition } from './recognition';
+import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionIndicator, recognitionWindows, startRecognition } from './recognition';
 import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 import { portalApp, portalRouter } from './portal';
 import { MasterPatientIndex, mpiMigrations } from './mpi';
@@ -164,6 +164,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   // Duplicate tests are judged by the recognition module's windows (codes it does not know: the rule's own).
   const supervision = createSupervision(config.supervision, {
     windows: recognitionWindows(new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) })),
+    indicators: [recognitionIndicator],
   });
   const server = createFhirServer({
     ...config,

@@ -22,7 +22,7 @@ export { recognitionMigrations } from './migrations';
 export { recognitionWindows, type RecognitionItem } from './items';
 export { residentPatients } from './patients';
 export { installRecognitionContent, recognitionCodeSystems, exceptionReason } from './content';
-export { recognitionFigures, RECOGNITION_MEASURE } from './report';
+export { recognitionFigures, recognitionIndicator, RECOGNITION_MEASURE } from './report';
 export { Hl7AdvisoryNotice } from './hl7-notice';
 export { RECOGNITION_EVENT_QUEUE, RECOGNITION_CHECK_QUEUE, RECOGNITION_EVENT_CONSUMERS, RecognitionEngine, type AdvisoryNotifier } from './engine';
 export { RecognitionFinder, type CodeTranslation, type Recognisable } from './finder';

@@ -13,7 +13,7 @@
  *
  * Months are calendar months in UTC, like the referral figures.
  */
-import type { Bundle, MeasureReport, MeasureReportGroup, MeasureReportGroupStratifier, Reference } from '@medplum/fhirtypes';
+import type { Bundle, Measure, MeasureReport, MeasureReportGroup, MeasureReportGroupStratifier, Reference } from '@medplum/fhirtypes';
 import { badRequest, operationParameters, parameterValue, type FhirOperation, type FhirRequest, type Queryable } from '../fhir-server';
 import { BASE, EXCEPTION_REASON_SYSTEM } from './fhir';
 
@@ -119,22 +119,22 @@ function stratifier(name: string, strata: Map<string, Tally>, figure: Figure): M
   return stratum.length ? { code: [{ text: name }], stratum } : undefined;
 }
 
-function toMeasureReport(r: Report): MeasureReport {
-  const [year, month] = r.month.split('-').map(Number);
+/** The groups of one report: every figure (stratified when strata are given), then the reasons for ordering again. */
+function figureGroups(all: Tally, byReason: Map<string, number>, strata: Array<[string, Map<string, Tally>]> = []): MeasureReportGroup[] {
   const group: MeasureReportGroup[] = [];
   for (const figure of FIGURES) {
-    const s = score(figure, r.all);
+    const s = score(figure, all);
     if (!s) continue;
-    const strat = [stratifier('department', r.byDepartment, figure), stratifier('doctor', r.byDoctor, figure)].filter((x) => x !== undefined);
+    const strat = strata.map(([name, map]) => stratifier(name, map, figure)).filter((x) => x !== undefined);
     group.push({ code: { coding: [{ system: GROUP_SYSTEM, code: figure.code, display: figure.display }] }, ...s, ...(strat.length ? { stratifier: strat } : {}) });
   }
-  if (r.byReason.size > 0) {
+  if (byReason.size > 0) {
     group.push({
       code: { coding: [{ system: GROUP_SYSTEM, code: 'not-recognised-by-reason', display: 'Ordered again, by reason' }] },
       stratifier: [
         {
           code: [{ text: 'reason' }],
-          stratum: [...r.byReason.entries()].map(([reason, count]) => ({
+          stratum: [...byReason.entries()].map(([reason, count]) => ({
             value: { coding: [{ system: EXCEPTION_REASON_SYSTEM, code: reason }] },
             population: [{ code: { coding: [{ system: POPULATION, code: 'initial-population' }] }, count }],
           })),
@@ -142,6 +142,15 @@ function toMeasureReport(r: Report): MeasureReport {
       ],
     });
   }
+  return group;
+}
+
+function toMeasureReport(r: Report): MeasureReport {
+  const [year, month] = r.month.split('-').map(Number);
+  const group = figureGroups(r.all, r.byReason, [
+    ['department', r.byDepartment],
+    ['doctor', r.byDoctor],
+  ]);
   return {
     resourceType: 'MeasureReport',
     status: 'complete',
@@ -177,6 +186,58 @@ export async function recognitionFigures(db: Queryable, start: string, end: stri
   }
   return [...reports.values()].sort((a, b) => (a.month + a.institution).localeCompare(b.month + b.institution)).map(toMeasureReport);
 }
+
+/** Whose figures supervision asks for (its indicators' Subject): the city, an institution, a department or a doctor. */
+export type RecognitionSubject =
+  | { kind: 'city' }
+  | { kind: 'institution'; reference: string }
+  | { kind: 'department'; reference: string }
+  | { kind: 'practitioner'; reference: string };
+
+const SUBJECT_COLUMN = { institution: 'institution', department: 'department', practitioner: 'doctor' } as const;
+
+/**
+ * The recognition figures as one of supervision's indicators (its IndicatorProvider shape), so that the bureau's
+ * `Measure/result-recognition/$evaluate-measure` gives them for any period and subject beside the other indicators.
+ */
+export const recognitionIndicator = {
+  measure: {
+    resourceType: 'Measure',
+    id: 'result-recognition',
+    url: RECOGNITION_MEASURE,
+    version: '1',
+    name: 'ResultRecognition',
+    title: 'Mutual recognition of test results',
+    status: 'active',
+    publisher: 'Huimin recognition',
+    description: 'Recognised and not recognised prior results, the recognition rate, look-ups, tests avoided and the cost saved.',
+    subjectCodeableConcept: { coding: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Organization' }] },
+    group: [...FIGURES.map((f) => ({ code: { coding: [{ system: GROUP_SYSTEM, code: f.code, display: f.display }] }, description: f.display })),
+      { code: { coding: [{ system: GROUP_SYSTEM, code: 'not-recognised-by-reason', display: 'Ordered again, by reason' }] } }],
+  } as Measure,
+  async evaluate(q: Queryable, period: { start: string; end: string }, subject: RecognitionSubject): Promise<MeasureReportGroup[]> {
+    const params: unknown[] = [period.start, period.end];
+    let filter = '';
+    if (subject.kind !== 'city') {
+      params.push(subject.reference);
+      filter = ` AND ${SUBJECT_COLUMN[subject.kind]} = $3`;
+    }
+    const [decisions, lookups] = await Promise.all([
+      q.query<Row>(`SELECT * FROM (${DECISIONS_SQL}) d WHERE true${filter}`, params),
+      q.query<Row>(`SELECT * FROM (${LOOKUPS_SQL}) l WHERE true${filter}`, params),
+    ]);
+    const all = new Tally();
+    const byReason = new Map<string, number>();
+    for (const row of [...decisions, ...lookups]) {
+      all.add(row.figure, Number(row.n));
+      all.amount += row.amount === null ? 0 : Number(row.amount);
+      if (row.reason && row.figure.startsWith('not-recognised')) {
+        byReason.set(row.reason, (byReason.get(row.reason) ?? 0) + Number(row.n));
+      }
+    }
+    return figureGroups(all, byReason);
+  },
+};
 
 function monthParam(request: FhirRequest, name: string, fallback: string): string {
   const value = parameterValue(operationParameters(request), name) ?? fallback;

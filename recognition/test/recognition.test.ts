@@ -10,7 +10,7 @@ import type { Bundle, Consent, DetectedIssue, DiagnosticReport, Encounter, Healt
 import request from 'supertest';
 import { OWNER_TAG_SYSTEM } from '../../fhir-server';
 import { hospitalLabSystem } from '../../terminology';
-import { recognitionCodes, recognitionWindows, residentPatients } from '..';
+import { recognitionCodes, recognitionIndicator, recognitionWindows, residentPatients } from '..';
 import { BUREAU, hl7Time, startPlatform, waitFor, type Platform } from './harness';
 
 const { ADVISORY_ID, GRANT_EXTENSION, GRANT_TAG_CODE, GRANT_TAG_SYSTEM, MARK_SYSTEM, SCOPE_SYSTEM, ISSUE_SYSTEM, EXCEPTION_REASON_SYSTEM, STATUS_REASON_EXTENSION } = recognitionCodes;
@@ -391,5 +391,14 @@ describe('consent and the bureau', () => {
     expect(byDepartment).toContainEqual(expect.objectContaining({ value: { text: 'Organization/HOSP-B-IM' } }));
     const byDoctor = group('recognised')?.stratifier?.find((s) => s.code?.[0].text === 'doctor')?.stratum;
     expect(byDoctor?.[0].value?.text).toBe('Practitioner/doc-b');
+
+    // The same figures as supervision's indicator, for any subject: hospital B, its department, the doctor.
+    const month = new Date();
+    const period = { start: new Date(Date.UTC(month.getUTCFullYear(), month.getUTCMonth(), 1)).toISOString(), end: new Date(Date.UTC(month.getUTCFullYear(), month.getUTCMonth() + 1, 1)).toISOString() };
+    const rate = async (subject: { kind: 'institution' | 'practitioner'; reference: string }) =>
+      (await recognitionIndicator.evaluate(p.server.db, period, subject)).find((g) => g.code?.coding?.[0].code === 'recognition-rate')?.measureScore?.value;
+    expect(await rate({ kind: 'institution', reference: 'Organization/HOSP-B' })).toBe(50);
+    expect(await rate({ kind: 'practitioner', reference: 'Practitioner/doc-b' })).toBeDefined();
+    expect(await rate({ kind: 'institution', reference: 'Organization/nobody' })).toBeUndefined();
   });
 });
