@@ -233,7 +233,7 @@ async function seed(fhir: Fhir, hl7Port: number, baseUrl: string): Promise<Seede
     },
     h1,
   );
-  const stranger = await create<Patient>({ resourceType: 'Patient', identifier: [{ system: 'urn:oid:2.16.156.10011.1.3', value: '340104197505055678' }], name: [{ family: '陈', given: ['静'] }, { family: 'Chen', given: ['Jing'] }], gender: 'female', birthDate: '1975-05-05' }, h2);
+  const stranger = await create<Patient>({ resourceType: 'Patient', identifier: [{ system: 'urn:oid:2.16.156.10011.1.3', value: '340104197505055666' }], name: [{ family: '陈', given: ['静'] }, { family: 'Chen', given: ['Jing'] }], gender: 'female', birthDate: '1975-05-05' }, h2);
   const subject = { reference: `Patient/${resident.id}` };
   const day = (offset: number): string => new Date(Date.now() - offset * 86_400_000).toISOString();
   const glucose = (value: number, when: string, token: string, encounter: Encounter): Promise<Observation> =>

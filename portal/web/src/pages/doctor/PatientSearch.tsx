@@ -28,7 +28,10 @@ export async function findResidents(query: string, breakGlass?: string): Promise
   if (CJK_NAME.test(q)) searches.push(search<Patient>('Patient', { ...wanted, family: q[0], given: q.slice(1) }, { breakGlass }));
   const found = new Map<string, Patient>();
   for (const result of await Promise.all(searches)) for (const p of result.resources) found.set(p.id as string, p);
-  const patients = [...found.values()].sort((a, b) => Number(isGolden(b)) - Number(isGolden(a)));
+  // One resident, not a golden record and its hospital copies: a hospital's record whose golden record was found
+  // too is shown through it.
+  const shownByGolden = new Set([...found.values()].filter(isGolden).flatMap((g) => (g.link ?? []).filter((l) => l.type === 'seealso').map((l) => l.other.reference)));
+  const patients = [...found.values()].filter((p) => !shownByGolden.has(`Patient/${p.id}`)).sort((a, b) => Number(isGolden(b)) - Number(isGolden(a)));
   const names = await displayNames(patients.flatMap((p) => [sourceOrganization(p), p.managingOrganization?.reference]));
   return { patients, names };
 }

@@ -33,9 +33,15 @@ export function AuditSearch(): ReactNode {
     queryKey: ['audit', patient, btgOnly],
     enabled: !!patient,
     queryFn: async () => {
-      const found = await search<AuditEvent>('AuditEvent', { entity: `Patient/${patient}`, _count: '200', _tag: btgOnly ? 'https://huimin.health/fhir/CodeSystem/audit-flag|break-the-glass' : undefined });
-      const names = await displayNames(found.resources.flatMap((e) => (e.agent ?? []).map((a) => a.who?.reference)).filter((r) => r?.startsWith('Organization/')));
-      return { resources: found.resources, names };
+      // A resident's record is its golden record and every hospital's record linked to it: who looked at any of them.
+      const chosen = candidates.data?.find((p) => p.id === patient);
+      const records = [`Patient/${patient}`, ...(chosen?.link ?? []).filter((l) => l.type === 'seealso').map((l) => l.other.reference as string)];
+      const tag = btgOnly ? 'https://huimin.health/fhir/CodeSystem/audit-flag|break-the-glass' : undefined;
+      const pages = await Promise.all(records.map((entity) => search<AuditEvent>('AuditEvent', { entity, _count: '200', _tag: tag })));
+      const unique = new Map(pages.flatMap((page) => page.resources).map((e) => [e.id, e]));
+      const resources = [...unique.values()];
+      const names = await displayNames(resources.flatMap((e) => (e.agent ?? []).map((a) => a.who?.reference)).filter((r) => r?.startsWith('Organization/')));
+      return { resources, names };
     },
   });
   const submit = (e: FormEvent): void => {
