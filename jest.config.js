@@ -11,4 +11,7 @@ module.exports = {
   globalSetup: '<rootDir>/test/global-setup.ts',
   globalTeardown: '<rootDir>/test/global-teardown.ts',
   testTimeout: 60000,
+  // The suites wait on PostgreSQL, Redis and sockets far more than they compute: two at once keep both cores busy
+  // (Jest's default on a 2-core machine is one).
+  maxWorkers: 2,
 };
