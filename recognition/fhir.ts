@@ -1,6 +1,5 @@
 /** Canonical URLs of the module's code systems and extensions, and small helpers over the store's public face. */
 import type { CodeableConcept, Coding, Reference, Resource } from '@medplum/fhirtypes';
-import { FhirError, parseSearch, queryRecord, type FhirRepository } from '../fhir-server';
 
 export const BASE = 'http://huimin.health/fhir';
 export const LOINC = 'http://loinc.org';
@@ -50,30 +49,8 @@ export function codings(cc: CodeableConcept | CodeableConcept[] | undefined): Co
   return (Array.isArray(cc) ? cc : cc ? [cc] : []).flatMap((c) => c.coding ?? []);
 }
 
-/** The current version of a resource, or undefined when it does not exist or was deleted. */
-export async function readResource<T extends Resource>(repo: FhirRepository, resourceType: string, id: string): Promise<(T & { meta: { versionId: string } }) | undefined> {
-  try {
-    return JSON.parse((await repo.read(resourceType, id)).json) as T & { meta: { versionId: string } };
-  } catch (err) {
-    if (err instanceof FhirError && (err.status === 404 || err.status === 410)) {
-      return undefined;
-    }
-    throw err;
-  }
-}
-
-/** Every resource a search matches, up to `limit` (cursor paging). */
-export async function searchAll<T extends Resource>(repo: FhirRepository, resourceType: string, query: string, limit = 10_000): Promise<T[]> {
-  const request = parseSearch(resourceType, queryRecord(new URLSearchParams(query)));
-  const found: T[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await repo.search(request, { count: Math.min(500, limit), offset: 0, cursor });
-    found.push(...page.rows.map((r) => JSON.parse(r.content) as T));
-    cursor = page.next;
-  } while (cursor !== undefined && found.length < limit);
-  return found.slice(0, limit);
-}
+/** The store helpers the referral workflow already has: the current version of a resource, every match of a search. */
+export { readResource, searchAll } from '../referral-workflow';
 
 /** The organisation a resource came from: its owner tag (written through the API) or the HL7 facility (adapters). */
 export function sourceOrganization(resource: Resource, ownerOf: (meta: Resource['meta']) => string | undefined): string | undefined {

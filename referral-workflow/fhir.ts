@@ -73,9 +73,9 @@ export async function searchAll<T extends Resource>(repo: FhirRepository, resour
   // Cursor paging: exact even while the workflow itself writes matching resources between pages.
   let cursor: string | undefined;
   do {
-    const page = await repo.search(request, { count: 500, offset: 0, cursor });
+    const page = await repo.search(request, { count: Math.min(500, limit), offset: 0, cursor });
     found.push(...page.rows.map((r) => JSON.parse(r.content) as T));
     cursor = page.next;
   } while (cursor !== undefined && found.length < limit);
-  return found;
+  return found.slice(0, limit);
 }

@@ -33,6 +33,7 @@ export { reservationOf } from './booking';
 export { installReferralContent, referralReasons } from './content';
 export { referralFigures, REFERRAL_MEASURE } from './report';
 export * as codes from './fhir';
+export { readResource, searchAll } from './fhir';
 
 export interface WorkflowStoreExtensions {
   writeInterceptors: WriteInterceptor[];
