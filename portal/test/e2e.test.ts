@@ -128,8 +128,17 @@ describe('the portal in a browser', () => {
     await page.getByRole('tab', { name: '机构接入' }).click();
     await page.getByRole('cell', { name: 'IA Public Health Lab' }).waitFor();
     await shot(page, 'supervisor-facilities');
+    // The clinician broke the glass earlier in this file; audit review (on a 2 s tick here) turns that into a finding.
+    await waitFor(
+      async () => ((await platform.fhir<{ total?: number }>('DetectedIssue?code=AUDIT-BREAK-GLASS&_total=accurate')).total ?? 0) > 0,
+      30_000,
+      'the break-the-glass finding',
+    );
+    // The dashboard's tabs load when the page opens, possibly before the finding existed: open it afresh.
+    await page.reload();
     await page.getByRole('tab', { name: '疑点' }).click();
-    await page.getByText('暂无疑点').waitFor();
+    await page.getByRole('table', { name: '疑点' }).getByText(/Break-the-glass access to a patient record/).first().waitFor();
+    await shot(page, 'supervisor-findings');
     await page.getByRole('tab', { name: '访问记录' }).click();
     await page.getByLabel('居民（姓名或证件号）').fill('张伟');
     await page.getByRole('button', { name: '搜索' }).click();
