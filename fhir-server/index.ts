@@ -40,7 +40,7 @@ export {
   type StreamedBody,
 } from './rest';
 export { FhirError, badRequest, conflict, describeError, notFound, notSupported, outcome, issue, unprocessable } from './errors';
-export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
+export { validateResourceForWrite, registerProfile, registerCodeValidator, requireDefinedExtensions, type CodeValidator } from './validation';
 export {
   securityMigrations,
   PlatformSecurity,

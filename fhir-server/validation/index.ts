@@ -14,6 +14,7 @@ import { isKnownResourceType, validateStructure } from './structure';
 import { checkContent } from './walk';
 
 export { registerProfile } from './profiles';
+export { requireDefinedExtensions } from './extensions';
 export { registerCodeValidator, type CodeValidator } from './bindings';
 
 /**

@@ -41,6 +41,13 @@ function hasRequiredNestedSlice(url: string, profile: StructureDefinition): bool
 /** Parsed profiles by URL. Parsing a profile snapshot costs ~8 ms, so it is done once per profile. */
 const parsed = new Map<string, InternalTypeSchema>();
 
+/** Counts registrations, so that caches of what is known (extensions.ts) can tell they are stale. */
+let registrations = 0;
+
+export function profilesRegistered(): number {
+  return registrations;
+}
+
 export function getRegisteredProfile(url: string): StructureDefinition | undefined {
   return profiles.get(url);
 }
@@ -78,6 +85,7 @@ export function registerProfile(profile: StructureDefinition): void {
   }
   profiles.set(profile.url, complete);
   unsupported.delete(profile.url);
+  registrations++;
 }
 
 /** The parsed registered profile, or the core one (parsed on first use). */
