@@ -184,7 +184,17 @@ describe('regional implementation guide', () => {
         status: 'preliminary',
         extension: [{ url: 'https://huimin.health/fhir/StructureDefinition/supervision-rule', extension: [{ url: 'id', valueCode: 'RX-1' }, { url: 'version', valueInteger: 2 }] }],
       };
-      for (const resource of [grant, facility, finding]) {
+      const S = 'https://huimin.health/fhir/StructureDefinition';
+      const decided = { resourceType: 'DetectedIssue', status: 'final', mitigation: [{ extension: [{ url: `${BASE}/StructureDefinition/recognition-monitored-condition`, valueCodeableConcept: { text: '2型糖尿病' } }], action: { text: 'serial monitoring' } }] };
+      const binary = { resourceType: 'Binary', contentType: 'application/pdf', meta: { extension: [{ url: `${BASE}/StructureDefinition/binary-content`, valueAttachment: { url: `urn:sha256:${'0'.repeat(64)}`, size: 3 } }] } };
+      const institution = { resourceType: 'Organization', name: 'Clinic', address: [{ extension: [{ url: `${BASE}/StructureDefinition/administrative-division`, valueCoding: { system: `${BASE}/CodeSystem/gb-t-2260`, code: '340104' } }] }] };
+      const stay = { resourceType: 'Encounter', status: 'finished', class: { code: 'IMP' }, hospitalization: { extension: [{ url: `${S}/planned-readmission`, valueBoolean: true }] } };
+      const prescription = {
+        resourceType: 'MedicationRequest', status: 'active', intent: 'order', subject: { reference: 'Patient/p' }, medicationCodeableConcept: { text: 'metformin' },
+        extension: [{ url: `${S}/stable-chronic-patient`, valueBoolean: true }],
+        dispenseRequest: { extension: [{ url: `${S}/extended-supply-reason`, valueString: '慢病长处方' }] },
+      };
+      for (const resource of [grant, facility, finding, decided, binary, institution, stay, prescription]) {
         expect(validateResourceForWrite(resource).filter((i) => i.severity !== 'information' && i.severity !== 'warning')).toEqual([]);
       }
     });
