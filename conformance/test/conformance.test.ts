@@ -3,11 +3,13 @@
  * registered with the validator (writes and $validate judged by the regional profiles, undefined regional
  * extensions refused), and the conformance kit passing against the server.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Bundle, ImplementationGuide, OperationOutcome, Resource, ServiceRequest, StructureDefinition } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { validateResourceForWrite } from '../../fhir-server';
+import { registerProfile, validateResourceForWrite } from '../../fhir-server';
 import { createTestServer, type TestServer } from '../../test/server';
 import {
   DEFAULT_CANONICAL_BASE,
@@ -76,6 +78,27 @@ describe('regional implementation guide', () => {
       for (const id of ['supervision-rule', 'supervision-finding', 'supervision-review', 'repeat-test-reason', 'extended-supply-reason', 'stable-chronic-patient', 'planned-readmission', 'request-id']) {
         expect(byUrl.has(`https://huimin.health/fhir/StructureDefinition/${id}`)).toBe(true);
       }
+    });
+
+    it('defines every regional extension the platform code names (a new one undefined would be refused on writes)', () => {
+      const root = path.resolve(__dirname, '..', '..');
+      const sources = (dir: string): string[] =>
+        readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+          const full = path.join(dir, entry.name);
+          if (entry.isDirectory()) {
+            return ['node_modules', 'dist', 'test', 'data', '.git'].includes(entry.name) ? [] : sources(full);
+          }
+          return /\.tsx?$/.test(entry.name) ? [full] : [];
+        });
+      const named = new Set<string>();
+      for (const file of sources(root)) {
+        for (const m of readFileSync(file, 'utf8').matchAll(/(https?:\/\/huimin\.health\/fhir|\$\{[A-Z_]*BASE\})\/StructureDefinition\/([a-z][a-z0-9-]*)/g)) {
+          named.add(m[2]);
+        }
+      }
+      const defined = new Set(guide.structureDefinitions.map((sd) => sd.id));
+      expect(named.size).toBeGreaterThan(10);
+      expect([...named].filter((id) => !defined.has(id))).toEqual([]);
     });
 
     it('builds complex extension snapshots with a slice per part, its url fixed', () => {
@@ -167,6 +190,18 @@ describe('regional implementation guide', () => {
       expect(issues.find((i) => i.expression?.[0] === 'Patient.extension[1]')?.severity).toBe('warning');
       const misplaced = { resourceType: 'Patient', extension: [{ url: `${BASE}/StructureDefinition/referral-direction`, valueCode: 'up' }] };
       expect(validateResourceForWrite(misplaced).find((i) => i.severity === 'error')?.diagnostics).toMatch(/not allowed on Patient \(allowed on: ServiceRequest\)/);
+    });
+
+    it('checks an extension registered after it was first seen as unknown', () => {
+      const url = 'http://example.org/fhir/StructureDefinition/late-registered';
+      const patient = { resourceType: 'Patient', extension: [{ url, valueString: 'x' }] };
+      expect(validateResourceForWrite(patient).find((i) => i.expression?.[0] === 'Patient.extension[0]')?.severity).toBe('warning');
+      const direction = guide.structureDefinitions.find((sd) => sd.id === 'referral-direction') as StructureDefinition;
+      registerProfile(withSnapshot({ ...direction, id: 'late-registered', url, differential: { element: direction.differential?.element.map((e) => (e.id === 'Extension.url' ? { ...e, fixedUri: url } : e)) ?? [] } }));
+      expect(validateResourceForWrite(patient).filter((i) => i.severity === 'error').map((i) => i.diagnostics)).toEqual([
+        expect.stringMatching(/not allowed on Patient/),
+        expect.stringMatching(/takes a value of type code, found valueString/),
+      ]);
     });
 
     it('accepts the regional extensions as the modules write them', () => {
