@@ -102,7 +102,8 @@ function locate(elements: ElementDefinition[], id: string): { index: number; cho
     return undefined;
   }
   const choiceType = name.slice((choice.id as string).length - dot - 4);
-  return /^[A-Z]/.test(choiceType) || /^[a-z]+$/.test(choiceType) ? { index: elements.indexOf(choice), choiceType } : undefined;
+  // Typed ids name the type capitalised: valueQuantity, effectiveDateTime.
+  return /^[A-Z]/.test(choiceType) ? { index: elements.indexOf(choice), choiceType } : undefined;
 }
 
 function merge(target: ElementDefinition, constraint: ElementDefinition, choiceType?: string): ElementDefinition {

@@ -115,7 +115,10 @@ describe('regional implementation guide', () => {
       const other = 'https://fhir.region.example.cn/ig';
       expect(loadConformanceConfig({ HUIMIN_CANONICAL_BASE: other }).canonicalBase).toBe(other);
       expect(loadConformanceConfig({}).canonicalBase).toBe(BASE);
-      expect(() => loadConformanceConfig({ HUIMIN_CANONICAL_BASE: 'huimin.health/fhir/' })).toThrow(/HUIMIN_CANONICAL_BASE/);
+      for (const bad of ['huimin.health/fhir', 'http://huimin.health/fhir/', 'http://huimin.health/fhir?x=1', `http://huimin.health/f"hir`, 'ftp://huimin.health/fhir']) {
+        expect(() => loadConformanceConfig({ HUIMIN_CANONICAL_BASE: bad })).toThrow(/HUIMIN_CANONICAL_BASE/);
+      }
+      expect(loadConformanceConfig({ HUIMIN_CANONICAL_BASE: 'http://127.0.0.1:8080/fhir' }).canonicalBase).toBe('http://127.0.0.1:8080/fhir');
       const moved = loadImplementationGuide(other);
       expect(moved.implementationGuide.url).toBe(`${other}/ImplementationGuide/huimin`);
       expect(JSON.stringify([...guideResources(moved), ...moved.examples.map((e) => e.resource)])).not.toContain(BASE);
