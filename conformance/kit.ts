@@ -1,8 +1,8 @@
 /**
  * The conformance kit: what a hospital's integration team (or CI) runs against a Huimin deployment to see that it
  * serves the regional guide and judges resources by it. Over the FHIR API only (fhir-kit-client), it checks
- *   1. the CapabilityStatement: FHIR 4.0.1, JSON, the profiled types and the conformance types readable and
- *      searchable, `$validate` offered;
+ *   1. the CapabilityStatement: FHIR 4.0.1, JSON, the guide named in `implementationGuide` and each profile in
+ *      its type's `supportedProfile`, the profiled and conformance types readable and searchable, `$validate` offered;
  *   2. that the ImplementationGuide and every StructureDefinition, CodeSystem and ValueSet it defines are served,
  *      at the guide's version (`<type>?url=`);
  *   3. that `$validate` accepts each profile's conforming example and rejects its non-conforming one with an error
@@ -89,6 +89,14 @@ function checkCapabilities(cs: CapabilityStatement, guide: ImplementationGuideCo
       problems.push(`${type} lacks read or search-type`);
     }
   }
+  if (!(cs.implementationGuide ?? []).includes(guide.implementationGuide.url as string)) {
+    problems.push(`implementationGuide does not name ${guide.implementationGuide.url}`);
+  }
+  for (const profile of guide.structureDefinitions.filter((sd) => sd.type !== 'Extension')) {
+    if (!rest.resource?.find((r) => r.type === profile.type)?.supportedProfile?.includes(profile.url as string)) {
+      problems.push(`${profile.type}.supportedProfile lacks ${profile.url}`);
+    }
+  }
   const validate = [...(rest.operation ?? []), ...(rest.resource ?? []).flatMap((r) => r.operation ?? [])].some((o) => o.name === 'validate');
   if (!validate) {
     problems.push('$validate is not offered');
@@ -117,7 +125,7 @@ export async function runConformanceKit(options: KitOptions): Promise<KitReport>
 
   await attempt('CapabilityStatement', async () => {
     const problems = checkCapabilities((await client.capabilityStatement()) as CapabilityStatement, guide);
-    return problems.length ? problems : 'FHIR 4.0.1, JSON, profiled and conformance types searchable, $validate offered';
+    return problems.length ? problems : 'FHIR 4.0.1, JSON, the guide and its profiles declared, profiled and conformance types searchable, $validate offered';
   });
 
   const served = [guide.implementationGuide, ...guide.structureDefinitions, ...guide.terminology] as (Resource & { url?: string; version?: string })[];

@@ -8,9 +8,12 @@
  * (elsewhere unknown extensions stay warnings): the base is the region's own namespace, so an undefined url
  * there is a misspelling (`referal-direction`) that the workflows reading the extension would never see.
  *
+ * The CapabilityStatement names the guide (`implementationGuide`) and each type's regional profiles
+ * (`supportedProfile`).
+ *
  * The validator's registry is per process: every process that serves the API calls this at start.
  */
-import { registerProfile, requireDefinedExtensions } from '../fhir-server';
+import { declareImplementationGuide, registerProfile, requireDefinedExtensions } from '../fhir-server';
 import type { ImplementationGuideContent } from './guide';
 
 export function registerImplementationGuide(guide: ImplementationGuideContent): void {
@@ -20,4 +23,6 @@ export function registerImplementationGuide(guide: ImplementationGuideContent): 
     registerProfile(definition);
   }
   requireDefinedExtensions(`${guide.canonicalBase}/StructureDefinition/`);
+  // The CapabilityStatement then names the guide, and lists its profiles as each type's supportedProfile.
+  declareImplementationGuide(guide.implementationGuide.url as string);
 }

@@ -24,6 +24,7 @@ export { FhirRepository, WriteSession, type CallerIdentity, type StoredResource,
 export { parseSearch, queryRecord } from './search';
 export {
   route,
+  declareImplementationGuide,
   operationParameters,
   parameterValue,
   OperationRegistry,

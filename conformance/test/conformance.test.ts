@@ -147,6 +147,10 @@ describe('regional implementation guide', () => {
       const igs = await request(server.app).get('/fhir/ImplementationGuide');
       const ig = (igs.body as Bundle<ImplementationGuide>).entry?.[0]?.resource;
       expect(ig?.url).toBe(`${BASE}/ImplementationGuide/huimin`);
+      const metadata = (await request(server.app).get('/fhir/metadata')).body;
+      expect(metadata.implementationGuide).toEqual([`${BASE}/ImplementationGuide/huimin`]);
+      const task = metadata.rest[0].resource.find((r: { type: string }) => r.type === 'Task');
+      expect(task.supportedProfile).toEqual([`${BASE}/StructureDefinition/huimin-referral-task`]);
       const cs = await request(server.app).get('/fhir/CodeSystem').query({ url: `${BASE}/CodeSystem/referral-direction` });
       expect(cs.body.entry?.[0]?.resource?.concept?.map((c: { code: string }) => c.code)).toEqual(['up', 'down']);
     });

@@ -48,6 +48,11 @@ export function profilesRegistered(): number {
   return registrations;
 }
 
+/** The registered constraint profiles of a resource type (the CapabilityStatement's supportedProfile). */
+export function registeredProfilesOf(resourceType: string): string[] {
+  return [...profiles.values()].filter((p) => p.type === resourceType && p.kind === 'resource').map((p) => p.url as string).sort();
+}
+
 export function getRegisteredProfile(url: string): StructureDefinition | undefined {
   return profiles.get(url);
 }
