@@ -28,6 +28,8 @@ export interface KitOptions {
   baseUrl: string;
   /** A bearer token (the deployment requires one; an administrator's or a facility system's with read and search). */
   token?: string;
+  /** Or a client's credentials: a token is asked of the token endpoint the SMART configuration names. */
+  client?: { id: string; secret: string };
   guide: ImplementationGuideContent;
   /** Called with each check as it completes (the command prints them). */
   onCheck?: (check: KitCheck) => void;
@@ -44,6 +46,29 @@ async function createClient(baseUrl: string, token: string | undefined): Promise
   // fhir-kit-client is published as ES modules only; a dynamic import loads it from this CommonJS module.
   const { Client } = await import('fhir-kit-client');
   return new Client({ baseUrl, ...(token ? { bearerToken: token } : {}) }) as unknown as FhirClient;
+}
+
+/**
+ * A token for a registered client (client_credentials, client_secret_basic) from the token endpoint that
+ * `[base]/.well-known/smart-configuration` names, as any SMART backend service gets one.
+ */
+export async function clientCredentialsToken(baseUrl: string, client: { id: string; secret: string }): Promise<string> {
+  const configuration = await fetch(`${baseUrl}/.well-known/smart-configuration`, { headers: { accept: 'application/json' } });
+  const endpoint = configuration.ok ? ((await configuration.json()) as { token_endpoint?: unknown }).token_endpoint : undefined;
+  if (typeof endpoint !== 'string') {
+    throw new Error(`${baseUrl}/.well-known/smart-configuration names no token_endpoint (HTTP ${configuration.status})`);
+  }
+  const basic = Buffer.from(`${encodeURIComponent(client.id)}:${encodeURIComponent(client.secret)}`).toString('base64');
+  const answer = await fetch(endpoint, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: 'grant_type=client_credentials',
+  });
+  const body = (await answer.json().catch(() => ({}))) as { access_token?: unknown; error?: unknown; error_description?: unknown };
+  if (!answer.ok || typeof body.access_token !== 'string') {
+    throw new Error(`token endpoint ${endpoint} answered HTTP ${answer.status}${body.error ? `: ${String(body.error)}${body.error_description ? ` (${String(body.error_description)})` : ''}` : ''}`);
+  }
+  return body.access_token;
 }
 
 /** fhir-kit-client rejects non-2xx answers with the response attached; say what the server said. */
@@ -106,13 +131,23 @@ function checkCapabilities(cs: CapabilityStatement, guide: ImplementationGuideCo
 
 export async function runConformanceKit(options: KitOptions): Promise<KitReport> {
   const { guide } = options;
-  const client = await createClient(options.baseUrl, options.token);
   const checks: KitCheck[] = [];
   const record = (name: string, ok: boolean, detail: string): void => {
     const check = { name, ok, detail };
     checks.push(check);
     options.onCheck?.(check);
   };
+  let token = options.token;
+  if (!token && options.client) {
+    try {
+      token = await clientCredentialsToken(options.baseUrl, options.client);
+      record('token (client credentials)', true, `issued to ${options.client.id}`);
+    } catch (err) {
+      record('token (client credentials)', false, describeFailure(err));
+      return { checks, passed: 0, failed: 1 };
+    }
+  }
+  const client = await createClient(options.baseUrl, token);
   const attempt = async (name: string, run: () => Promise<string | string[]>): Promise<void> => {
     try {
       const problems = await run();

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Bundle, ImplementationGuide, OperationOutcome, Resource, ServiceRequest, StructureDefinition } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { registerProfile, validateResourceForWrite } from '../../fhir-server';
+import { ClientStore, registerProfile, validateResourceForWrite } from '../../fhir-server';
 import { createTestServer, type TestServer } from '../../test/server';
 import {
   DEFAULT_CANONICAL_BASE,
@@ -24,6 +24,16 @@ import {
 } from '..';
 
 const BASE = DEFAULT_CANONICAL_BASE;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+    probe.once('error', reject);
+  });
+}
 const guide = loadImplementationGuide();
 const errorsOf = (outcome: OperationOutcome): string[] =>
   (outcome.issue ?? []).filter((i) => i.severity === 'error' || i.severity === 'fatal').map((i) => i.expression?.[0] ?? '(none)');
@@ -36,9 +46,12 @@ describe('regional implementation guide', () => {
 
   beforeAll(async () => {
     registerImplementationGuide(guide);
-    server = await createTestServer('postgres');
+    // The kit reaches the server over HTTP and follows the SMART configuration's token endpoint, which names the
+    // public base URL: the server is told the port it will listen on.
+    const port = await freePort();
+    server = await createTestServer('postgres', { publicBaseUrl: `http://127.0.0.1:${port}` });
     firstInstall = await installImplementationGuide(server.repository, guide);
-    listener = createServer(server.rawApp).listen(0, '127.0.0.1');
+    listener = createServer(server.rawApp).listen(port, '127.0.0.1');
     await new Promise((resolve) => listener.once('listening', resolve));
   });
 
@@ -266,6 +279,19 @@ describe('regional implementation guide', () => {
       expect(report.failed).toBe(1 + guide.examples.filter((e) => !e.valid).length);
       expect(report.checks.find((c) => c.name.includes('not-installed'))?.detail).toMatch(/not found/);
       expect(report.checks.find((c) => !c.ok && c.name.startsWith('$validate'))?.detail).toMatch(/^expected an error at Patient.birthDate( \(hm-pat-1\))?, got: Patient: Constraint hm-pat-1 not met/);
+    });
+
+    it('signs in with client credentials through the SMART configuration', async () => {
+      await new ClientStore(server.db).ensureAdmin({ clientId: 'conformance-kit', secret: 'kit-secret-0123456789' });
+      const onlyMetadata = { ...guide, structureDefinitions: [], terminology: [], examples: [] };
+      const report = await runConformanceKit({ baseUrl: baseUrl(), client: { id: 'conformance-kit', secret: 'kit-secret-0123456789' }, guide: onlyMetadata });
+      expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
+        ['token (client credentials)', true],
+        ['CapabilityStatement', true],
+        [`served: ImplementationGuide ${BASE}/ImplementationGuide/huimin`, true],
+      ]);
+      const refused = await runConformanceKit({ baseUrl: baseUrl(), client: { id: 'conformance-kit', secret: 'wrong-secret-0123456789' }, guide: onlyMetadata });
+      expect([refused.failed, refused.checks[0].detail]).toEqual([1, expect.stringMatching(/token endpoint .* answered HTTP 401/)]);
     });
 
     it('reports a refused token as a failure, not a crash', async () => {
