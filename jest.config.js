@@ -16,4 +16,5 @@ module.exports = {
   // The suites wait on PostgreSQL, Redis and sockets far more than they compute: two at once keep both cores busy
   // (Jest's default on a 2-core machine is one).
   maxWorkers: 2,
+  testSequencer: '<rootDir>/test/sequencer.js',
 };
