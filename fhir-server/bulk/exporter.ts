@@ -277,7 +277,9 @@ export async function runExport(
   let seq = 0;
   await writeErrors(db, job, [...(job.spec.notes ?? []), ...deletionNotes(job)], () => seq++);
   await withSnapshot(db, async (snapshot, tx) => {
-    const ctx: RunContext = { db, job, settings, snapshot, transactionTime: transactionTime.toISOString(), readFilter };
+    // A part never holds more than a file may.
+    const partSize = Math.min(settings.partSize, settings.resourcesPerFile);
+    const ctx: RunContext = { db, job, settings: { ...settings, partSize }, snapshot, transactionTime: transactionTime.toISOString(), readFilter };
     const ranges: Range[] = [];
     for (const type of job.spec.types) {
       // On the snapshot's own connection when there is one (it is idle otherwise), so that ranges match the parts.

@@ -25,7 +25,7 @@ export interface BulkExportSettings extends Omit<ExporterSettings, 'baseUrl'> {
 export const DEFAULT_BULK_EXPORT: BulkExportSettings = {
   lifetimeS: 3600,
   maxActivePerClient: 5,
-  partSize: 2000,
+  partSize: 5000,
   resourcesPerFile: 100_000,
   parallelism: 3,
   clockMarginMs: 500,

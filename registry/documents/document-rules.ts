@@ -10,7 +10,8 @@
  *   `relatesTo` replaces supersedes the replaced document in the same transaction (ITI-65 replacement).
  *
  * In an ITI-65 bundle a DocumentReference may come before or after its Binary: what one of them learnt is kept for
- * the other in per-transaction state, so whichever comes second does the checking.
+ * the other in per-transaction state, so whichever comes second does the checking, and a DocumentReference that came
+ * first is filled from the header when its Binary arrives (its queued write is revised).
  */
 import type { Binary, CodeableConcept, DocumentReference, Identifier, Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
 import { unprocessable, type WriteInterceptor, type WriteSession } from '../../fhir-server';
@@ -261,8 +262,13 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
       state.facts.set(write.id, facts);
       const claim = state.claims.get(write.id);
       if (claim) {
-        // The DocumentReference came first in this transaction: it must agree with the document.
-        completeFrom(claim, facts, `DocumentReference/${claim.id} (for ${where})`);
+        // The DocumentReference came first in this transaction: it must agree with the document, and is filled from
+        // it as when the Binary comes first (its write is still queued: the transaction flushes at its end).
+        const completed = completeFrom(claim, facts, `DocumentReference/${claim.id} (for ${where})`);
+        if (!session.revise(completed)) {
+          throw new Error(`DocumentReference/${claim.id} was written before its Binary/${write.id} but is no longer queued in the transaction`);
+        }
+        state.claims.delete(write.id);
         return binary;
       }
       // A CDA uploaded on its own as raw content: it gets its DocumentReference here.
