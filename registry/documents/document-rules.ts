@@ -2,7 +2,8 @@
  * Document sharing's rules on writes (IHE MHD on FHIR R4, Document Recipient side), inside each write's transaction:
  *
  * - Binary: inline `data` (a JSON body, an ITI-65 bundle) moves into the content store, so that every Binary is
- *   stored once by hash and read back as a stream. A CDA document (application/hl7-cda+xml) has its header read and
+ *   stored once by hash and read back as a stream; which Binary uses which content is recorded in the same
+ *   transaction (and dropped when the Binary is deleted), for the collector of unused content. A CDA document (application/hl7-cda+xml) has its header read and
  *   checked; one uploaded as raw content on its own (POST /Binary, no securityContext) gets a DocumentReference made
  *   from its header, which becomes the Binary's securityContext.
  * - DocumentReference: metadata a CDA attachment's header gives (subject, type, date, author, custodian, document
@@ -221,22 +222,28 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
     async beforeWrite(session, write) {
       const input = write.resource as Binary | undefined;
       if (!input) {
+        if (write.interaction === 'delete') {
+          // Its content may now be used by no Binary: the collector removes it after its grace period.
+          await store.release(session.tx, write.id);
+        }
         return undefined;
       }
       const where = `Binary/${write.id}`;
       let binary: Binary;
       if (input.data !== undefined) {
         binary = withContentRef(input, await store.storeBytes(session.tx, Buffer.from(input.data, 'base64')));
+        await store.use(session.tx, write.id, (contentRefOf(binary) as { hash: string }).hash);
       } else {
         const ref = contentRefOf(input);
         if (!ref) {
+          await store.release(session.tx, write.id);
           return undefined;
         }
         const previousRef = write.previous ? contentRefOf(write.previous as Binary) : undefined;
         if (!isIssuedRef(input) && previousRef?.hash !== ref.hash) {
           throw problem(`${where}: a Binary refers to stored content only as uploaded (raw content, or base64 data); the reference to sha256:${ref.hash} was not produced by an upload`, 'Binary.meta.extension');
         }
-        const size = await store.sizeOf(ref.hash, session.tx);
+        const size = await store.use(session.tx, write.id, ref.hash);
         if (size === undefined) {
           throw problem(`${where} refers to stored content sha256:${ref.hash}, which this server does not hold`, 'Binary.meta.extension');
         }
