@@ -20,8 +20,11 @@
  */
 import type { Database, Queryable } from '../db';
 
-/** application_name of the read-only transactions that hold exports' snapshots: they never write, so never count. */
-export const SNAPSHOT_APPLICATION = 'huimin-bulk-export-snapshot';
+/**
+ * application_name of exports' own transactions (the snapshot holders, and the connections writing parts): they
+ * never write resources, so another export's consistency point does not wait for them.
+ */
+export const SNAPSHOT_APPLICATION = 'huimin-bulk-export';
 
 /** PostgreSQL's exported snapshot ids (pg_export_snapshot): SET TRANSACTION SNAPSHOT takes no parameters. */
 const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
@@ -79,6 +82,7 @@ export async function inSnapshot<T>(db: Database, snapshot: SnapshotId, fn: (tx:
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
       // Checked against SNAPSHOT_ID when exported: the statement takes a literal only.
       await tx.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+      await tx.query(`SELECT set_config('application_name', $1, true)`, [SNAPSHOT_APPLICATION]);
     }
     return fn(tx);
   });
