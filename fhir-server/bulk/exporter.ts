@@ -179,31 +179,66 @@ async function writePart(ctx: RunContext, q: Queryable, range: Range): Promise<n
 }
 
 /**
- * Runs `work` on `parallelism` connections. With a snapshot, each connection writes all its parts in one
- * transaction that imports it (one round trip per part, and a cancelled or failed export leaves nothing: its
- * transactions roll back); the first failure makes every connection stop and roll back. On a single-session engine,
- * one loop of autocommitted statements (a transaction held open there would block the heartbeat).
+ * Runs `work` on `parallelism` connections. With a snapshot, each connection writes its parts in one transaction
+ * that imports it (one round trip per part). No connection commits before all have finished and `confirm` has
+ * checked that the job is still this worker's: a failed, cancelled or taken-over export leaves nothing (every
+ * connection rolls back), and a process that lost its job cannot add parts to the new owner's run. On a
+ * single-session engine, one loop of autocommitted statements (a transaction held open there would block the
+ * heartbeat).
  */
-async function onConnections(ctx: RunContext, parallelism: number, work: (q: Queryable, failed: () => boolean) => Promise<void>): Promise<void> {
+async function onConnections(
+  ctx: RunContext,
+  parallelism: number,
+  work: (q: Queryable, failed: () => boolean) => Promise<void>,
+  confirm: () => Promise<void>,
+): Promise<void> {
   if (!ctx.snapshot) {
     await work(ctx.db, () => false);
     return;
   }
+  const count = Math.max(1, parallelism);
   let failure: unknown;
+  let working = count;
+  let release!: () => void;
+  const allDone = new Promise<void>((resolve) => (release = resolve));
+  const arrive = async (): Promise<void> => {
+    if (--working === 0) {
+      if (failure === undefined) {
+        await confirm().catch((err: unknown) => {
+          failure ??= err;
+        });
+      }
+      release();
+    }
+  };
   const connection = async (): Promise<void> => {
+    let arrived = false;
+    const arriveOnce = async (): Promise<void> => {
+      if (!arrived) {
+        arrived = true;
+        await arrive();
+      }
+    };
     try {
       await inSnapshot(ctx.db, ctx.snapshot, async (tx) => {
-        await work(tx, () => failure !== undefined);
+        try {
+          await work(tx, () => failure !== undefined);
+        } catch (err) {
+          failure ??= err;
+        }
+        await arriveOnce();
+        await allDone;
         if (failure !== undefined) {
-          // Another connection failed: roll back this one's parts too.
+          // This connection's parts roll back with the others'.
           throw failure;
         }
       });
     } catch (err) {
       failure ??= err;
+      await arriveOnce();
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, parallelism) }, connection));
+  await Promise.all(Array.from({ length: count }, connection));
   if (failure !== undefined) {
     throw failure;
   }
@@ -296,20 +331,30 @@ export async function runExport(
         throw new JobLost('the export was cancelled or taken over');
       }
     };
-    await onConnections(ctx, settings.parallelism, async (q, failed) => {
-      while (!failed() && next < ranges.length) {
-        const range = ranges[next++];
-        exported += await writePart(ctx, q, range);
-        await beatOrStop(range.type);
-      }
-    });
-    if (deletionsReportable(job)) {
-      await onConnections(ctx, 1, async (q) => {
-        for (const type of job.spec.types) {
-          exported += await writeDeleted(ctx, q, type, () => seq++);
-          await beatOrStop(type);
+    await onConnections(
+      ctx,
+      settings.parallelism,
+      async (q, failed) => {
+        while (!failed() && next < ranges.length) {
+          const range = ranges[next++];
+          exported += await writePart(ctx, q, range);
+          await beatOrStop(range.type);
         }
-      });
+      },
+      () => beatOrStop(job.spec.types[job.spec.types.length - 1] ?? ''),
+    );
+    if (deletionsReportable(job)) {
+      await onConnections(
+        ctx,
+        1,
+        async (q) => {
+          for (const type of job.spec.types) {
+            exported += await writeDeleted(ctx, q, type, () => seq++);
+            await beatOrStop(type);
+          }
+        },
+        () => beatOrStop('deleted resources'),
+      );
     }
   });
   await groupIntoFiles(db, job.id, settings.resourcesPerFile);
