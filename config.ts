@@ -76,6 +76,8 @@ export interface PlatformConfig {
     resourcesPerFile: number;
     maxActivePerClient: number;
     runJobs: boolean;
+    /** Database connections one export writes its parts on at once. */
+    parallelism: number;
   };
   /** Whether this platform's processes run the workflow's BullMQ workers (referral engine, subscription delivery). */
   workflowWorkers: boolean;
@@ -243,5 +245,9 @@ function bulkExportFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['bulkExport']
   if (maxActivePerClient < 1) {
     throw new Error('Configuration error: BULK_EXPORT_MAX_ACTIVE_PER_CLIENT must be at least 1');
   }
-  return { lifetimeS, resourcesPerFile, maxActivePerClient, runJobs: boolFromEnv(env, 'BULK_EXPORT_WORKER', true) };
+  const parallelism = intFromEnv(env, 'BULK_EXPORT_PARALLELISM', 3);
+  if (parallelism < 1 || parallelism > 16) {
+    throw new Error(`Configuration error: BULK_EXPORT_PARALLELISM must be between 1 and 16 (database connections per export), got ${parallelism}`);
+  }
+  return { lifetimeS, resourcesPerFile, maxActivePerClient, runJobs: boolFromEnv(env, 'BULK_EXPORT_WORKER', true), parallelism };
 }

@@ -14,7 +14,7 @@ import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLa
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { createSupervision, supervisionMigrations } from './supervision';
 import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionIndicator, recognitionWindows, startRecognition } from './recognition';
-import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
+import { collectUnusedContent, installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 import { portalApp, portalRouter } from './portal';
 import { MasterPatientIndex, mpiMigrations } from './mpi';
 import { installImplementationGuide, loadImplementationGuide, registerImplementationGuide } from './conformance';
@@ -57,6 +57,7 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   // The regional implementation guide's profiles, extensions and terminology: written when missing or changed.
   await installImplementationGuide(contentRepository, loadImplementationGuide(config.conformance.canonicalBase));
   await sweepAbandonedUploads(db);
+  await collectUnusedContent(db);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {

@@ -290,6 +290,30 @@ export class WriteSession {
     return this.options.interceptors?.some((i) => i.resourceTypes.includes(resourceType)) ?? false;
   }
 
+  /**
+   * Replaces a write this session queued and has not flushed with a completed version of the same resource: for a
+   * rule that learns more later in the transaction (a DocumentReference filled from the CDA header of a Binary that
+   * comes after it in an ITI-65 bundle). It is validated and indexed again; its version and interaction stay, and
+   * the queued resource object is updated in place, so that what the transaction answers shows it. False when no
+   * such write is queued (it was flushed, or never written here).
+   */
+  revise(resource: Resource): boolean {
+    const id = resource.id as string;
+    const pending = this.pending.get(key(resource.resourceType, id));
+    if (!pending?.resource) {
+      return false;
+    }
+    const revised = this.prepare({ ...resource, meta: pending.resource.meta }, id, pending.versionId);
+    const rows = extractIndexRows(revised);
+    const target = pending.resource as unknown as Record<string, unknown>;
+    for (const name of Object.keys(target)) {
+      delete target[name];
+    }
+    Object.assign(target, revised);
+    this.pending.set(key(resource.resourceType, id), { ...pending, content: JSON.stringify(revised), compartments: compartmentsOf(revised, rows), rows });
+    return true;
+  }
+
   /** Runs the interceptors of the write's type in order; returns the resource to write if one of them changed it. */
   private async intercept(write: InterceptedWrite): Promise<Resource | undefined> {
     let changed: Resource | undefined;

@@ -4,3 +4,4 @@ export { RawJson, parseBody, type FhirMethod, type FhirRequest, type FhirRespons
 export { OperationRegistry, operationParameters, parameterValue, type FhirOperation, type OperationLevel, type OperationTarget } from './operations';
 export { storeOperations } from './store-operations';
 export { contentTooLarge, wantsRawContent, type BinaryContentStore, type StoredContent } from './binary';
+export { subsetResource, SUBSETTED, type Subset } from './subset';
