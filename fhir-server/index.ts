@@ -20,7 +20,7 @@ import { registerCodeValidator, type CodeValidator } from './validation';
 export { migrate, openDatabase, StatisticsKeeper, type Database, type Migration, type Queryable } from './db';
 export { isR4ResourceType, loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
-export { FhirRepository, WriteSession, type CallerIdentity, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
+export { FhirRepository, WriteSession, type CallerIdentity, type ResourceReader, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
 export { parseSearch, queryRecord } from './search';
 export {
   route,
@@ -53,6 +53,7 @@ export {
   OWNER_TAG_SYSTEM,
   RESTRICTED_TO_SYSTEM,
   ownerOf,
+  partyOfOrganization,
   UserStore,
   type AppClient,
   type Caller,

@@ -9,9 +9,10 @@
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import type { SqlParams } from '../db';
 import { FhirError, forbidden, issue, outcome } from '../errors';
-import type { CallerIdentity, RepositoryAccess } from '../repository';
+import type { CallerIdentity, RepositoryAccess, ResourceReader } from '../repository';
 import type { FhirRequest, FhirResponse, RequestGuard, RouteContext } from '../rest';
 import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './migrations';
+import { partyOfOrganization } from './organization-party';
 import { rulesOf, type RoleRules } from './roles';
 import type { ScopeLetter } from './scopes';
 import type { Caller } from './tokens';
@@ -119,7 +120,7 @@ export class AccessPolicy implements RequestGuard {
     }
     return {
       readFilter: filterNeeded ? (alias, params) => this.readFilter(alias, params) : undefined,
-      checkChange: this.rules.unrestricted ? undefined : (type, id, content) => this.checkChange(type, id, content),
+      checkChange: this.rules.unrestricted ? undefined : (type, id, content, read) => this.checkChange(type, id, content, read),
       stamp: this.rules.unrestricted ? undefined : (resource, current) => this.stamp(resource, current),
       mayReadAllHistory: this.rules.unrestricted,
       actor: this.rules.unrestricted ? undefined : identityOf(this.caller),
@@ -217,20 +218,25 @@ export class AccessPolicy implements RequestGuard {
 
   /**
    * Only the owning organisation changes or deletes a resource; one without an owner, only an administrator. A Task
-   * is also the business of the organisation it is addressed to (Task.owner): a referral written by the referring
+   * is also the business of the organisation it is addressed to (Task.owner: the Organization, or one of its
+   * HealthcareServices or PractitionerRoles, read in the write's transaction): a referral written by the referring
    * clinic is accepted, rejected and worked by the receiving hospital.
    */
-  checkChange(resourceType: string, id: string, currentContent: string | null): void {
+  async checkChange(resourceType: string, id: string, currentContent: string | null, read: ResourceReader): Promise<void> {
     const current = currentContent ? (JSON.parse(currentContent) as Resource) : undefined;
     const owner = current ? ownerOf(current.meta) : undefined;
-    const addressedTo = current?.resourceType === 'Task' ? current.owner?.reference : undefined;
-    if (owner !== this.caller.organization && !(addressedTo !== undefined && addressedTo === this.caller.organization)) {
-      throw forbidden(
-        owner
-          ? `${resourceType}/${id} is owned by ${owner}; only its owner may change or delete it`
-          : `${resourceType}/${id} has no owning organisation; only an administrator may change or delete it`,
-      );
+    const org = this.caller.organization;
+    if (owner !== undefined && owner === org) {
+      return;
     }
+    if (current?.resourceType === 'Task' && org && (await partyOfOrganization(current.owner, org, read))) {
+      return;
+    }
+    throw forbidden(
+      owner
+        ? `${resourceType}/${id} is owned by ${owner}; only its owner may change or delete it`
+        : `${resourceType}/${id} has no owning organisation; only an administrator may change or delete it`,
+    );
   }
 
   /**

@@ -7,6 +7,9 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { SqlParams, type Queryable } from '../db';
 
+/** Reads the current version of a resource (undefined when missing or deleted), in the write's transaction. */
+export type ResourceReader = <T extends Resource = Resource>(resourceType: string, id: string) => Promise<T | undefined>;
+
 /**
  * Who a request acts for, as the security module authenticated it: for operations and write rules that decide by
  * the acting organisation (who may accept a referral addressed to a hospital).
@@ -27,8 +30,11 @@ export interface RepositoryAccess {
   actor?: CallerIdentity;
   /** An SQL condition on the `resource` row called `alias` that holds for the rows the caller may see. */
   readFilter?(alias: string, params: SqlParams): string;
-  /** Called with the current content before a write changes or deletes an existing resource; throws to refuse. */
-  checkChange?(resourceType: string, id: string, currentContent: string | null): void;
+  /**
+   * Called with the current content before a write changes or deletes an existing resource; throws to refuse.
+   * `read` reads other resources in the write's transaction (the organisation behind a Task's addressee).
+   */
+  checkChange?(resourceType: string, id: string, currentContent: string | null, read: ResourceReader): void | Promise<void>;
   /** The resource as it is to be stored (e.g. stamped with its owner), given the version it replaces; throws to refuse the write. */
   stamp?(resource: Resource, current?: Resource): Resource;
   /** Whether history across resources (type or system `_history`) may be read; it is not filtered row by row. */
