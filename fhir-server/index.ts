@@ -153,7 +153,14 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors, patientLinkParameter: options.patientLinkParameter },
+    {
+      enforceReferentialIntegrity: options.enforceReferentialIntegrity,
+      baseUrl,
+      interceptors: options.writeInterceptors,
+      patientLinkParameter: options.patientLinkParameter,
+      // repository.asCaller: work on a recorded caller's behalf (subscriptions) with that caller's current rights.
+      callerAccess: (identity) => security.accessOf(identity),
+    },
     () => relay.notify(),
   );
   const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };

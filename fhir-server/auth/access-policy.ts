@@ -94,7 +94,14 @@ export function ownerOf(meta: Meta | undefined): string | undefined {
 
 /** The part of a caller that operations and write rules may decide by (never its token or permissions). */
 export function identityOf(caller: Caller): CallerIdentity {
-  return { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner, scope: caller.scope };
+  return {
+    clientId: caller.clientId,
+    role: caller.role,
+    organization: caller.organization,
+    practitioner: caller.practitioner,
+    scope: caller.scope,
+    ...(caller.user ? { user: caller.user.id } : {}),
+  };
 }
 
 export class AccessPolicy implements RequestGuard {

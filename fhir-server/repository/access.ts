@@ -23,7 +23,15 @@ export interface CallerIdentity {
   practitioner?: string;
   /** The scopes granted to the request's token, for work done later on the caller's behalf (a bulk export). */
   scope?: string;
+  /** The signed-in user (auth_user id) behind a SMART app's token, whose current role and organisation apply. */
+  user?: string;
 }
+
+/**
+ * The security module's answer to "what may this identity do now": its repository hooks (undefined for an
+ * unrestricted caller), or false when it may no longer act (its client or user disabled or gone).
+ */
+export type CallerAccessResolver = (identity: CallerIdentity) => Promise<RepositoryAccess | undefined | false>;
 
 export interface RepositoryAccess {
   /** The caller the writes are made for, handed to write interceptors. */
