@@ -191,8 +191,15 @@ export class AccessPolicy implements RequestGuard {
     return operation?.authorizesCaller === true;
   }
 
-  /** Rows this caller may see: the token's resource types, patient consent, and for clinicians a care relationship. */
+  /**
+   * Rows this caller may see: the token's resource types, patient consent, restricted labels, for clinicians a care
+   * relationship, and for a Binary the same of the resource that governs it (its securityContext).
+   */
   readFilter(alias: string, params: SqlParams): string {
+    return this.rowFilter(alias, params, true);
+  }
+
+  private rowFilter(alias: string, params: SqlParams, withBinaryContext: boolean): string {
     const { caller } = this;
     const conditions: string[] = [];
     if (!caller.permissions.allowsAll('r')) {
@@ -204,8 +211,14 @@ export class AccessPolicy implements RequestGuard {
       // What the caller's organisation owns is always its own to see, whatever the consents say about sharing.
       const owned = `EXISTS (SELECT 1 FROM search_token so WHERE so.res_type = ${alias}.res_type AND so.res_id = ${alias}.id
         AND so.code = '_security' AND so.system = '${OWNER_TAG_SYSTEM}' AND so.value = ${org})`;
-      const deniedByConsent = `EXISTS (SELECT 1 FROM consent_rule cr WHERE cr.patient_ref = ANY(${alias}.compartments)
+      // Whose consents govern the row: the patients of its compartments, but a Patient only its own: Patient.link
+      // puts a golden record in the compartments of the hospital copies it links (and a copy in its golden
+      // record's), and a denial of one hospital's copy is not a denial of the resident's golden record.
+      const governed = `(CASE WHEN ${alias}.res_type = 'Patient' THEN ARRAY['Patient/' || ${alias}.id] ELSE ${alias}.compartments END)`;
+      const deniedByConsent = `EXISTS (SELECT 1 FROM consent_rule cr WHERE cr.patient_ref = ANY(${governed})
         AND (cr.organization IS NULL OR cr.organization = ${org})
+        AND (cr.resource_type IS NULL OR cr.resource_type = ${alias}.res_type)
+        AND (cr.period_start IS NULL OR cr.period_start <= now()) AND (cr.period_end IS NULL OR cr.period_end > now())
         AND (cr.label_code IS NULL OR EXISTS (SELECT 1 FROM search_token sl WHERE sl.res_type = ${alias}.res_type AND sl.res_id = ${alias}.id
           AND sl.code = '_security' AND sl.value = cr.label_code AND (cr.label_system IS NULL OR sl.system = cr.label_system))))`;
       conditions.push(`(NOT ${deniedByConsent} OR ${owned})`);
@@ -216,9 +229,23 @@ export class AccessPolicy implements RequestGuard {
         conditions.push(`(NOT ${restricted('')} OR ${restricted(` AND sv.value = ${org}`)} OR ${owned})`);
       }
       if (this.rules.needsCareRelationship && !this.breakGlassReason) {
+        // A care relationship with a patient counts for the patients it is linked with (Patient.link: a golden
+        // record and the hospital copies it links, a merged record and its survivor): the same resident, one hop.
+        const linkedCare = `EXISTS (SELECT 1 FROM search_reference pl JOIN care_relationship cr3 ON cr3.patient_ref = 'Patient/' || pl.target_id
+          WHERE pl.res_type = 'Patient' AND pl.code = 'link' AND pl.target_type = 'Patient' AND cr3.organization = ${org}
+            AND pl.res_id = ANY(ARRAY(SELECT substr(c, 9) FROM unnest(${alias}.compartments) c WHERE c LIKE 'Patient/%')))`;
         conditions.push(`(cardinality(${alias}.compartments) = 0 OR ${owned} OR EXISTS (SELECT 1 FROM care_relationship cr2
-          WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}))`);
+          WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}) OR ${linkedCare})`);
       }
+    }
+    if (withBinaryContext && conditions.length > 0) {
+      // A Binary is seen only by callers who may see the resource that governs it (binary_security_context,
+      // migration 1006): in searches, history and _include as in reads. A governing resource that does not exist
+      // hides it (a restricted caller cannot tell it from one hidden from it); one that was deleted no longer governs.
+      const g = `${alias}_ctx`;
+      conditions.push(`(${alias}.res_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_security_context bc WHERE bc.binary_id = ${alias}.id
+        AND NOT EXISTS (SELECT 1 FROM resource ${g} WHERE ${g}.res_type = bc.context_type AND ${g}.id = bc.context_id
+          AND (${g}.deleted OR ${this.rowFilter(g, params, false)}))))`);
     }
     return conditions.length ? `(${conditions.join(' AND ')})` : 'true';
   }
