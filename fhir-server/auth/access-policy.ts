@@ -219,6 +219,8 @@ export class AccessPolicy implements RequestGuard {
         AND (cr.organization IS NULL OR cr.organization = ${org})
         AND (cr.resource_type IS NULL OR cr.resource_type = ${alias}.res_type)
         AND (cr.period_start IS NULL OR cr.period_start <= now()) AND (cr.period_end IS NULL OR cr.period_end > now())
+        AND (cr.code_value IS NULL OR EXISTS (SELECT 1 FROM search_token sk WHERE sk.res_type = ${alias}.res_type AND sk.res_id = ${alias}.id
+          AND sk.code NOT LIKE '\\_%' AND sk.value = cr.code_value AND (cr.code_system IS NULL OR sk.system = cr.code_system)))
         AND (cr.label_code IS NULL OR EXISTS (SELECT 1 FROM search_token sl WHERE sl.res_type = ${alias}.res_type AND sl.res_id = ${alias}.id
           AND sl.code = '_security' AND sl.value = cr.label_code AND (cr.label_system IS NULL OR sl.system = cr.label_system))))`;
       conditions.push(`(NOT ${deniedByConsent} OR ${owned})`);

@@ -267,11 +267,13 @@ export const securityMigrations: readonly Migration[] = [
   },
   {
     version: 1005,
-    name: 'security: consent denials by resource type and period',
+    name: 'security: consent denials by resource type, code and period',
     sql: `
-      -- A deny provision may name resource types (provision.class, system http://hl7.org/fhir/resource-types) and
-      -- the time it is in force (provision.period, within the base provision's). NULL: any type, open-ended.
-      ALTER TABLE consent_rule ADD COLUMN resource_type text, ADD COLUMN period_start timestamptz, ADD COLUMN period_end timestamptz;
+      -- A deny provision may name resource types (provision.class, system http://hl7.org/fhir/resource-types), codes
+      -- found in the data (provision.code) and the time it is in force (provision.period, within the base
+      -- provision's). NULL: any type, any data, open-ended.
+      ALTER TABLE consent_rule ADD COLUMN resource_type text, ADD COLUMN code_system text, ADD COLUMN code_value text,
+        ADD COLUMN period_start timestamptz, ADD COLUMN period_end timestamptz;
 
       -- A FHIR date or dateTime as an instant; the end of a period given as a date (or year, month) is the end of it.
       -- A value PostgreSQL cannot read gives NULL, an open bound: a denial then holds longer, never shorter.
@@ -298,6 +300,7 @@ export const securityMigrations: readonly Migration[] = [
         prov jsonb;
         orgs text[];
         types text[];
+        codes jsonb;
         base_start timestamptz;
         base_end timestamptz;
         p_start timestamptz;
@@ -335,15 +338,21 @@ export const securityMigrations: readonly Migration[] = [
                   OR COALESCE(c->>'code', '') !~ '^[A-Z][A-Za-z]+$') THEN
             types := ARRAY[NULL::text];
           END IF;
+          -- Each coding of provision.code (a code the data carries, e.g. a diagnosis or a document type); none: all data.
+          codes := COALESCE((SELECT jsonb_agg(jsonb_build_object('system', c->>'system', 'code', c->>'code'))
+                             FROM jsonb_array_elements(COALESCE(prov->'code', '[]'::jsonb)) cc,
+                                  jsonb_array_elements(COALESCE(cc->'coding', '[]'::jsonb)) c
+                             WHERE c->>'code' IS NOT NULL), '[{}]'::jsonb);
           p_start := GREATEST(base_start, huimin_fhir_bound(prov #>> '{period,start}', false));
           p_end := LEAST(base_end, huimin_fhir_bound(prov #>> '{period,end}', true));
           IF jsonb_array_length(COALESCE(prov->'securityLabel', '[]'::jsonb)) = 0 THEN
-            INSERT INTO consent_rule (consent_id, patient_ref, organization, resource_type, period_start, period_end)
-              SELECT huimin_consent_rules_of.consent_id, patient, o, t, p_start, p_end FROM unnest(orgs) o, unnest(types) t;
+            INSERT INTO consent_rule (consent_id, patient_ref, organization, resource_type, code_system, code_value, period_start, period_end)
+              SELECT huimin_consent_rules_of.consent_id, patient, o, t, k->>'system', k->>'code', p_start, p_end
+              FROM unnest(orgs) o, unnest(types) t, jsonb_array_elements(codes) k;
           ELSE
-            INSERT INTO consent_rule (consent_id, patient_ref, organization, label_system, label_code, resource_type, period_start, period_end)
-              SELECT huimin_consent_rules_of.consent_id, patient, o, l->>'system', l->>'code', t, p_start, p_end
-              FROM unnest(orgs) o, unnest(types) t, jsonb_array_elements(prov->'securityLabel') l
+            INSERT INTO consent_rule (consent_id, patient_ref, organization, label_system, label_code, resource_type, code_system, code_value, period_start, period_end)
+              SELECT huimin_consent_rules_of.consent_id, patient, o, l->>'system', l->>'code', t, k->>'system', k->>'code', p_start, p_end
+              FROM unnest(orgs) o, unnest(types) t, jsonb_array_elements(codes) k, jsonb_array_elements(prov->'securityLabel') l
               WHERE l->>'code' IS NOT NULL;
           END IF;
         END LOOP;

@@ -94,7 +94,22 @@ describe('a Binary governed by a hidden resource', () => {
   });
 });
 
-describe('consent denials by resource type and period', () => {
+describe('consent denials by resource type, code and period', () => {
+  it('hides only the data carrying a denied code (provision.code)', async () => {
+    const ICD10 = 'http://hl7.org/fhir/sid/icd-10';
+    const patient = await as('a').post('Patient', { resourceType: 'Patient', name: [{ family: '蒋' }] });
+    const condition = (code: string) => ({ resourceType: 'Condition', subject: { reference: patient }, code: { coding: [{ system: ICD10, code }] } });
+    const depression = await as('a').post('Condition', condition('F32.9'));
+    const asthma = await as('a').post('Condition', condition('J45.9'));
+    await as('a').post('Consent', consent(patient, { actor: denyTo('Organization/hosp-b'), code: [{ coding: [{ system: ICD10, code: 'F32.9' }] }] }));
+    expect((await as('b').get(depression)).status).toBe(404);
+    expect((await as('b').get(asthma)).status).toBe(200);
+    expect((await as('b').get(patient)).status).toBe(200);
+    const found = (await as('b').get(`Condition?patient=${patient}&_total=accurate`)).body as Bundle;
+    expect([found.total, ids(found)]).toEqual([1, [asthma]]);
+    expect(ids((await as('c').get(`Condition?patient=${patient}`)).body as Bundle)).toEqual([asthma, depression].sort());
+  });
+
   it('hides only the denied resource types (provision.class)', async () => {
     const patient = await as('a').post('Patient', { resourceType: 'Patient', name: [{ family: '郑' }] });
     const doc = await as('a').post('DocumentReference', { resourceType: 'DocumentReference', status: 'current', subject: { reference: patient }, content: [{ attachment: { url: 'http://example.org/d' } }] });
