@@ -126,7 +126,7 @@ export class AccessPolicy implements RequestGuard {
       return undefined;
     }
     return {
-      readFilter: filterNeeded ? (alias, params) => this.readFilter(alias, params) : undefined,
+      readFilter: filterNeeded ? (alias, params, types) => this.readFilter(alias, params, types) : undefined,
       checkChange: this.rules.unrestricted ? undefined : (type, id, content, read) => this.checkChange(type, id, content, read),
       stamp: this.rules.unrestricted ? undefined : (resource, current) => this.stamp(resource, current),
       mayReadAllHistory: this.rules.unrestricted,
@@ -195,11 +195,12 @@ export class AccessPolicy implements RequestGuard {
    * Rows this caller may see: the token's resource types, patient consent, restricted labels, for clinicians a care
    * relationship, and for a Binary the same of the resource that governs it (its securityContext).
    */
-  readFilter(alias: string, params: SqlParams): string {
-    return this.rowFilter(alias, params, true);
+  readFilter(alias: string, params: SqlParams, types?: readonly string[]): string {
+    return this.rowFilter(alias, params, types, true);
   }
 
-  private rowFilter(alias: string, params: SqlParams, withBinaryContext: boolean): string {
+  /** `types`: the only resource types the rows can have, when known: conditions that cannot apply are left out of the SQL. */
+  private rowFilter(alias: string, params: SqlParams, types: readonly string[] | undefined, withBinaryContext: boolean): string {
     const { caller } = this;
     const conditions: string[] = [];
     if (!caller.permissions.allowsAll('r')) {
@@ -214,7 +215,12 @@ export class AccessPolicy implements RequestGuard {
       // Whose consents govern the row: the patients of its compartments, but a Patient only its own: Patient.link
       // puts a golden record in the compartments of the hospital copies it links (and a copy in its golden
       // record's), and a denial of one hospital's copy is not a denial of the resident's golden record.
-      const governed = `(CASE WHEN ${alias}.res_type = 'Patient' THEN ARRAY['Patient/' || ${alias}.id] ELSE ${alias}.compartments END)`;
+      const governed =
+        types && !types.includes('Patient')
+          ? `${alias}.compartments`
+          : types?.length === 1
+            ? `ARRAY['Patient/' || ${alias}.id]`
+            : `(CASE WHEN ${alias}.res_type = 'Patient' THEN ARRAY['Patient/' || ${alias}.id] ELSE ${alias}.compartments END)`;
       const deniedByConsent = `EXISTS (SELECT 1 FROM consent_rule cr WHERE cr.patient_ref = ANY(${governed})
         AND (cr.organization IS NULL OR cr.organization = ${org})
         AND (cr.resource_type IS NULL OR cr.resource_type = ${alias}.res_type)
@@ -240,14 +246,14 @@ export class AccessPolicy implements RequestGuard {
           WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}) OR ${linkedCare})`);
       }
     }
-    if (withBinaryContext && conditions.length > 0) {
+    if (withBinaryContext && conditions.length > 0 && (!types || types.includes('Binary'))) {
       // A Binary is seen only by callers who may see the resource that governs it (binary_security_context,
       // migration 1006): in searches, history and _include as in reads. A governing resource that does not exist
       // hides it (a restricted caller cannot tell it from one hidden from it); one that was deleted no longer governs.
       const g = `${alias}_ctx`;
       conditions.push(`(${alias}.res_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_security_context bc WHERE bc.binary_id = ${alias}.id
         AND NOT EXISTS (SELECT 1 FROM resource ${g} WHERE ${g}.res_type = bc.context_type AND ${g}.id = bc.context_id
-          AND (${g}.deleted OR ${this.rowFilter(g, params, false)}))))`);
+          AND (${g}.deleted OR ${this.rowFilter(g, params, undefined, false)}))))`);
     }
     return conditions.length ? `(${conditions.join(' AND ')})` : 'true';
   }

@@ -29,7 +29,7 @@ export interface ExporterSettings {
 export class JobLost extends Error {}
 
 /** The read filter of the caller who started the export, as the security module would apply it to its searches. */
-function readFilterOf(snapshot: CallerSnapshot): ((alias: string, params: SqlParams) => string) | undefined {
+function readFilterOf(snapshot: CallerSnapshot): ((alias: string, params: SqlParams, types?: readonly string[]) => string) | undefined {
   const caller: Caller = {
     ...snapshot,
     clientName: snapshot.clientId,
@@ -67,7 +67,7 @@ function conditions(job: ExportJob, type: string, params: SqlParams, baseUrl: st
     where.push(`(${alternatives.join(' OR ')})`);
   }
   if (readFilter) {
-    where.push(readFilter('r', params));
+    where.push(readFilter('r', params, [type]));
   }
   return where;
 }

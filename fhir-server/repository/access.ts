@@ -36,8 +36,11 @@ export type CallerAccessResolver = (identity: CallerIdentity) => Promise<Reposit
 export interface RepositoryAccess {
   /** The caller the writes are made for, handed to write interceptors. */
   actor?: CallerIdentity;
-  /** An SQL condition on the `resource` row called `alias` that holds for the rows the caller may see. */
-  readFilter?(alias: string, params: SqlParams): string;
+  /**
+   * An SQL condition on the `resource` row called `alias` that holds for the rows the caller may see; `types`, when
+   * given, are the only resource types the rows can have.
+   */
+  readFilter?(alias: string, params: SqlParams, types?: readonly string[]): string;
   /**
    * Called with the current content before a write changes or deletes an existing resource; throws to refuse.
    * `read` reads other resources in the write's transaction (the organisation behind a Task's addressee).
@@ -55,6 +58,6 @@ export async function isVisible(q: Queryable, access: RepositoryAccess, resource
     return true;
   }
   const params = new SqlParams();
-  const sql = `SELECT 1 FROM resource r WHERE r.res_type = ${params.add(resourceType)} AND r.id = ${params.add(id)} AND ${access.readFilter('r', params)}`;
+  const sql = `SELECT 1 FROM resource r WHERE r.res_type = ${params.add(resourceType)} AND r.id = ${params.add(id)} AND ${access.readFilter('r', params, [resourceType])}`;
   return (await q.query(sql, params.values, { prepare: true })).length > 0;
 }
