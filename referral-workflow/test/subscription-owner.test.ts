@@ -5,6 +5,7 @@
  */
 import type { Consent, DocumentReference, Patient, Subscription } from '@medplum/fhirtypes';
 import request from 'supertest';
+import { OWNER_TAG_SYSTEM } from '../../fhir-server';
 import { PAYLOAD_CONTENT_EXTENSION } from '../subscriptions';
 import { SUBSCRIPTION_OWNER_EXTENSION, subscriptionOwner } from '../subscription-owner';
 import { createHarness, startReceiver, waitFor, type Harness } from './harness';
@@ -147,4 +148,39 @@ it('sends nothing once the owning client is disabled', async () => {
   await waitFor(() => control.received.length >= 1, 15_000, 'the control subscription’s notification');
   await new Promise((r) => setTimeout(r, 500));
   expect(hook.received).toHaveLength(0);
+});
+
+it('sets a subscription written before owners were recorded to error, until its owner’s client writes it again', async () => {
+  const hook = await receiver();
+  // As such a subscription is stored: the owner's organisation in its tag, no recorded client.
+  const legacy = (await h.server.repository.write((s) =>
+    s.create({
+      resourceType: 'Subscription',
+      meta: { security: [{ system: OWNER_TAG_SYSTEM, code: 'Organization/hosp-b' }] },
+      status: 'requested',
+      reason: 'written by an earlier version',
+      criteria: 'Observation',
+      channel: { type: 'rest-hook', endpoint: hook.url },
+    }),
+  )) as Subscription;
+  const refused = await waitFor(async () => {
+    const s = (await as('b').get(`Subscription/${legacy.id}`)).body as Subscription;
+    return s.status !== 'requested' ? s : undefined;
+  }, 10_000, 'the legacy subscription’s status');
+  expect(refused.status).toBe('error');
+  expect(refused.error).toContain('recorded the client that owns them');
+  const { meta: _meta, error: _error, ...rest } = refused;
+  const rewritten = await request(h.server.rawApp)
+    .put(`/fhir/Subscription/${legacy.id}`)
+    .set('Authorization', `Bearer ${tokens.b.token}`)
+    .set('Content-Type', FHIR_JSON)
+    .send({ ...rest, status: 'requested' });
+  expect(rewritten.status).toBe(200);
+  expect(subscriptionOwner(rewritten.body as Subscription)?.clientId).toBe(tokens.b.clientId);
+  const active = await waitFor(async () => {
+    const s = (await as('b').get(`Subscription/${legacy.id}`)).body as Subscription;
+    return s.status === 'active' ? s : undefined;
+  }, 10_000, 'activation once the owner is recorded');
+  expect(active.status).toBe('active');
+  await request(h.server.rawApp).put(`/fhir/Subscription/${legacy.id}`).set('Authorization', `Bearer ${tokens.b.token}`).set('Content-Type', FHIR_JSON).send({ ...rest, status: 'off' });
 });
