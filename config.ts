@@ -8,6 +8,7 @@ import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/con
 import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
 import { loadRegistryConfig, type RegistryConfig } from './registry/config';
 import { loadMpiConfig, type MpiConfig } from './mpi/config';
+import { loadConformanceConfig, type ConformanceConfig } from './conformance/config';
 
 export interface PlatformConfig {
   port: number;
@@ -90,6 +91,8 @@ export interface PlatformConfig {
   registry: RegistryConfig;
   /** Master patient index: match thresholds, candidates, linking worker (MPI_*). */
   mpi: MpiConfig;
+  /** The regional implementation guide's canonical base (HUIMIN_CANONICAL_BASE). */
+  conformance: ConformanceConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -223,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
     registry: loadRegistryConfig(env),
     mpi: loadMpiConfig(env),
+    conformance: loadConformanceConfig(env),
   };
 }
 

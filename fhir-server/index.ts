@@ -24,6 +24,7 @@ export { FhirRepository, WriteSession, type CallerIdentity, type ResourceReader,
 export { parseSearch, queryRecord } from './search';
 export {
   route,
+  declareImplementationGuide,
   operationParameters,
   parameterValue,
   OperationRegistry,
@@ -40,7 +41,7 @@ export {
   type StreamedBody,
 } from './rest';
 export { FhirError, badRequest, conflict, describeError, notFound, notSupported, outcome, issue, unprocessable } from './errors';
-export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
+export { validateResourceForWrite, registerProfile, registerCodeValidator, requireDefinedExtensions, type CodeValidator } from './validation';
 export {
   securityMigrations,
   PlatformSecurity,

@@ -13,7 +13,8 @@ import { validateAgainstDefinitions, type ImpliedProfileSeverity } from './profi
 import { isKnownResourceType, validateStructure } from './structure';
 import { checkContent } from './walk';
 
-export { registerProfile } from './profiles';
+export { registerProfile, profilesRegistered, registeredProfilesOf } from './profiles';
+export { requireDefinedExtensions } from './extensions';
 export { registerCodeValidator, type CodeValidator } from './bindings';
 
 /**
