@@ -9,7 +9,7 @@
 import type { Extension, Subscription } from '@medplum/fhirtypes';
 import { OWNER_TAG_SYSTEM, type CallerIdentity, type InterceptedWrite, type WriteInterceptor, type WriteSession } from '../fhir-server';
 
-export const SUBSCRIPTION_OWNER_EXTENSION = 'https://huimin.health/fhir/StructureDefinition/subscription-owner';
+export const SUBSCRIPTION_OWNER_EXTENSION = 'http://huimin.health/fhir/StructureDefinition/subscription-owner';
 
 /** The recorded owner, as the identity the store's `asCaller` takes. */
 export function subscriptionOwner(subscription: Subscription): CallerIdentity | undefined {
@@ -20,7 +20,7 @@ export function subscriptionOwner(subscription: Subscription): CallerIdentity | 
     return undefined;
   }
   const user = part('user')?.valueString;
-  const practitioner = part('practitioner')?.valueReference?.reference;
+  const practitioner = part('practitioner')?.valueString;
   const scope = part('scope')?.valueString;
   // The role and organisation are the client's (or user's) as registered when the work is done, not these.
   return { clientId, role: '', ...(user ? { user } : {}), ...(practitioner ? { practitioner } : {}), ...(scope !== undefined ? { scope } : {}) };
@@ -37,8 +37,9 @@ function ownerExtension(actor: CallerIdentity): Extension {
     extension: [
       { url: 'client', valueString: actor.clientId },
       ...(actor.user ? [{ url: 'user', valueString: actor.user }] : []),
-      ...(actor.organization ? [{ url: 'organization', valueReference: { reference: actor.organization } }] : []),
-      ...(actor.practitioner ? [{ url: 'practitioner', valueReference: { reference: actor.practitioner } }] : []),
+      // Text, not a Reference: a clinician's practitioner need not be a resource here, and referential integrity
+      // must not refuse the subscription for it. The organisation is the owner tag's (meta.security).
+      ...(actor.practitioner ? [{ url: 'practitioner', valueString: actor.practitioner }] : []),
       ...(actor.scope !== undefined ? [{ url: 'scope', valueString: actor.scope }] : []),
     ],
   };

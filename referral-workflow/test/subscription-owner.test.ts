@@ -135,6 +135,14 @@ it('records the creating client as owner, whatever owner the client claims, and 
   expect(subscriptionOwner(updated.body as Subscription)?.clientId).toBe(tokens.b.clientId);
 });
 
+it('records a clinician’s practitioner as text, so that one not stored here does not refuse the subscription', async () => {
+  const { token, client } = await h.server.tokenFor({ role: 'clinician', organization: 'Organization/hosp-a', practitioner: 'Practitioner/not-stored' });
+  tokens.clinician = { token, clientId: client.clientId };
+  const s = await subscribe('clinician', 'Observation', (await receiver()).url);
+  expect(s.status).toBe('active');
+  expect(subscriptionOwner(s)).toMatchObject({ clientId: client.clientId, practitioner: 'Practitioner/not-stored' });
+});
+
 it('sends nothing once the owning client is disabled', async () => {
   const { token, client } = await h.server.tokenFor({ role: 'facility-system', organization: 'Organization/hosp-a' });
   tokens.d = { token, clientId: client.clientId };
