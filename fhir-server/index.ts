@@ -20,7 +20,7 @@ import { registerCodeValidator, type CodeValidator } from './validation';
 export { migrate, openDatabase, StatisticsKeeper, type Database, type Migration, type Queryable } from './db';
 export { isR4ResourceType, loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
-export { FhirRepository, WriteSession, type CallerIdentity, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
+export { FhirRepository, WriteSession, type CallerIdentity, type ResourceReader, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
 export { parseSearch, queryRecord } from './search';
 export {
   route,
@@ -54,6 +54,7 @@ export {
   OWNER_TAG_SYSTEM,
   RESTRICTED_TO_SYSTEM,
   ownerOf,
+  partyOfOrganization,
   UserStore,
   type AppClient,
   type Caller,
@@ -153,7 +154,14 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors, patientLinkParameter: options.patientLinkParameter },
+    {
+      enforceReferentialIntegrity: options.enforceReferentialIntegrity,
+      baseUrl,
+      interceptors: options.writeInterceptors,
+      patientLinkParameter: options.patientLinkParameter,
+      // repository.asCaller: work on a recorded caller's behalf (subscriptions) with that caller's current rights.
+      callerAccess: (identity) => security.accessOf(identity),
+    },
     () => relay.notify(),
   );
   const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };

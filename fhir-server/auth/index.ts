@@ -13,3 +13,4 @@ export { ROLES, isRole, rulesOf, type Role } from './roles';
 export { loadOrCreateSigningKey, type SigningKey } from './signing-key';
 export { RateLimiter } from './rate-limit';
 export { ConsentDecisions } from './consent-decisions';
+export { partyOfOrganization } from './organization-party';

@@ -40,7 +40,7 @@ export interface ExporterSettings {
 /** Thrown when the job stopped being this worker's (deleted by its client, or taken over by another process). */
 export class JobLost extends Error {}
 
-type ReadFilter = ((alias: string, params: SqlParams) => string) | undefined;
+type ReadFilter = ((alias: string, params: SqlParams, types?: readonly string[]) => string) | undefined;
 
 /** The read filter of the caller who started the export, as the security module would apply it to its searches. */
 function readFilterOf(snapshot: CallerSnapshot): ReadFilter {
@@ -96,7 +96,7 @@ function conditions(ctx: RunContext, type: string, params: SqlParams): string[] 
     where.push(`(${alternatives.join(' OR ')})`);
   }
   if (ctx.readFilter) {
-    where.push(ctx.readFilter('r', params));
+    where.push(ctx.readFilter('r', params, [type]));
   }
   return where;
 }

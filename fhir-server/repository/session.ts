@@ -108,7 +108,7 @@ export class WriteSession {
     checkIfMatch(resourceType, id, current, ifMatch);
     const created = !current || current.deleted;
     if (!created) {
-      this.access?.checkChange?.(resourceType, id, current.content);
+      await this.access?.checkChange?.(resourceType, id, current.content, (type, otherId) => this.read(type, otherId));
     }
     const previous = created || !current?.content ? undefined : (JSON.parse(current.content) as Resource);
     const intercepted = await this.intercept({ interaction: created ? 'create' : 'update', resourceType, id, resource: input, previous });
@@ -145,7 +145,7 @@ export class WriteSession {
       throw gone(`${resourceType}/${id} was deleted`);
     }
     checkIfMatch(resourceType, id, current, ifMatch);
-    this.access?.checkChange?.(resourceType, id, current.content);
+    await this.access?.checkChange?.(resourceType, id, current.content, (type, otherId) => this.read(type, otherId));
     const patched = JSON.parse(current.content) as Resource;
     applyResourcePatch(patched, patch);
     if (patched.resourceType !== resourceType || patched.id !== id) {
@@ -168,7 +168,7 @@ export class WriteSession {
     if (!current || current.deleted) {
       return false;
     }
-    this.access?.checkChange?.(resourceType, id, current.content);
+    await this.access?.checkChange?.(resourceType, id, current.content, (type, otherId) => this.read(type, otherId));
     await this.intercept({ interaction: 'delete', resourceType, id, previous: current.content ? (JSON.parse(current.content) as Resource) : undefined });
     this.claim(resourceType, id);
     this.pending.set(key(resourceType, id), {
