@@ -26,6 +26,7 @@ import {
   type OperationTarget,
   type RouteContext,
 } from '../fhir-server';
+import { parseSystemVersionRules, SYSTEM_VERSION_PARAMETERS, type SystemVersionRules } from './system-versions';
 import { MissingDefinition } from './valueset';
 import type { LookupResult, TerminologyService, ValidateCodeResult } from './service';
 
@@ -220,11 +221,24 @@ function codingsOf(inputs: Inputs): Coding[] | undefined {
   return coding ? [coding] : undefined;
 }
 
-/** `tx-resource` and `useSupplement`: what every operation resolves before it runs. */
-async function callOptions(service: TerminologyService, inputs: Inputs, extra: Resource[] = []): Promise<{ overlay: Resource[]; supplements: CodeSystem[] }> {
+/** `tx-resource`, `useSupplement` and the code system version parameters: what every operation resolves before it runs. */
+async function callOptions(
+  service: TerminologyService,
+  inputs: Inputs,
+  extra: Resource[] = [],
+): Promise<{ overlay: Resource[]; supplements: CodeSystem[]; systemVersions?: SystemVersionRules }> {
   const overlay = [...inputs.resources('tx-resource'), ...extra];
   const canonicals = inputs.strings('useSupplement');
-  return { overlay, supplements: canonicals.length > 0 ? await service.supplements(canonicals, { overlay }) : [] };
+  const systemVersions = parseSystemVersionRules({
+    'system-version': inputs.strings('system-version'),
+    'check-system-version': inputs.strings('check-system-version'),
+    'force-system-version': inputs.strings('force-system-version'),
+  });
+  return {
+    overlay,
+    supplements: canonicals.length > 0 ? await service.supplements(canonicals, { overlay }) : [],
+    ...(systemVersions ? { systemVersions } : {}),
+  };
 }
 
 type Handler = (service: TerminologyService, ctx: RouteContext, inputs: Inputs, target: OperationTarget) => Promise<FhirResponse>;
@@ -327,14 +341,14 @@ async function targetValueSet(ctx: RouteContext, inputs: Inputs, target: Operati
 }
 
 const expand: Handler = async (service, ctx, inputs, target) => {
-  inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system', 'force-system-version', 'check-system-version'], 'ValueSet/$expand');
+  inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system'], 'ValueSet/$expand');
   const valueSet = await targetValueSet(ctx, inputs, target);
   const echo: ValueSetExpansionParameter[] = [];
-  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'excludeNested']) {
-    const p = inputs.params.parameter?.find((x) => x.name === name);
-    if (p) {
-      const { name: _n, ...value } = p;
-      echo.push({ name, ...value } as ValueSetExpansionParameter);
+  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'excludeNested', ...SYSTEM_VERSION_PARAMETERS]) {
+    for (const p of inputs.params.parameter?.filter((x) => x.name === name) ?? []) {
+      const { name: _n, valueCanonical, ...value } = p;
+      // R4's expansion.parameter has no valueCanonical: a canonical is echoed as a uri.
+      echo.push({ name, ...value, ...(valueCanonical !== undefined ? { valueUri: valueCanonical } : {}) } as ValueSetExpansionParameter);
     }
   }
   const count = inputs.integer('count');

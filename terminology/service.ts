@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type Designation } from './model';
 import { ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
+import { checkViolation, isWildcard, rulesKey, type SystemVersionRules } from './system-versions';
 import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
 /** How long in-process callers (validation, HL7 messages) may reuse a resolved definition. */
@@ -23,6 +24,8 @@ export interface CallOptions {
   maxAgeMs?: number;
   /** CodeSystem supplements to apply (`useSupplement`): their designations and properties join the concepts. */
   supplements?: CodeSystem[];
+  /** system-version, check-system-version and force-system-version: which code system versions to use. */
+  systemVersions?: SystemVersionRules;
 }
 
 export interface LookupRequest extends CallOptions {
@@ -244,7 +247,13 @@ export class TerminologyService {
   // ---------------------------------------------------------------- $lookup
 
   async lookup(request: LookupRequest): Promise<LookupResult> {
-    const model = await this.requireCodeSystem(request.system, request.version, request);
+    const rules = request.systemVersions;
+    const version = request.version ?? rules?.force.get(request.system) ?? rules?.default.get(request.system) ?? rules?.check.get(request.system);
+    const model = await this.requireCodeSystem(request.system, version, request);
+    const violation = checkViolation(rules, request.system, model.version);
+    if (violation) {
+      throw new FhirError(400, outcome([issue('error', 'invalid', violation)]));
+    }
     const concept = model.get(request.code);
     if (!concept) {
       throw notFound(`Unknown code '${request.code}' in the CodeSystem '${request.system}'${model.version ? ` version '${model.version}'` : ''}`);
@@ -310,7 +319,7 @@ export class TerminologyService {
     const maxAge = options.maxAgeMs ?? 0;
     let resource: ValueSet | undefined;
     if (typeof valueSet === 'string') {
-      const cacheKey = valueSet;
+      const cacheKey = options.systemVersions ? `${valueSet} ${rulesKey(options.systemVersions)}` : valueSet;
       const cacheable = !options.overlay?.length && !options.supplements?.length;
       const cached = cacheable ? this.compiled.get(cacheKey) : undefined;
       if (cached && maxAge > 0 && Date.now() - cached.at < maxAge) {
@@ -357,7 +366,7 @@ export class TerminologyService {
   private async stillCurrent(compiled: CompiledValueSet, options: CallOptions, visiting: Set<string>): Promise<boolean> {
     for (const clause of [...compiled.includes, ...compiled.excludes]) {
       if (clause.system !== undefined && clause.model !== undefined) {
-        const model = await this.codeSystem(clause.system, clause.version, options);
+        const model = await this.codeSystem(clause.system, clause.lookupVersion, options);
         if (model !== clause.model) {
           return false;
         }
@@ -375,11 +384,13 @@ export class TerminologyService {
     return {
       codeSystem: (system, version) => this.codeSystem(system, version, options),
       valueSet: (canonical, visiting) => this.compiledValueSet(canonical, options, visiting),
+      rules: options.systemVersions,
     };
   }
 
   async expand(request: ExpandRequest): Promise<ValueSet> {
     const compiled = await this.compiledValueSet(request.valueSet, request);
+    this.refuseUnusableVersions(compiled, request);
     const activeOnly = request.activeOnly ?? compiled.valueSet.compose?.inactive === false;
     let entries = compiled.entries();
     if (activeOnly) {
@@ -426,6 +437,25 @@ export class TerminologyService {
     };
   }
 
+  /**
+   * An expansion cannot be made when a code system version the value set pins does not exist, or when the version
+   * used breaks a check-system-version parameter ($validate-code answers false in these cases instead).
+   */
+  private refuseUnusableVersions(compiled: CompiledValueSet, request: CallOptions): void {
+    for (const clause of compiled.allClauses()) {
+      if (clause.system === undefined || clause.model === undefined) {
+        continue;
+      }
+      if (clause.missingVersion !== undefined) {
+        throw new MissingDefinition('CodeSystem', `${clause.system}|${clause.missingVersion}`);
+      }
+      const violation = checkViolation(request.systemVersions, clause.system, clause.model.version);
+      if (violation) {
+        throw new FhirError(400, outcome([issue('error', 'invalid', violation)]));
+      }
+    }
+  }
+
   private containsEntry(e: ExpansionEntry, request: ExpandRequest): ValueSetExpansionContains {
     const display = displayIn(e, request.displayLanguage);
     return {
@@ -456,7 +486,7 @@ export class TerminologyService {
         : [{ system: request.system, version: request.systemVersion, code: request.code, display: request.display }];
     const cacheKey =
       request.maxAgeMs && !request.overlay?.length && !request.supplements?.length && typeof request.valueSet !== 'object'
-        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly])
+        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly, rulesKey(request.systemVersions)])
         : undefined;
     if (cacheKey) {
       const hit = this.validated.get(cacheKey);
@@ -528,10 +558,32 @@ export class TerminologyService {
         return { result: false, system, code, unknownCode: !!unknown, message: `${unknown}The code '${system}#${code}' is not in ${where}` };
       }
       concept = entry;
-      if (version && entry.pinned && entry.version && !versionMatches(version, entry.version)) {
-        return { result: false, system, code, display: displayIn(entry, request.displayLanguage), message: `The version '${version}' of ${system} is not the version '${entry.version}' that ${where} includes` };
+      if (entry.missingVersion !== undefined) {
+        // The value set pins a version that does not exist: not valid; say what the code is where it can.
+        const named = version ? await this.codeSystem(system, version, request) : undefined;
+        const shown = named?.get(code) ?? entry;
+        return {
+          result: false,
+          system,
+          code,
+          version: named?.version ?? entry.version,
+          display: displayIn(shown, request.displayLanguage),
+          message: `A definition for CodeSystem '${system}' version '${entry.missingVersion}' (named by ${where}) could not be found, so the code cannot be validated`,
+        };
       }
-      if (version && !entry.pinned) {
+      // A coding version inside the value set's wildcard (1.0.0 for 1.x.x) selects that version.
+      const withinWildcard = version && entry.pinned && isWildcard(entry.pattern) && versionMatches(entry.pattern as string, version);
+      if (version && entry.pinned && entry.version && !versionMatches(version, entry.version) && !withinWildcard) {
+        return {
+          result: false,
+          system,
+          code,
+          version: entry.version,
+          display: displayIn(entry, request.displayLanguage),
+          message: `The version '${version}' of ${system} is not the version '${entry.version}' that ${where} includes`,
+        };
+      }
+      if (version && (!entry.pinned || withinWildcard)) {
         // The coding names a version of the code system: the concept must exist in that version.
         const model = await this.codeSystem(system, version, request);
         if (!model) {
@@ -550,7 +602,8 @@ export class TerminologyService {
       if (!system) {
         throw new FhirError(400, outcome([issue('error', 'invalid', 'A code system (system or url) is needed to validate a code without a value set')]));
       }
-      const model = await this.requireCodeSystem(system, version, request);
+      const rules = request.systemVersions;
+      const model = await this.requireCodeSystem(system, version ?? rules?.force.get(system) ?? rules?.default.get(system) ?? rules?.check.get(system), request);
       version = model.version;
       where = `the CodeSystem '${system}'`;
       const found = model.get(code);
@@ -564,6 +617,10 @@ export class TerminologyService {
     }
     // The code is echoed as given (a code system that is not case-sensitive accepts it in another case).
     const result: ValidateCodeResult = { result: true, system, version, code, display: displayIn(concept, request.displayLanguage) };
+    const violation = checkViolation(request.systemVersions, system, version);
+    if (violation) {
+      return { ...result, result: false, message: violation };
+    }
     if (concept.inactive) {
       result.inactive = true;
       if (request.activeOnly) {

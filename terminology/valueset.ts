@@ -8,6 +8,7 @@
 import type { Coding, ValueSet, ValueSetComposeInclude, ValueSetComposeIncludeConcept, ValueSetComposeIncludeFilter } from '@medplum/fhirtypes';
 import { FhirError, outcome, issue } from '../fhir-server';
 import type { CodeSystemModel, Concept, Designation } from './model';
+import { clauseVersion, type SystemVersionRules } from './system-versions';
 
 export interface ExpansionEntry {
   system: string;
@@ -19,8 +20,12 @@ export interface ExpansionEntry {
   designations: Designation[];
   /** The code system's concept, when the code system is known (undefined for codes of an unknown system listed by the value set). */
   concept?: Concept;
-  /** The value set names the code system version (compose.include.version). */
+  /** The value set names the code system version (compose.include.version), or a forced version applies. */
   pinned: boolean;
+  /** The version the value set (or force-system-version) asked for, possibly with wildcards (1.x.x). */
+  pattern?: string;
+  /** The version the include named could not be found: `version` and the concept are the fallback's. */
+  missingVersion?: string;
 }
 
 /** Something the value set refers to could not be found: the caller says which (code system or value set). */
@@ -46,7 +51,12 @@ type Predicate = (concept: Concept) => boolean;
 
 export interface CompiledClause {
   system?: string;
+  /** The version pinned by the include (or forced by force-system-version), possibly a wildcard. */
   version?: string;
+  /** The version the model was resolved with (pinned, else system-version/check-system-version, else latest). */
+  lookupVersion?: string;
+  /** The pinned version could not be found; the model is the version that would otherwise be used. */
+  missingVersion?: string;
   model?: CodeSystemModel;
   /** Codes listed by `concept`, with the value set's own display and designations. */
   listed?: Map<string, ValueSetComposeIncludeConcept>;
@@ -223,6 +233,8 @@ function entryOf(clause: CompiledClause, concept: Concept | undefined, code: str
       : (concept?.designations ?? []),
     concept,
     pinned: clause.version !== undefined,
+    ...(clause.version !== undefined ? { pattern: clause.version } : {}),
+    ...(clause.missingVersion !== undefined ? { missingVersion: clause.missingVersion } : {}),
   };
 }
 
@@ -294,6 +306,16 @@ export class CompiledValueSet {
     readonly usedCodeSystems: string[],
   ) {}
 
+  /** Every include and exclude clause, those of the value sets they import too. */
+  *allClauses(): Generator<CompiledClause> {
+    for (const clause of [...this.includes, ...this.excludes]) {
+      yield clause;
+      for (const vs of clause.valueSets) {
+        yield* vs.allClauses();
+      }
+    }
+  }
+
   has(system: string, code: string): ExpansionEntry | undefined {
     for (const include of this.includes) {
       const entry = clauseHas(include, system, code);
@@ -328,6 +350,8 @@ export class CompiledValueSet {
 export interface ComposeContext {
   codeSystem(system: string, version: string | undefined): Promise<CodeSystemModel | undefined>;
   valueSet(canonical: string, visiting: Set<string>): Promise<CompiledValueSet>;
+  /** system-version, check-system-version and force-system-version of the request. */
+  rules?: SystemVersionRules;
 }
 
 async function compileClause(ctx: ComposeContext, clause: ValueSetComposeInclude, visiting: Set<string>, used: Set<string>): Promise<CompiledClause> {
@@ -343,15 +367,35 @@ async function compileClause(ctx: ComposeContext, clause: ValueSetComposeInclude
     }
     return { filters: [], valueSets, valueSetCanonicals: clause.valueSet ?? [] };
   }
-  const model = await ctx.codeSystem(clause.system, clause.version);
+  const { pinned, lookup } = clauseVersion(ctx.rules, clause.system, clause.version);
+  let lookupVersion = lookup;
+  let model = await ctx.codeSystem(clause.system, lookupVersion);
+  let missingVersion: string | undefined;
+  if (!model && pinned !== undefined) {
+    // The pinned version is unknown but others are: compile against the version that would be used without the
+    // pin, so that $validate-code can still say what the code is; $expand refuses (missingVersion).
+    lookupVersion = clauseVersion(ctx.rules, clause.system, undefined).lookup;
+    model = await ctx.codeSystem(clause.system, lookupVersion);
+    missingVersion = model ? pinned : undefined;
+  }
   const listed = clause.concept?.length ? new Map(clause.concept.map((c) => [c.code as string, c])) : undefined;
   const usable = model && (model.concepts.size > 0 || model.resource.content !== 'not-present') ? model : undefined;
   if (!usable && (!listed || clause.filter?.length)) {
-    throw new MissingDefinition('CodeSystem', clause.version ? `${clause.system}|${clause.version}` : clause.system);
+    throw new MissingDefinition('CodeSystem', pinned ? `${clause.system}|${pinned}` : clause.system);
   }
-  used.add(`${clause.system}${usable?.version ? `|${usable.version}` : clause.version ? `|${clause.version}` : ''}`);
+  used.add(`${clause.system}${usable?.version ? `|${usable.version}` : pinned ? `|${pinned}` : ''}`);
   const filters = usable ? (clause.filter ?? []).map((f) => compileFilter(usable, f)) : [];
-  return { system: clause.system, version: clause.version, model: usable, listed, filters, valueSets, valueSetCanonicals: clause.valueSet ?? [] };
+  return {
+    system: clause.system,
+    version: pinned,
+    lookupVersion,
+    ...(missingVersion !== undefined ? { missingVersion } : {}),
+    model: usable,
+    listed,
+    filters,
+    valueSets,
+    valueSetCanonicals: clause.valueSet ?? [],
+  };
 }
 
 export async function compileValueSet(ctx: ComposeContext, valueSet: ValueSet, visiting: Set<string>): Promise<CompiledValueSet> {

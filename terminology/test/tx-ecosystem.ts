@@ -38,6 +38,10 @@ interface TestCase {
   response?: string;
   mode?: string;
   'http-code'?: string;
+  /** Parameters (an expansion profile: system-version, check-system-version, …) added to the request. */
+  profile?: string;
+  /** The Accept-Language header the request is sent with. */
+  'Accept-Language'?: string;
 }
 
 interface Suite {
@@ -200,8 +204,17 @@ function compareParameters(operation: string, expected: Parameters, actual: Para
 /** Runs one test against the server; returns what differed (empty: passed). */
 async function runTest(app: HttpHandler, test: TestCase, setup: Resource[]): Promise<string[]> {
   const params = toR4(test.operation, readJson<Parameters>(test.request as string));
-  const body: Parameters = { resourceType: 'Parameters', parameter: [...(params.parameter ?? []), ...setup.map((resource) => ({ name: 'tx-resource', resource }))] };
-  const res = await request(app).post(`/fhir/${ENDPOINTS[test.operation]}`).set('Content-Type', 'application/fhir+json').send(body);
+  // As the official runner does: the test's profile (or the suite's default one) joins the request's parameters.
+  const profile = readJson<Parameters>(test.profile ?? 'parameters-default.json');
+  const body: Parameters = {
+    resourceType: 'Parameters',
+    parameter: [...(params.parameter ?? []), ...(profile.parameter ?? []), ...setup.map((resource) => ({ name: 'tx-resource', resource }))],
+  };
+  const call = request(app).post(`/fhir/${ENDPOINTS[test.operation]}`).set('Content-Type', 'application/fhir+json');
+  if (test['Accept-Language']) {
+    call.set('Accept-Language', test['Accept-Language']);
+  }
+  const res = await call.send(body);
   const expected = readJson<Resource>(test.response as string);
   const wantError = test['http-code']?.startsWith('4') || expected.resourceType === 'OperationOutcome';
   if (wantError) {
