@@ -6,7 +6,7 @@ import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSe
 import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type Designation } from './model';
-import { ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
+import { compareVersions, ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
 import { checkViolation, isWildcard, rulesKey, type SystemVersionRules } from './system-versions';
 import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
@@ -179,6 +179,29 @@ function withSupplements(model: CodeSystemModel, supplements: CodeSystem[]): Cod
   byKey.set(key, merged);
   supplemented.set(model, byKey);
   return merged;
+}
+
+/**
+ * Of the members with a coding's code (one per code system version the value set includes it from), the one the
+ * coding means: the version it names, else one whose display it uses, else the latest version.
+ */
+function chooseEntry(entries: ExpansionEntry[], coding: Coding): ExpansionEntry | undefined {
+  if (entries.length <= 1) {
+    return entries[0];
+  }
+  const latestFirst = [...entries].sort((a, b) => compareVersions(b.version, a.version));
+  if (coding.version) {
+    const named = coding.version;
+    return latestFirst.find((e) => e.version === named) ?? latestFirst.find((e) => e.pattern !== undefined && versionMatches(e.pattern, named)) ?? latestFirst[0];
+  }
+  if (coding.display) {
+    const shown = coding.display;
+    const byDisplay = latestFirst.find((e) => e.display === shown || e.designations.some((d) => d.value === shown));
+    if (byDisplay) {
+      return byDisplay;
+    }
+  }
+  return latestFirst[0];
 }
 
 export class TerminologyService {
@@ -545,7 +568,7 @@ export class TerminologyService {
           return { result: false, code, message: `The code '${code}' is not in ${where}` };
         }
       }
-      const entry = compiled.has(system, code);
+      const entry = chooseEntry(compiled.matches(system, code), coding);
       const wholeFragment = compiled.includes.some((c) => c.system === system && !c.listed && c.filters.length === 0 && c.model?.resource.content === 'fragment');
       if (!entry && wholeFragment && !compiled.includes.find((c) => c.system === system)?.model?.get(code)) {
         return { result: true, system, code, message: `Unknown code '${code}' in a fragment of the CodeSystem '${system}': it may exist in the full code system, so it is not refused` };
@@ -554,8 +577,18 @@ export class TerminologyService {
         // Say whether the code is unknown in its system or only outside the value set.
         const model = await this.codeSystem(system, version, request);
         const known = model && model.concepts.size > 0;
-        const unknown = known && !model.get(code) ? `Unknown code '${code}' in the CodeSystem '${system}'; ` : '';
-        return { result: false, system, code, unknownCode: !!unknown, message: `${unknown}The code '${system}#${code}' is not in ${where}` };
+        const found = known ? model.get(code) : undefined;
+        const unknown = known && !found ? `Unknown code '${code}' in the CodeSystem '${system}'; ` : '';
+        // Say what the code is (display, version) even though the value set does not hold it.
+        return {
+          result: false,
+          system,
+          code,
+          ...(model?.version ? { version: model.version } : {}),
+          ...(found ? { display: displayIn(found, request.displayLanguage) } : {}),
+          unknownCode: !!unknown,
+          message: `${unknown}The code '${system}#${code}' is not in ${where}`,
+        };
       }
       concept = entry;
       if (entry.missingVersion !== undefined) {

@@ -8,6 +8,7 @@
 import type { Coding, ValueSet, ValueSetComposeInclude, ValueSetComposeIncludeConcept, ValueSetComposeIncludeFilter } from '@medplum/fhirtypes';
 import { FhirError, outcome, issue } from '../fhir-server';
 import type { CodeSystemModel, Concept, Designation } from './model';
+import { compareVersions } from './resolver';
 import { clauseVersion, type SystemVersionRules } from './system-versions';
 
 export interface ExpansionEntry {
@@ -295,8 +296,31 @@ function clauseEntries(clause: CompiledClause): ExpansionEntry[] {
   return result;
 }
 
+/** The expansion parameter a value set's compose can carry (extension valueset-expansion-parameter). */
+const EXPANSION_PARAMETER = 'http://hl7.org/fhir/StructureDefinition/valueset-expansion-parameter';
+
+/**
+ * `versionsMatch` of the compose: true merges a code included from several versions of its code system into one
+ * entry; false makes an exclude remove a code only from the version it names. Undefined when not said.
+ */
+export function versionsMatchOf(valueSet: ValueSet): boolean | undefined {
+  for (const ext of valueSet.compose?.extension ?? []) {
+    if (ext.url !== EXPANSION_PARAMETER) {
+      continue;
+    }
+    const name = ext.extension?.find((e) => e.url === 'name')?.valueCode;
+    const value = ext.extension?.find((e) => e.url === 'value');
+    if (name === 'versionsMatch' && value) {
+      return String(value.valueString ?? value.valueBoolean ?? value.valueCode) === 'true';
+    }
+  }
+  return undefined;
+}
+
 export class CompiledValueSet {
   private expansion?: ExpansionEntry[];
+  /** See versionsMatchOf. */
+  readonly versionsMatch: boolean | undefined;
 
   constructor(
     readonly valueSet: ValueSet,
@@ -304,7 +328,37 @@ export class CompiledValueSet {
     readonly excludes: CompiledClause[],
     /** `system|version` of every code system the compose used. */
     readonly usedCodeSystems: string[],
-  ) {}
+  ) {
+    this.versionsMatch = versionsMatchOf(valueSet);
+  }
+
+  /**
+   * Whether an exclude removes this entry. An exclude removes a code whatever the version it was included from
+   * (excluding version 1 of a code system removes its codes from version 2 too), except when the compose says
+   * versionsMatch false, or the exclude lists the code under a named version: then only from that version.
+   */
+  private excluded(entry: ExpansionEntry): boolean {
+    return this.excludes.some((x) => {
+      const hit = clauseHas(x, entry.system, entry.code);
+      if (!hit) {
+        return false;
+      }
+      const sameVersionOnly = this.versionsMatch === false || (x.listed !== undefined && x.version !== undefined);
+      return !sameVersionOnly || hit.version === entry.version;
+    });
+  }
+
+  /** Every member with this code: one per code system version the value set includes it from. */
+  matches(system: string, code: string): ExpansionEntry[] {
+    const found: ExpansionEntry[] = [];
+    for (const include of this.includes) {
+      const entry = clauseHas(include, system, code);
+      if (entry && !found.some((e) => e.version === entry.version) && !this.excluded(entry)) {
+        found.push(entry);
+      }
+    }
+    return found;
+  }
 
   /** Every include and exclude clause, those of the value sets they import too. */
   *allClauses(): Generator<CompiledClause> {
@@ -319,23 +373,33 @@ export class CompiledValueSet {
   has(system: string, code: string): ExpansionEntry | undefined {
     for (const include of this.includes) {
       const entry = clauseHas(include, system, code);
-      if (entry) {
-        return this.excludes.some((x) => clauseHas(x, system, entry.code)) ? undefined : entry;
+      if (entry && !this.excluded(entry)) {
+        return entry;
       }
     }
     return undefined;
   }
 
-  /** Every member, in the order of the compose, each once. */
+  /**
+   * Every member, in the order of the compose, each once: a code included from two versions of its code system is
+   * two members (unless versionsMatch merges them).
+   */
   entries(): ExpansionEntry[] {
     if (!this.expansion) {
-      const seen = new Set<string>();
+      // key → index in result
+      const seen = new Map<string, number>();
       const result: ExpansionEntry[] = [];
       for (const include of this.includes) {
         for (const entry of clauseEntries(include)) {
-          const key = `${entry.system}\u0000${entry.code}`;
-          if (!seen.has(key) && !this.excludes.some((x) => clauseHas(x, entry.system, entry.code))) {
-            seen.add(key);
+          const key = `${entry.system}\u0000${this.versionsMatch ? '' : (entry.version ?? '')}\u0000${entry.code}`;
+          const at = seen.get(key);
+          if (at !== undefined) {
+            // Merged versions (versionsMatch): the code stays where it first came, as the latest version has it.
+            if (this.versionsMatch && compareVersions(entry.version, result[at].version) > 0 && !this.excluded(entry)) {
+              result[at] = entry;
+            }
+          } else if (!this.excluded(entry)) {
+            seen.set(key, result.length);
             result.push(entry);
           }
         }

@@ -8,8 +8,9 @@
  * catalogue (OperationOutcome `issues` with message ids and tx-issue-type codes), which an R4 server with its own
  * wording does not reproduce. What is compared, per operation:
  *   - every test: the HTTP status class (2xx, or 4xx when the test says `http-code: 4xx` or expects an OperationOutcome);
- *   - $expand: the set of system|code in the expansion (nested contains flattened), each expected display, and total;
- *   - $validate-code: result, and display, code and system when the expected response requires them;
+ *   - $expand: the set of system|code (|version, when the expected entry has one) in the expansion (nested contains
+ *     flattened), each expected display, total, and the code system versions used (`used-codesystem`);
+ *   - $validate-code: result, and display, code, system and version when the expected response requires them;
  *   - $lookup: display, and each required designation value and property code/value;
  *   - $translate: result and the set of matched target codes.
  * Values written as `$…$` placeholders and items marked `$optional$` are not required.
@@ -127,22 +128,34 @@ function value(p: ParametersParameter | undefined): unknown {
 }
 
 function compareExpand(expected: ValueSet, actual: ValueSet, problems: string[]): void {
+  const key = (c: ValueSetExpansionContains): string => `${c.system}|${c.code}`;
   const want = flatten(expected.expansion?.contains).filter((c) => !isOptional(c) && c.code);
-  const optional = new Set(flatten(expected.expansion?.contains).filter((c) => isOptional(c)).map((c) => `${c.system}|${c.code}`));
+  const optional = new Set(flatten(expected.expansion?.contains).filter((c) => isOptional(c)).map(key));
   const got = flatten(actual.expansion?.contains);
-  const gotKeys = new Map(got.map((c) => [`${c.system}|${c.code}`, c]));
+  // A code may be in an expansion once per code system version (several versions of one code system).
+  const gotByKey = new Map<string, ValueSetExpansionContains[]>();
+  for (const c of got) gotByKey.set(key(c), [...(gotByKey.get(key(c)) ?? []), c]);
   for (const c of want) {
-    const found = gotKeys.get(`${c.system}|${c.code}`);
-    if (!found) {
-      problems.push(`missing ${c.system}|${c.code}`);
-    } else if (c.display !== undefined && !isPlaceholder(c.display) && found.display !== c.display) {
-      problems.push(`display of ${c.code}: expected "${c.display}", got "${found.display}"`);
+    const candidates = (gotByKey.get(key(c)) ?? []).filter((g) => !c.version || isPlaceholder(c.version) || !g.version || g.version === c.version);
+    if (candidates.length === 0) {
+      problems.push(`missing ${key(c)}${c.version ? ` version ${c.version}` : ''}`);
+    } else if (c.display !== undefined && !isPlaceholder(c.display) && !candidates.some((g) => g.display === c.display)) {
+      problems.push(`display of ${c.code}${c.version ? ` (${c.version})` : ''}: expected "${c.display}", got "${candidates.map((g) => g.display).join('", "')}"`);
     }
   }
-  const wantKeys = new Set(want.map((c) => `${c.system}|${c.code}`));
-  for (const key of gotKeys.keys()) {
-    if (!wantKeys.has(key) && !optional.has(key)) {
-      problems.push(`unexpected ${key}`);
+  const wantCount = new Map<string, number>();
+  for (const c of want) wantCount.set(key(c), (wantCount.get(key(c)) ?? 0) + 1);
+  for (const [k, list] of gotByKey) {
+    if (!optional.has(k) && list.length > (wantCount.get(k) ?? 0)) {
+      problems.push(`unexpected ${k}${list.length > 1 ? ` (${list.length} times)` : ''}`);
+    }
+  }
+  // The code system versions the expansion used (what system-version, check- and force-system-version decide).
+  const used = (vs: ValueSet): string[] => (vs.expansion?.parameter ?? []).filter((p) => p.name === 'used-codesystem' && !isOptional(p)).map((p) => p.valueUri as string);
+  const usedGot = new Set(used(actual));
+  for (const u of used(expected)) {
+    if (!isPlaceholder(u) && !usedGot.has(u)) {
+      problems.push(`used-codesystem ${u} missing (got ${[...usedGot].join(', ')})`);
     }
   }
   const total = expected.expansion?.total;
@@ -199,6 +212,7 @@ function compareParameters(operation: string, expected: Parameters, actual: Para
   checkValue('display');
   checkValue('code');
   checkValue('system');
+  checkValue('version');
 }
 
 /** Runs one test against the server; returns what differed (empty: passed). */
