@@ -344,7 +344,7 @@ const expand: Handler = async (service, ctx, inputs, target) => {
   inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system'], 'ValueSet/$expand');
   const valueSet = await targetValueSet(ctx, inputs, target);
   const echo: ValueSetExpansionParameter[] = [];
-  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'excludeNested', ...SYSTEM_VERSION_PARAMETERS]) {
+  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'designation', 'includeDefinition', 'property', 'excludeNested', ...SYSTEM_VERSION_PARAMETERS]) {
     for (const p of inputs.params.parameter?.filter((x) => x.name === name) ?? []) {
       const { name: _n, valueCanonical, ...value } = p;
       // R4's expansion.parameter has no valueCanonical: a canonical is echoed as a uri.
@@ -360,6 +360,9 @@ const expand: Handler = async (service, ctx, inputs, target) => {
     displayLanguage: inputs.string('displayLanguage'),
     activeOnly: inputs.boolean('activeOnly'),
     includeDesignations: inputs.boolean('includeDesignations'),
+    designations: inputs.strings('designation'),
+    properties: inputs.strings('property'),
+    includeDefinition: inputs.boolean('includeDefinition'),
     ...(await callOptions(service, inputs)),
     echo,
   });

@@ -2,14 +2,17 @@
  * The terminology service: $lookup, $validate-code, $subsumes, $expand and $translate as plain functions, used by
  * the REST operations (operations.ts) and in-process by the HL7 adapters, the recognition workflow and validation.
  */
-import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSetExpansionContains, ValueSetExpansionParameter } from '@medplum/fhirtypes';
+import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSetExpansionParameter } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type Designation } from './model';
 import { compareVersions, ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
+import { containsEntry, expansionProperties } from './expansion-entry';
 import { checkViolation, isWildcard, rulesKey, type SystemVersionRules } from './system-versions';
 import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
+/** The extension by which a value set names the CodeSystem supplements its expansion uses. */
+const VALUESET_SUPPLEMENT = 'http://hl7.org/fhir/StructureDefinition/valueset-supplement';
 /** How long in-process callers (validation, HL7 messages) may reuse a resolved definition. */
 export const HOT_PATH_MAX_AGE_MS = 5_000;
 /** The largest expansion returned without paging (count) or a text filter narrowing it. */
@@ -82,6 +85,12 @@ export interface ExpandRequest extends CallOptions {
   displayLanguage?: string;
   activeOnly?: boolean;
   includeDesignations?: boolean;
+  /** `designation`: which designations includeDesignations returns (`urn:ietf:bcp:47|de`, or a use as system|code). */
+  designations?: string[];
+  /** `property`: the concept properties each entry carries. */
+  properties?: string[];
+  /** includeDefinition: each entry carries its definition (as the `definition` property). */
+  includeDefinition?: boolean;
   /** Parameters echoed in expansion.parameter. */
   echo?: ValueSetExpansionParameter[];
 }
@@ -362,8 +371,9 @@ export class TerminologyService {
         cached.at = Date.now();
         return cached.vs;
       }
-      const compiled = await compileValueSet(this.composeContext(options), resource, visiting);
-      if (cacheable) {
+      const declared = await this.declaredSupplements(resource, options);
+      const compiled = await compileValueSet(this.composeContext(declared ?? options), resource, visiting);
+      if (cacheable && !declared) {
         if (this.compiled.size > 2000) {
           this.compiled.clear();
         }
@@ -372,6 +382,7 @@ export class TerminologyService {
       return compiled;
     }
     resource = valueSet;
+    options = (await this.declaredSupplements(resource, options)) ?? options;
     const context = this.composeContext(options);
     const contained = (resource.contained ?? []).filter((r): r is ValueSet => r.resourceType === 'ValueSet');
     if (contained.length > 0) {
@@ -383,6 +394,22 @@ export class TerminologyService {
       };
     }
     return compileValueSet(context, resource, visiting);
+  }
+
+  /**
+   * The options with the supplements a value set names (extension valueset-supplement) added, or undefined when it
+   * names none. An unknown supplement is an error, as with useSupplement.
+   */
+  private async declaredSupplements(valueSet: ValueSet, options: CallOptions): Promise<CallOptions | undefined> {
+    const canonicals = (valueSet.extension ?? [])
+      .filter((e) => e.url === VALUESET_SUPPLEMENT)
+      .map((e) => e.valueCanonical ?? e.valueUri)
+      .filter((c): c is string => !!c);
+    if (canonicals.length === 0) {
+      return undefined;
+    }
+    const found = await this.supplements(canonicals, options);
+    return { ...options, supplements: [...(options.supplements ?? []), ...found] };
   }
 
   /** Whether every code system and value set a compiled value set used is still the current one. */
@@ -441,12 +468,23 @@ export class TerminologyService {
       );
     }
     const page = entries.slice(offset, request.count === undefined ? undefined : offset + Math.max(0, request.count));
-    const contains = page.map((e) => this.containsEntry(e, request));
+    // The code systems the entries come from: their language (the display's) and property definitions.
+    const models = new Map<string, CodeSystemModel>();
+    for (const clause of compiled.allClauses()) {
+      if (clause.system !== undefined && clause.model) {
+        models.set(`${clause.system}|${clause.model.version ?? ''}`, clause.model);
+      }
+    }
+    const properties = [...new Set([...(request.properties ?? []), ...(request.includeDefinition ? ['definition'] : [])])];
+    const options = { ...request, properties };
+    const contains = page.map((e) => containsEntry(e, options, displayIn, models.get(`${e.system}|${e.version ?? ''}`)?.resource.language));
+    const propertyExtensions = properties.length > 0 ? expansionProperties(properties, [...models.values()]) : [];
     const { expansion: _old, ...rest } = compiled.valueSet;
     return {
       ...rest,
       resourceType: 'ValueSet',
       expansion: {
+        ...(propertyExtensions.length > 0 ? { extension: propertyExtensions } : {}),
         identifier: `urn:uuid:${randomUUID()}`,
         timestamp: new Date().toISOString(),
         total,
@@ -477,21 +515,6 @@ export class TerminologyService {
         throw new FhirError(400, outcome([issue('error', 'invalid', violation)]));
       }
     }
-  }
-
-  private containsEntry(e: ExpansionEntry, request: ExpandRequest): ValueSetExpansionContains {
-    const display = displayIn(e, request.displayLanguage);
-    return {
-      system: e.system,
-      ...(e.version ? { version: e.version } : {}),
-      ...(e.abstract ? { abstract: true } : {}),
-      ...(e.inactive ? { inactive: true } : {}),
-      code: e.code,
-      ...(display !== undefined ? { display } : {}),
-      ...(request.includeDesignations && e.designations.length > 0
-        ? { designation: e.designations.map((d) => ({ ...(d.language ? { language: d.language } : {}), ...(d.use ? { use: d.use } : {}), value: d.value })) }
-        : {}),
-    };
   }
 
   // ---------------------------------------------------------------- $validate-code

@@ -9,7 +9,8 @@
  * wording does not reproduce. What is compared, per operation:
  *   - every test: the HTTP status class (2xx, or 4xx when the test says `http-code: 4xx` or expects an OperationOutcome);
  *   - $expand: the set of system|code (|version, when the expected entry has one) in the expansion (nested contains
- *     flattened), each expected display, total, and the code system versions used (`used-codesystem`);
+ *     flattened), each expected display and designation, the properties the request asked for, total, and the code
+ *     system versions used (`used-codesystem`);
  *   - $validate-code: result, and display, code, system and version when the expected response requires them;
  *   - $lookup: display, and each required designation value and property code/value;
  *   - $translate: result and the set of matched target codes.
@@ -127,7 +128,45 @@ function value(p: ParametersParameter | undefined): unknown {
   return p && Object.entries(p).find(([k]) => k.startsWith('value'))?.[1];
 }
 
-function compareExpand(expected: ValueSet, actual: ValueSet, problems: string[]): void {
+/** R4 carries R5's ValueSet.expansion.contains.property as this cross-version extension (the official runner's conversion). */
+const CONTAINS_PROPERTY = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-ValueSet.expansion.contains.property';
+
+/** code → values (as text) of the properties of an expansion entry, R5 `property` or the R4 extension. */
+function entryProperties(c: ValueSetExpansionContains): Array<{ code: string; value: string }> {
+  const r5 = ((c as { property?: Array<Record<string, unknown>> }).property ?? []).map((p) => ({ code: String(p.code), value: String(Object.entries(p).find(([k]) => k.startsWith('value'))?.[1]) }));
+  const r4 = (c.extension ?? [])
+    .filter((e) => e.url === CONTAINS_PROPERTY)
+    .map((e) => ({
+      code: String(e.extension?.find((x) => x.url === 'code')?.valueCode),
+      value: String(Object.entries(e.extension?.find((x) => x.url === 'value') ?? {}).find(([k]) => k.startsWith('value'))?.[1]),
+    }));
+  return [...r5, ...r4];
+}
+
+/**
+ * What an expansion entry must carry besides its code: the designations the expected entry has, and the properties
+ * the request asked for (`property`, and `definition` with includeDefinition). Properties tx.fhir.org adds unasked
+ * (status, label, order, itemWeight) are not required.
+ */
+function compareEntryDetails(want: ValueSetExpansionContains, candidates: ValueSetExpansionContains[], asked: Set<string>, problems: string[]): void {
+  for (const d of want.designation ?? []) {
+    if (isOptional(d) || !d.value) continue;
+    if (!candidates.some((g) => g.designation?.some((x) => x.value === d.value && (!d.language || x.language === d.language)))) {
+      problems.push(`designation of ${want.code}: missing ${d.language ? `${d.language} ` : ''}"${d.value}"`);
+    }
+  }
+  for (const p of entryProperties(want)) {
+    const optional = ((want as { property?: Array<Record<string, unknown>> }).property ?? []).some((x) => x.code === p.code && isOptional(x));
+    if (optional || !asked.has(p.code)) continue;
+    if (!candidates.some((g) => entryProperties(g).some((x) => x.code === p.code && x.value === p.value))) {
+      problems.push(`property ${p.code} of ${want.code}: expected ${p.value}, got ${candidates.flatMap((g) => entryProperties(g).filter((x) => x.code === p.code).map((x) => x.value)).join(', ') || 'none'}`);
+    }
+  }
+}
+
+function compareExpand(expected: ValueSet, actual: ValueSet, request: Parameters, problems: string[]): void {
+  const asked = new Set((request.parameter ?? []).filter((p) => p.name === 'property').map((p) => String(value(p))));
+  if ((request.parameter ?? []).some((p) => p.name === 'includeDefinition' && p.valueBoolean)) asked.add('definition');
   const key = (c: ValueSetExpansionContains): string => `${c.system}|${c.code}`;
   const want = flatten(expected.expansion?.contains).filter((c) => !isOptional(c) && c.code);
   const optional = new Set(flatten(expected.expansion?.contains).filter((c) => isOptional(c)).map(key));
@@ -139,8 +178,11 @@ function compareExpand(expected: ValueSet, actual: ValueSet, problems: string[])
     const candidates = (gotByKey.get(key(c)) ?? []).filter((g) => !c.version || isPlaceholder(c.version) || !g.version || g.version === c.version);
     if (candidates.length === 0) {
       problems.push(`missing ${key(c)}${c.version ? ` version ${c.version}` : ''}`);
-    } else if (c.display !== undefined && !isPlaceholder(c.display) && !candidates.some((g) => g.display === c.display)) {
-      problems.push(`display of ${c.code}${c.version ? ` (${c.version})` : ''}: expected "${c.display}", got "${candidates.map((g) => g.display).join('", "')}"`);
+    } else {
+      if (c.display !== undefined && !isPlaceholder(c.display) && !candidates.some((g) => g.display === c.display)) {
+        problems.push(`display of ${c.code}${c.version ? ` (${c.version})` : ''}: expected "${c.display}", got "${candidates.map((g) => g.display).join('", "')}"`);
+      }
+      compareEntryDetails(c, candidates, asked, problems);
     }
   }
   const wantCount = new Map<string, number>();
@@ -239,7 +281,7 @@ async function runTest(app: HttpHandler, test: TestCase, setup: Resource[]): Pro
   }
   const problems: string[] = [];
   if (test.operation === 'expand') {
-    compareExpand(expected as ValueSet, res.body as ValueSet, problems);
+    compareExpand(expected as ValueSet, res.body as ValueSet, params, problems);
   } else {
     compareParameters(test.operation, expected as Parameters, res.body as Parameters, problems);
   }
