@@ -314,7 +314,11 @@ export class TerminologyService {
       definition: concept.definition,
       abstract: concept.abstract,
       inactive: concept.inactive,
-      designations: concept.designations,
+      // The display is a designation in the code system's language too (as for includeDesignations in $expand).
+      designations:
+        concept.display !== undefined && model.resource.language && !concept.designations.some((d) => d.value === concept.display && d.language === model.resource.language)
+          ? [{ language: model.resource.language, value: concept.display }, ...concept.designations]
+          : concept.designations,
       properties,
     };
   }
@@ -662,6 +666,9 @@ export class TerminologyService {
       const model = await this.requireCodeSystem(system, version ?? rules?.force.get(system) ?? rules?.default.get(system) ?? rules?.check.get(system), request);
       version = model.version;
       where = `the CodeSystem '${system}'`;
+      if (model.resource.content === 'supplement') {
+        return { result: false, system, code, message: `CodeSystem ${system}${version ? `|${version}` : ''} is a supplement, so it cannot be used as the system of a code` };
+      }
       const found = model.get(code);
       if (!found && model.resource.content === 'fragment') {
         return { result: true, system, version, code, message: `Unknown code '${code}' in a fragment of ${where}: it may exist in the full code system, so it is not refused` };
