@@ -36,7 +36,8 @@ export interface Concept {
 }
 
 /** The properties every code system has implicitly (terminology-service.html, "Properties"). */
-const INACTIVE_STATUSES = new Set(['retired', 'inactive', 'deprecated']);
+// `deprecated` is not among them: a deprecated concept is still active, its use only discouraged (concept-properties).
+const INACTIVE_STATUSES = new Set(['retired', 'inactive']);
 
 export function normaliseText(text: string): string {
   return text.normalize('NFKC').toLowerCase();

@@ -383,6 +383,7 @@ const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
       codings: codingsOf(inputs),
       displayLanguage: inputs.string('displayLanguage'),
       activeOnly: inputs.boolean('activeOnly'),
+      abstract: inputs.boolean('abstract'),
       ...options,
     }),
     codingsOf(inputs)?.[0] ?? { system: inputs.string('system'), code: inputs.string('code') },

@@ -63,6 +63,8 @@ export interface ValidateCodeRequest extends CallOptions {
   displayLanguage?: string;
   /** Refuse inactive codes (default: accept them, with a message). */
   activeOnly?: boolean;
+  /** false: the context does not allow abstract (notSelectable) codes. */
+  abstract?: boolean;
 }
 
 export interface ValidateCodeResult {
@@ -445,7 +447,8 @@ export class TerminologyService {
   async expand(request: ExpandRequest): Promise<ValueSet> {
     const compiled = await this.compiledValueSet(request.valueSet, request);
     this.refuseUnusableVersions(compiled, request);
-    const activeOnly = request.activeOnly ?? compiled.valueSet.compose?.inactive === false;
+    // A value set that leaves inactive codes out (compose.inactive false) cannot be widened by activeOnly=false.
+    const activeOnly = request.activeOnly === true || compiled.valueSet.compose?.inactive === false;
     let entries = compiled.entries();
     if (activeOnly) {
       entries = entries.filter((e) => !e.inactive);
@@ -536,7 +539,7 @@ export class TerminologyService {
         : [{ system: request.system, version: request.systemVersion, code: request.code, display: request.display }];
     const cacheKey =
       request.maxAgeMs && !request.overlay?.length && !request.supplements?.length && typeof request.valueSet !== 'object'
-        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly, rulesKey(request.systemVersions)])
+        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly, request.abstract, rulesKey(request.systemVersions)])
         : undefined;
     if (cacheKey) {
       const hit = this.validated.get(cacheKey);
@@ -579,8 +582,11 @@ export class TerminologyService {
     let version = coding.version;
     let concept: { code: string; display?: string; designations: Designation[]; inactive: boolean; abstract: boolean } | undefined;
     let where: string;
+    /** The value set leaves inactive codes out (compose.inactive false). */
+    let activeOnlyByValueSet = false;
     if (request.valueSet) {
       const compiled = await this.compiledValueSet(request.valueSet, request);
+      activeOnlyByValueSet = compiled.valueSet.compose?.inactive === false;
       where = `the value set '${compiled.valueSet.url ?? compiled.valueSet.id}'`;
       if (!system) {
         // A bare code (e.g. a `code` element): any system of the value set.
@@ -686,10 +692,13 @@ export class TerminologyService {
     }
     if (concept.inactive) {
       result.inactive = true;
-      if (request.activeOnly) {
+      if (request.activeOnly || activeOnlyByValueSet) {
         return { ...result, result: false, message: `The code '${system}#${code}' is inactive` };
       }
       result.message = `The code '${system}#${code}' is valid but inactive`;
+    }
+    if (concept.abstract && request.abstract === false) {
+      return { ...result, result: false, message: `The code '${system}#${code}' is abstract (not selectable), and not allowed in this context` };
     }
     if (concept.code !== code) {
       result.message = `The code '${code}' differs in case from the code '${concept.code}' of ${where}`;

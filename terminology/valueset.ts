@@ -185,8 +185,11 @@ export function compileFilter(model: CodeSystemModel, filter: ValueSetComposeInc
         return c.display === undefined ? [] : [c.display];
       case 'inactive':
         return [String(c.inactive)];
-      case 'notSelectable':
-        return [String(c.abstract)];
+      case 'notSelectable': {
+        // Only a concept that says whether it is selectable matches `notSelectable = false`; one that does not say is neither.
+        const stated = c.properties.filter((p) => p.code === 'notSelectable').map((p) => valueText(p.value));
+        return stated.length > 0 ? stated : c.abstract ? ['true'] : [];
+      }
       case 'parent':
         return c.parents;
       case 'child':
