@@ -26,6 +26,7 @@ import {
   type OperationTarget,
   type RouteContext,
 } from '../fhir-server';
+import { splitCanonical } from './resolver';
 import { parseSystemVersionRules, SYSTEM_VERSION_PARAMETERS, type SystemVersionRules } from './system-versions';
 import { MissingDefinition } from './valueset';
 import type { LookupResult, TerminologyService, ValidateCodeResult } from './service';
@@ -234,10 +235,23 @@ async function callOptions(
     'check-system-version': inputs.strings('check-system-version'),
     'force-system-version': inputs.strings('force-system-version'),
   });
+  const valueSetVersions = new Map<string, string>();
+  const defaults = inputs.strings('default-valueset-version');
+  if (defaults.length > MAX_TX_RESOURCES) {
+    throw badRequest(`At most ${MAX_TX_RESOURCES} default-valueset-version parameters are accepted`);
+  }
+  for (const canonical of defaults) {
+    const { url, version } = splitCanonical(canonical);
+    if (!version) {
+      throw badRequest(`The parameter default-valueset-version must be a canonical with a version (url|version), got '${canonical}'`);
+    }
+    valueSetVersions.set(url, version);
+  }
   return {
     overlay,
     supplements: canonicals.length > 0 ? await service.supplements(canonicals, { overlay }) : [],
     ...(systemVersions ? { systemVersions } : {}),
+    ...(valueSetVersions.size > 0 ? { valueSetVersions } : {}),
   };
 }
 
@@ -344,7 +358,7 @@ const expand: Handler = async (service, ctx, inputs, target) => {
   inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system'], 'ValueSet/$expand');
   const valueSet = await targetValueSet(ctx, inputs, target);
   const echo: ValueSetExpansionParameter[] = [];
-  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'designation', 'includeDefinition', 'property', 'excludeNested', ...SYSTEM_VERSION_PARAMETERS]) {
+  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'designation', 'includeDefinition', 'property', 'excludeNested', 'default-valueset-version', ...SYSTEM_VERSION_PARAMETERS]) {
     for (const p of inputs.params.parameter?.filter((x) => x.name === name) ?? []) {
       const { name: _n, valueCanonical, ...value } = p;
       // R4's expansion.parameter has no valueCanonical: a canonical is echoed as a uri.

@@ -29,6 +29,8 @@ export interface CallOptions {
   supplements?: CodeSystem[];
   /** system-version, check-system-version and force-system-version: which code system versions to use. */
   systemVersions?: SystemVersionRules;
+  /** default-valueset-version: url → the version of a value set to import where the importing value set names none. */
+  valueSetVersions?: ReadonlyMap<string, string>;
 }
 
 export interface LookupRequest extends CallOptions {
@@ -357,7 +359,7 @@ export class TerminologyService {
     const maxAge = options.maxAgeMs ?? 0;
     let resource: ValueSet | undefined;
     if (typeof valueSet === 'string') {
-      const cacheKey = options.systemVersions ? `${valueSet} ${rulesKey(options.systemVersions)}` : valueSet;
+      const cacheKey = options.systemVersions || options.valueSetVersions?.size ? `${valueSet} ${rulesKey(options.systemVersions)} ${[...(options.valueSetVersions ?? [])].join(',')}` : valueSet;
       const cacheable = !options.overlay?.length && !options.supplements?.length;
       const cached = cacheable ? this.compiled.get(cacheKey) : undefined;
       if (cached && maxAge > 0 && Date.now() - cached.at < maxAge) {
@@ -439,7 +441,12 @@ export class TerminologyService {
   private composeContext(options: CallOptions): ComposeContext {
     return {
       codeSystem: (system, version) => this.codeSystem(system, version, options),
-      valueSet: (canonical, visiting) => this.compiledValueSet(canonical, options, visiting),
+      valueSet: (canonical, visiting) => {
+        // An import without a version takes the default-valueset-version for that value set, when one is given.
+        const { url, version } = splitCanonical(canonical);
+        const pinned = version === undefined ? options.valueSetVersions?.get(url) : undefined;
+        return this.compiledValueSet(pinned ? `${url}|${pinned}` : canonical, options, visiting);
+      },
       rules: options.systemVersions,
     };
   }
