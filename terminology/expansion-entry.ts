@@ -24,7 +24,7 @@ export interface EntryOptions {
 }
 
 /** The display in the requested language, else the concept's own (see displayIn in service.ts). */
-export type DisplayIn = (entry: { display?: string; designations: Designation[] }, language: string | undefined) => string | undefined;
+export type DisplayIn = (entry: { display?: string; designations: Designation[] }, language: string | undefined, displayLanguage?: string) => string | undefined;
 
 function designationWanted(d: Designation, filters: string[] | undefined): boolean {
   if (!filters?.length) {
@@ -65,7 +65,7 @@ function propertyValues(e: ExpansionEntry, code: string): Array<[string, unknown
 }
 
 export function containsEntry(e: ExpansionEntry, options: EntryOptions, displayIn: DisplayIn, language: string | undefined): ValueSetExpansionContains {
-  const display = displayIn(e, options.displayLanguage);
+  const display = displayIn(e, options.displayLanguage, language);
   const designations: Designation[] = [];
   if (options.includeDesignations) {
     // The code system's own display is a designation in its language too, so that a client that asked for another

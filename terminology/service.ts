@@ -147,9 +147,14 @@ const REVERSED: Record<string, string> = { wider: 'narrower', narrower: 'wider',
  * Accept-Language) is tried in turn: a designation in exactly that language (zh-TW), then in its base language
  * (zh), then in a regional variant of it (zh-CN for zh).
  */
-export function displayIn(entry: { display?: string; designations: Designation[] }, language: string | undefined): string | undefined {
+export function displayIn(entry: { display?: string; designations: Designation[] }, language: string | undefined, displayLanguage?: string): string | undefined {
   if (language) {
+    const own = displayLanguage?.toLowerCase();
     for (const wanted of language.split(',').map((l) => l.split(';')[0].trim().toLowerCase())) {
+      // The display itself is in the code system's language: it is the preferred term there.
+      if (own && entry.display !== undefined && (own === wanted || own.startsWith(`${wanted}-`))) {
+        return entry.display;
+      }
       const lang = (d: Designation): string => d.language?.toLowerCase() ?? '';
       const designation =
         entry.designations.find((d) => lang(d) === wanted) ??
@@ -314,7 +319,7 @@ export class TerminologyService {
     return {
       name: model.resource.title ?? model.resource.name ?? model.url,
       version: model.version,
-      display: displayIn(concept, request.displayLanguage),
+      display: displayIn(concept, request.displayLanguage, model.resource.language),
       definition: concept.definition,
       abstract: concept.abstract,
       inactive: concept.inactive,
