@@ -81,6 +81,19 @@ class Inputs {
     return n;
   }
 
+  /** A language list as in Accept-Language (`de`, `en-AU, en;q=0.8`, `de,*`); refused when a tag is not BCP 47-shaped. */
+  language(name: string): string | undefined {
+    const v = this.string(name);
+    if (v === undefined) {
+      return undefined;
+    }
+    const ok = v.length <= 200 && v.split(',').every((part) => /^\s*(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)\s*(;\s*q\s*=\s*[01](\.\d{0,3})?\s*)?$/.test(part));
+    if (!ok) {
+      throw badRequest(`The parameter ${name} must be a language (BCP 47) or a list of them, got '${v}'`);
+    }
+    return v;
+  }
+
   coding(name: string): Coding | undefined {
     return this.all(name)[0]?.valueCoding;
   }
@@ -287,7 +300,7 @@ const lookup: Handler = async (service, ctx, inputs, target) => {
     system,
     code,
     version: instance?.version ?? coding?.version ?? inputs.string('version'),
-    displayLanguage: inputs.string('displayLanguage'),
+    displayLanguage: inputs.language('displayLanguage'),
     properties: inputs.strings('property'),
     ...(await callOptions(service, inputs)),
   });
@@ -308,7 +321,7 @@ const codeSystemValidateCode: Handler = async (service, ctx, inputs, target) => 
       code: inputs.string('code'),
       display: inputs.string('display'),
       codings: codings?.map((c) => ({ ...c, system: c.system ?? url })),
-      displayLanguage: inputs.string('displayLanguage'),
+      displayLanguage: inputs.language('displayLanguage'),
       ...options,
     }),
     codings?.[0] ?? { system: url, code: inputs.string('code') },
@@ -371,7 +384,7 @@ const expand: Handler = async (service, ctx, inputs, target) => {
     filter: inputs.string('filter'),
     count,
     offset: inputs.integer('offset'),
-    displayLanguage: inputs.string('displayLanguage'),
+    displayLanguage: inputs.language('displayLanguage'),
     activeOnly: inputs.boolean('activeOnly'),
     includeDesignations: inputs.boolean('includeDesignations'),
     designations: inputs.strings('designation'),
@@ -395,9 +408,12 @@ const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
       code: inputs.string('code'),
       display: inputs.string('display'),
       codings: codingsOf(inputs),
-      displayLanguage: inputs.string('displayLanguage'),
+      displayLanguage: inputs.language('displayLanguage'),
       activeOnly: inputs.boolean('activeOnly'),
       abstract: inputs.boolean('abstract'),
+      lenientDisplay: inputs.boolean('lenient-display-validation'),
+      requireSystem: !!codingsOf(inputs),
+      inferSystem: inputs.boolean('inferSystem'),
       ...options,
     }),
     codingsOf(inputs)?.[0] ?? { system: inputs.string('system'), code: inputs.string('code') },

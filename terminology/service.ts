@@ -9,7 +9,7 @@ import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type D
 import { compareVersions, ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
 import { containsEntry, expansionProperties } from './expansion-entry';
 import { checkViolation, isWildcard, rulesKey, type SystemVersionRules } from './system-versions';
-import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
+import { compileValueSet, expansionParameterOf, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
 /** The extension by which a value set names the CodeSystem supplements its expansion uses. */
 const VALUESET_SUPPLEMENT = 'http://hl7.org/fhir/StructureDefinition/valueset-supplement';
@@ -67,6 +67,12 @@ export interface ValidateCodeRequest extends CallOptions {
   activeOnly?: boolean;
   /** false: the context does not allow abstract (notSelectable) codes. */
   abstract?: boolean;
+  /** lenient-display-validation: a wrong display is reported, but the code stays valid. */
+  lenientDisplay?: boolean;
+  /** A coding without a system is not valid (a Coding must say its system); a bare `code` may take the value set's. */
+  requireSystem?: boolean;
+  /** inferSystem: a bare code is only valid when exactly one code system of the value set has it. */
+  inferSystem?: boolean;
 }
 
 export interface ValidateCodeResult {
@@ -551,7 +557,7 @@ export class TerminologyService {
         : [{ system: request.system, version: request.systemVersion, code: request.code, display: request.display }];
     const cacheKey =
       request.maxAgeMs && !request.overlay?.length && !request.supplements?.length && typeof request.valueSet !== 'object'
-        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly, request.abstract, rulesKey(request.systemVersions)])
+        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly, request.abstract, request.lenientDisplay, request.requireSystem, request.inferSystem, rulesKey(request.systemVersions)])
         : undefined;
     if (cacheKey) {
       const hit = this.validated.get(cacheKey);
@@ -596,19 +602,23 @@ export class TerminologyService {
     let where: string;
     /** The value set leaves inactive codes out (compose.inactive false). */
     let activeOnlyByValueSet = false;
+    /** The display language the value set sets (its displayLanguage expansion parameter, else its language). */
+    let valueSetLanguage: string | undefined;
     if (request.valueSet) {
       const compiled = await this.compiledValueSet(request.valueSet, request);
       activeOnlyByValueSet = compiled.valueSet.compose?.inactive === false;
+      valueSetLanguage = expansionParameterOf(compiled.valueSet, 'displayLanguage') ?? compiled.valueSet.language;
       where = `the value set '${compiled.valueSet.url ?? compiled.valueSet.id}'`;
       if (!system) {
-        // A bare code (e.g. a `code` element): any system of the value set.
-        const systems = new Set(compiled.usedCodeSystems.map((u) => splitCanonical(u).url));
-        for (const s of systems) {
-          if (compiled.has(s, code)) {
-            system = s;
-            break;
-          }
+        if (request.requireSystem) {
+          return { result: false, code, message: `The coding has no system: a code without a system has no defined meaning, so '${code}' is not in ${where}` };
         }
+        // A bare code (e.g. a `code` element): any system of the value set.
+        const systems = [...new Set(compiled.usedCodeSystems.map((u) => splitCanonical(u).url))].filter((s) => compiled.has(s, code));
+        if (request.inferSystem && systems.length > 1) {
+          return { result: false, code, message: `The system of the code '${code}' cannot be determined: ${where} has it in ${systems.join(', ')}` };
+        }
+        system = systems[0];
         if (!system) {
           return { result: false, code, message: `The code '${code}' is not in ${where}` };
         }
@@ -716,13 +726,24 @@ export class TerminologyService {
       result.message = `The code '${code}' differs in case from the code '${concept.code}' of ${where}`;
     }
     if (coding.display !== undefined && coding.display !== '') {
-      const valid = [concept.display, ...concept.designations.map((d) => d.value)].filter((d): d is string => !!d);
-      if (valid.length > 0 && !valid.includes(coding.display)) {
-        return {
-          ...result,
-          result: false,
-          message: `Wrong Display Name '${coding.display}' for ${system}#${concept.code}. Valid display is '${concept.display ?? valid[0]}'`,
-        };
+      // With a display language in effect, only the terms in that language (and those in no stated language) are
+      // valid displays: a German designation is not a valid display for an English one.
+      const language = request.displayLanguage ?? valueSetLanguage;
+      const wanted = language?.split(',').map((l) => l.split(';')[0].trim().toLowerCase()).filter((l) => l && l !== '*');
+      const inLanguage = (lang: string | undefined): boolean =>
+        !wanted?.length || !lang || wanted.some((w) => lang.toLowerCase() === w || lang.toLowerCase().startsWith(`${w}-`) || w.startsWith(`${lang.toLowerCase()}-`));
+      const ownLanguage = wanted?.length ? (await this.codeSystem(system, version, request))?.resource.language : undefined;
+      const all = [concept.display, ...concept.designations.map((d) => d.value)].filter((d): d is string => !!d);
+      const inWanted = [
+        ...(inLanguage(ownLanguage) ? [concept.display] : []),
+        ...concept.designations.filter((d) => inLanguage(d.language)).map((d) => d.value),
+      ].filter((d): d is string => !!d);
+      // No term at all in the languages asked for: the terms of the default language are the valid ones.
+      const valid = inWanted.length > 0 ? inWanted : all;
+      if (all.length > 0 && !valid.includes(coding.display)) {
+        const message = `Wrong Display Name '${coding.display}' for ${system}#${concept.code}${wanted?.length ? ` in the language ${language}` : ''}. Valid display is '${valid[0] ?? concept.display ?? all[0]}'`;
+        // lenient-display-validation: a wrong display is a warning, not an invalid code.
+        return request.lenientDisplay ? { ...result, message } : { ...result, result: false, message };
       }
     }
     return result;

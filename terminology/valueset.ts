@@ -307,14 +307,20 @@ const EXPANSION_PARAMETER = 'http://hl7.org/fhir/StructureDefinition/valueset-ex
  * entry; false makes an exclude remove a code only from the version it names. Undefined when not said.
  */
 export function versionsMatchOf(valueSet: ValueSet): boolean | undefined {
+  const value = expansionParameterOf(valueSet, 'versionsMatch');
+  return value === undefined ? undefined : value === 'true';
+}
+
+/** The value (as text) of an expansion parameter the value set's compose sets, e.g. displayLanguage. */
+export function expansionParameterOf(valueSet: ValueSet, name: string): string | undefined {
   for (const ext of valueSet.compose?.extension ?? []) {
-    if (ext.url !== EXPANSION_PARAMETER) {
+    if (ext.url !== EXPANSION_PARAMETER || ext.extension?.find((e) => e.url === 'name')?.valueCode !== name) {
       continue;
     }
-    const name = ext.extension?.find((e) => e.url === 'name')?.valueCode;
     const value = ext.extension?.find((e) => e.url === 'value');
-    if (name === 'versionsMatch' && value) {
-      return String(value.valueString ?? value.valueBoolean ?? value.valueCode) === 'true';
+    const text = value && Object.entries(value).find(([k]) => k.startsWith('value'))?.[1];
+    if (text !== undefined) {
+      return String(text);
     }
   }
   return undefined;
