@@ -140,7 +140,11 @@ function wholeMatch(pattern: string): RegExp {
 export function compileFilter(model: CodeSystemModel, filter: ValueSetComposeIncludeFilter): Predicate {
   const property = filter.property ?? '';
   const op: string = filter.op ?? '';
-  const value = filter.value ?? '';
+  if (filter.value === undefined || filter.value === '') {
+    // A filter without a value (absent, or only a data-absent-reason) selects nothing meaningful: the value set is broken.
+    throw new FhirError(400, outcome([issue('error', 'invalid', `The filter '${property} ${op}' of the value set has no value`)]));
+  }
+  const value = filter.value;
   if (property === 'concept' || property === 'code') {
     switch (op) {
       case 'is-a': {
