@@ -27,6 +27,7 @@ import {
   type RouteContext,
 } from '../fhir-server';
 import { splitCanonical } from './resolver';
+import { unmappedReportOperation } from './unmapped-report';
 import { parseSystemVersionRules, SYSTEM_VERSION_PARAMETERS, type SystemVersionRules } from './system-versions';
 import { MissingDefinition } from './valueset';
 import type { LookupResult, TerminologyService, ValidateCodeResult } from './service';
@@ -473,6 +474,7 @@ export function terminologyOperations(service: TerminologyService): FhirOperatio
     operation(service, 'expand', 'ValueSet', 'ValueSet-expand', expand),
     operation(service, 'validate-code', 'ValueSet', 'ValueSet-validate-code', valueSetValidateCode),
     operation(service, 'translate', 'ConceptMap', 'ConceptMap-translate', translate),
+    unmappedReportOperation(service),
   ];
 }
 

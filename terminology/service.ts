@@ -17,6 +17,8 @@ const VALUESET_SUPPLEMENT = 'http://hl7.org/fhir/StructureDefinition/valueset-su
 export const HOT_PATH_MAX_AGE_MS = 5_000;
 /** The largest expansion returned without paging (count) or a text filter narrowing it. */
 export const MAX_EXPANSION = 10_000;
+/** The most unmapped codes one report lists. */
+export const MAX_UNMAPPED = 10_000;
 /** The longest text filter of $expand. */
 export const MAX_FILTER_LENGTH = 200;
 
@@ -839,8 +841,15 @@ export class TerminologyService {
     );
   }
 
-  /** The unmapped codes seen, most frequent first (optionally for one ConceptMap). */
-  async unmappedCodes(conceptMap?: string): Promise<Array<UnmappedCode & { occurrences: number; firstSeen: Date; lastSeen: Date }>> {
+  /**
+   * The unmapped codes seen, most frequent first: all, or those of one ConceptMap. `sourceSystems` widens a
+   * ConceptMap's report to the codes recorded without a map (the HL7 adapters record a miss against the local code
+   * system only) whose system is one the map translates from.
+   */
+  async unmappedCodes(
+    conceptMap?: string,
+    filter: { sourceSystems?: string[]; system?: string; limit?: number } = {},
+  ): Promise<Array<UnmappedCode & { occurrences: number; firstSeen: Date; lastSeen: Date }>> {
     const rows = await this.db.query<{
       concept_map: string;
       system_url: string;
@@ -852,8 +861,10 @@ export class TerminologyService {
       last_seen: Date;
     }>(
       `SELECT concept_map, system_url, code, display, source, occurrences, first_seen, last_seen FROM tx_unmapped
-        WHERE ($1::text IS NULL OR concept_map = $1) ORDER BY occurrences DESC, system_url, code LIMIT 10000`,
-      [conceptMap ?? null],
+        WHERE ($1::text IS NULL OR concept_map = $1 OR (concept_map = '' AND system_url = ANY($2::text[])))
+          AND ($3::text IS NULL OR system_url = $3)
+        ORDER BY occurrences DESC, system_url, code LIMIT $4`,
+      [conceptMap ?? null, filter.sourceSystems ?? [], filter.system ?? null, Math.min(Math.max(1, filter.limit ?? MAX_UNMAPPED), MAX_UNMAPPED)],
     );
     return rows.map((r) => ({
       conceptMap: r.concept_map || undefined,

@@ -279,6 +279,29 @@ describe('ConceptMap/$translate', () => {
     const report = await server.terminology.unmappedCodes(conceptMap.url);
     expect(report).toEqual([expect.objectContaining({ code: 'K', display: '血钾', source: 'HIS-A', occurrences: 2 })]);
   });
+
+  it('reports unmapped codes over REST (ConceptMap/$unmapped) to admins and supervisors only', async () => {
+    // As the HL7 adapters record a miss: against the local code system, without a ConceptMap.
+    await server.terminology.recordUnmapped({ system: LOCAL, code: 'NA', source: 'Organization/h1' });
+    await server.terminology.recordUnmapped({ system: 'http://example.org/other-hospital/lab', code: 'X1', source: 'Organization/h2' });
+    const codes = (p: Parameters): string[] =>
+      (p.parameter ?? []).filter((x) => x.name === 'unmapped').map((x) => x.part?.find((y) => y.name === 'code')?.valueCode as string);
+    const all = await request(server.app).get('/fhir/ConceptMap/$unmapped').expect(200);
+    expect(codes(all.body).sort()).toEqual(['K', 'NA', 'X1']);
+    expect(param(all.body, 'total')).toBe(3);
+    const k = (all.body as Parameters).parameter?.find((x) => x.part?.some((y) => y.valueCode === 'K'));
+    expect(k?.part?.find((y) => y.name === 'occurrences')?.valueInteger).toBe(2);
+    // The hospital's map: its own misses and those recorded against the local code system it maps from.
+    const mine = await request(server.app).get('/fhir/ConceptMap/h1-lab-loinc/$unmapped').expect(200);
+    expect(codes(mine.body).sort()).toEqual(['K', 'NA']);
+    const bySystem = await request(server.app).get(`/fhir/ConceptMap/$unmapped?system=${encodeURIComponent(LOCAL)}&_count=1`).expect(200);
+    expect(codes(bySystem.body)).toEqual(['K']);
+    await request(server.app).get('/fhir/ConceptMap/$unmapped?_count=0').expect(400);
+    const { token: supervisor } = await server.tokenFor({ role: 'supervisor', scope: 'system/*.rs' });
+    await request(server.rawApp).get('/fhir/ConceptMap/$unmapped').set('Authorization', `Bearer ${supervisor}`).expect(200);
+    const { token: hospital } = await server.tokenFor({ role: 'facility-system', organization: 'Organization/h1', scope: 'system/*.cruds' });
+    await request(server.rawApp).get('/fhir/ConceptMap/$unmapped').set('Authorization', `Bearer ${hospital}`).expect(403);
+  });
 });
 
 describe('CodeSystem supplements (useSupplement)', () => {
