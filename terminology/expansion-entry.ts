@@ -106,3 +106,30 @@ export function expansionProperties(codes: string[], models: CodeSystemModel[]):
     };
   });
 }
+
+/**
+ * excludeNested=false: members whose parent (in the code system's hierarchy) is also a member are written inside
+ * it (contains.contains), in expansion order; the others stay at the top. `entries[i]` is written as `contains[i]`.
+ */
+export function nestByHierarchy(entries: ExpansionEntry[], contains: ValueSetExpansionContains[]): ValueSetExpansionContains[] {
+  const key = (system: string, version: string | undefined, code: string): string => `${system}\u0000${version ?? ''}\u0000${code}`;
+  const index = new Map<string, number>();
+  entries.forEach((e, i) => index.set(key(e.system, e.version, e.code), i));
+  const roots: ValueSetExpansionContains[] = [];
+  entries.forEach((e, i) => {
+    const parent = e.concept?.parents.map((p) => index.get(key(e.system, e.version, p))).find((at): at is number => at !== undefined && at !== i);
+    if (parent === undefined) {
+      roots.push(contains[i]);
+    } else {
+      const host = contains[parent];
+      host.contains = [...(host.contains ?? []), contains[i]];
+    }
+  });
+  // A cycle in the hierarchy (a polyhierarchy written both ways) would leave members nowhere: keep the flat list.
+  const count = (list: ValueSetExpansionContains[]): number => list.reduce((n, c) => n + 1 + count(c.contains ?? []), 0);
+  if (count(roots) !== contains.length) {
+    contains.forEach((c) => delete c.contains);
+    return contains;
+  }
+  return roots;
+}

@@ -372,7 +372,7 @@ const expand: Handler = async (service, ctx, inputs, target) => {
   inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system'], 'ValueSet/$expand');
   const valueSet = await targetValueSet(ctx, inputs, target);
   const echo: ValueSetExpansionParameter[] = [];
-  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'designation', 'includeDefinition', 'property', 'excludeNested', 'default-valueset-version', ...SYSTEM_VERSION_PARAMETERS]) {
+  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'designation', 'includeDefinition', 'property', 'excludeNested', 'excludeNotForUI', 'excludePostCoordinated', 'default-valueset-version', ...SYSTEM_VERSION_PARAMETERS]) {
     for (const p of inputs.params.parameter?.filter((x) => x.name === name) ?? []) {
       const { name: _n, valueCanonical, ...value } = p;
       // R4's expansion.parameter has no valueCanonical: a canonical is echoed as a uri.
@@ -380,6 +380,9 @@ const expand: Handler = async (service, ctx, inputs, target) => {
     }
   }
   const count = inputs.integer('count');
+  // Checked, and then without effect: no code system here holds post-coordinated expressions (SNOMED CT is loaded
+  // as concepts), so there is nothing for excludePostCoordinated to leave out.
+  inputs.boolean('excludePostCoordinated');
   const result = await service.expand({
     valueSet,
     filter: inputs.string('filter'),
@@ -391,6 +394,8 @@ const expand: Handler = async (service, ctx, inputs, target) => {
     designations: inputs.strings('designation'),
     properties: inputs.strings('property'),
     includeDefinition: inputs.boolean('includeDefinition'),
+    excludeNotForUI: inputs.boolean('excludeNotForUI'),
+    nested: inputs.boolean('excludeNested') === false,
     ...(await callOptions(service, inputs)),
     echo,
   });

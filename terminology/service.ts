@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type Designation } from './model';
 import { compareVersions, ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
-import { containsEntry, expansionProperties } from './expansion-entry';
+import { containsEntry, expansionProperties, nestByHierarchy } from './expansion-entry';
 import { checkViolation, isWildcard, rulesKey, type SystemVersionRules } from './system-versions';
 import { compileValueSet, expansionParameterOf, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
@@ -103,6 +103,10 @@ export interface ExpandRequest extends CallOptions {
   properties?: string[];
   /** includeDefinition: each entry carries its definition (as the `definition` property). */
   includeDefinition?: boolean;
+  /** excludeNotForUI: leave out abstract (notSelectable) codes, which a user interface must not offer. */
+  excludeNotForUI?: boolean;
+  /** excludeNested=false: nest members under their parents (not when paging or filtering, which cut the tree). */
+  nested?: boolean;
   /** Parameters echoed in expansion.parameter. */
   echo?: ValueSetExpansionParameter[];
 }
@@ -473,6 +477,9 @@ export class TerminologyService {
     if (activeOnly) {
       entries = entries.filter((e) => !e.inactive);
     }
+    if (request.excludeNotForUI) {
+      entries = entries.filter((e) => !e.abstract);
+    }
     if (request.filter && request.filter.length > MAX_FILTER_LENGTH) {
       throw new FhirError(400, outcome([issue('error', 'too-costly', `The text filter is limited to ${MAX_FILTER_LENGTH} characters`)]));
     }
@@ -504,7 +511,9 @@ export class TerminologyService {
     }
     const properties = [...new Set([...(request.properties ?? []), ...(request.includeDefinition ? ['definition'] : [])])];
     const options = { ...request, properties };
-    const contains = page.map((e) => containsEntry(e, options, displayIn, models.get(`${e.system}|${e.version ?? ''}`)?.resource.language));
+    const flat = page.map((e) => containsEntry(e, options, displayIn, models.get(`${e.system}|${e.version ?? ''}`)?.resource.language));
+    const whole = request.count === undefined && offset === 0 && !request.filter?.trim();
+    const contains = request.nested && whole ? nestByHierarchy(page, flat) : flat;
     const propertyExtensions = properties.length > 0 ? expansionProperties(properties, [...models.values()]) : [];
     const { expansion: _old, ...rest } = compiled.valueSet;
     return {
