@@ -445,6 +445,10 @@ export class TerminologyService {
         if (model !== clause.model) {
           return false;
         }
+        // A pinned version that was missing may have been written since.
+        if (clause.missingVersion !== undefined && (await this.codeSystem(clause.system, clause.missingVersion, options))) {
+          return false;
+        }
       }
       for (const [i, canonical] of clause.valueSetCanonicals.entries()) {
         if ((await this.compiledValueSet(canonical, options, visiting)) !== clause.valueSets[i]) {
