@@ -9,7 +9,7 @@
  * wording does not reproduce. What is compared, per operation:
  *   - every test: the HTTP status class (2xx, or 4xx when the test says `http-code: 4xx` or expects an OperationOutcome);
  *   - $expand: the set of system|code (|version, when the expected entry has one) in the expansion (nested contains
- *     flattened), each expected display and designation, the properties the request asked for, total, and the code
+ *     flattened), each expected display, designation and abstract/inactive flag, the properties the request asked for, total, and the code
  *     system versions used (`used-codesystem`);
  *   - $validate-code: result, and display, code, system and version when the expected response requires them;
  *   - $lookup: display, and each required designation value and property code/value;
@@ -152,6 +152,11 @@ function entryProperties(c: ValueSetExpansionContains): Array<{ code: string; va
  * (status, label, order, itemWeight) are not required.
  */
 function compareEntryDetails(want: ValueSetExpansionContains, candidates: ValueSetExpansionContains[], asked: Set<string>, problems: string[]): void {
+  for (const flag of ['abstract', 'inactive'] as const) {
+    if (want[flag] === true && !candidates.some((g) => g[flag] === true)) {
+      problems.push(`${flag} of ${want.code}: expected true`);
+    }
+  }
   for (const d of want.designation ?? []) {
     if (isOptional(d) || !d.value) continue;
     if (!candidates.some((g) => g.designation?.some((x) => x.value === d.value && (!d.language || x.language === d.language)))) {
