@@ -11,7 +11,7 @@
  *   - $expand: the set of system|code (|version, when the expected entry has one) in the expansion (nested contains
  *     flattened), each expected display, designation and abstract/inactive flag, the properties the request asked for, total, and the code
  *     system versions used (`used-codesystem`);
- *   - $validate-code: result, and display, code, system and version when the expected response requires them;
+ *   - $validate-code: result, and display, code, system, version and inactive when the expected response requires them;
  *   - $lookup: display, and each required designation value and property code/value;
  *   - $translate: result and the set of matched target codes.
  * Values written as `$…$` placeholders and items marked `$optional$` are not required.
@@ -263,6 +263,7 @@ function compareParameters(operation: string, expected: Parameters, actual: Para
   checkValue('code');
   checkValue('system');
   checkValue('version');
+  checkValue('inactive');
 }
 
 /** Runs one test against the server; returns what differed (empty: passed). */
