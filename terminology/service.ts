@@ -721,8 +721,11 @@ export class TerminologyService {
       }
       concept = found;
     }
+    // The code system's own language, when a language is asked for (its display is the preferred term in it).
+    const language = request.displayLanguage ?? valueSetLanguage;
+    const ownLanguage = language ? (await this.codeSystem(system, version, request))?.resource.language : undefined;
     // The code is echoed as given (a code system that is not case-sensitive accepts it in another case).
-    const result: ValidateCodeResult = { result: true, system, version, code, display: displayIn(concept, request.displayLanguage) };
+    const result: ValidateCodeResult = { result: true, system, version, code, display: displayIn(concept, request.displayLanguage, ownLanguage) };
     const violation = checkViolation(request.systemVersions, system, version);
     if (violation) {
       return { ...result, result: false, message: violation };
@@ -743,11 +746,9 @@ export class TerminologyService {
     if (coding.display !== undefined && coding.display !== '') {
       // With a display language in effect, only the terms in that language (and those in no stated language) are
       // valid displays: a German designation is not a valid display for an English one.
-      const language = request.displayLanguage ?? valueSetLanguage;
       const wanted = language?.split(',').map((l) => l.split(';')[0].trim().toLowerCase()).filter((l) => l && l !== '*');
       const inLanguage = (lang: string | undefined): boolean =>
         !wanted?.length || !lang || wanted.some((w) => lang.toLowerCase() === w || lang.toLowerCase().startsWith(`${w}-`) || w.startsWith(`${lang.toLowerCase()}-`));
-      const ownLanguage = wanted?.length ? (await this.codeSystem(system, version, request))?.resource.language : undefined;
       const all = [concept.display, ...concept.designations.map((d) => d.value)].filter((d): d is string => !!d);
       const inWanted = [
         ...(inLanguage(ownLanguage) ? [concept.display] : []),
