@@ -211,6 +211,19 @@ function withSupplements(model: CodeSystemModel, supplements: CodeSystem[]): Cod
   return merged;
 }
 
+/** `url|version` of every value set a compiled value set imports (directly or further down), each once. */
+function usedValueSets(compiled: CompiledValueSet): string[] {
+  const used = new Set<string>();
+  for (const clause of compiled.allClauses()) {
+    for (const vs of clause.valueSets) {
+      if (vs.valueSet.url) {
+        used.add(vs.valueSet.version ? `${vs.valueSet.url}|${vs.valueSet.version}` : vs.valueSet.url);
+      }
+    }
+  }
+  return [...used];
+}
+
 /**
  * Of the members with a coding's code (one per code system version the value set includes it from), the one the
  * coding means: the version it names, else one whose display it uses, else the latest version.
@@ -532,6 +545,7 @@ export class TerminologyService {
         parameter: [
           ...(request.echo ?? []),
           ...compiled.usedCodeSystems.map((u) => ({ name: 'used-codesystem', valueUri: u })),
+          ...usedValueSets(compiled).map((u) => ({ name: 'used-valueset', valueUri: u })),
         ],
         ...(contains.length > 0 ? { contains } : {}),
       },

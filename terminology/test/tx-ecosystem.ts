@@ -10,7 +10,7 @@
  *   - every test: the HTTP status class (2xx, or 4xx when the test says `http-code: 4xx` or expects an OperationOutcome);
  *   - $expand: the set of system|code (|version, when the expected entry has one) in the expansion (nested contains
  *     flattened), each expected display, designation and abstract/inactive flag, the properties the request asked for, total, and the code
- *     system versions used (`used-codesystem`);
+ *     system and value set versions used (`used-codesystem`, `used-valueset`);
  *   - $validate-code: result, and display, code, system, version and inactive when the expected response requires them;
  *   - $lookup: display, and each required designation value and property code/value;
  *   - $translate: result and the set of matched target codes.
@@ -201,11 +201,13 @@ function compareExpand(expected: ValueSet, actual: ValueSet, request: Parameters
     }
   }
   // The code system versions the expansion used (what system-version, check- and force-system-version decide).
-  const used = (vs: ValueSet): string[] => (vs.expansion?.parameter ?? []).filter((p) => p.name === 'used-codesystem' && !isOptional(p)).map((p) => p.valueUri as string);
-  const usedGot = used(actual);
-  for (const u of used(expected)) {
-    if (!isPlaceholder(u) && !usedGot.some((g) => matchesTemplate(u, g))) {
-      problems.push(`used-codesystem ${u} missing (got ${usedGot.join(', ')})`);
+  for (const name of ['used-codesystem', 'used-valueset']) {
+    const used = (vs: ValueSet): string[] => (vs.expansion?.parameter ?? []).filter((p) => p.name === name && !isOptional(p)).map((p) => p.valueUri as string);
+    const usedGot = used(actual);
+    for (const u of used(expected)) {
+      if (!isPlaceholder(u) && !usedGot.some((g) => matchesTemplate(u, g))) {
+        problems.push(`${name} ${u} missing (got ${usedGot.join(', ')})`);
+      }
     }
   }
   const total = expected.expansion?.total;
