@@ -55,6 +55,8 @@ export interface PlatformConfig {
     /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
     sessionIdleS: number;
     sessionMaxS: number;
+    /** Whether `Patient/$consent-notice` tells a viewer that consent withholds part of a record (CONSENT_NOTICE). */
+    consentNotice: boolean;
   };
   /** HL7 v2 MLLP listener (adapters/). */
   hl7: {
@@ -210,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
       rateLimitTokenEndpoint: intFromEnv(env, 'RATE_LIMIT_TOKEN_ENDPOINT', 5),
       sessionIdleS: intFromEnv(env, 'USER_SESSION_IDLE_SECONDS', 1800),
       sessionMaxS: intFromEnv(env, 'USER_SESSION_MAX_SECONDS', 12 * 3600),
+      consentNotice: boolFromEnv(env, 'CONSENT_NOTICE', true),
     },
     hl7: {
       enabled: boolFromEnv(env, 'HL7_ENABLED', true),

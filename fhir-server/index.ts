@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
-import { loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
+import { consentNoticeOperation, loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
 import { BulkExportWorker, bulkExportOperations, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
@@ -79,6 +79,11 @@ export interface SecuritySettings {
   /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
   sessionIdleS: number;
   sessionMaxS: number;
+  /**
+   * Offer `Patient/$consent-notice`, which tells a viewer that consent withholds part of a record (never what); off
+   * where a deployment's rules forbid saying even that.
+   */
+  consentNotice: boolean;
 }
 
 export const DEFAULT_SECURITY: SecuritySettings = {
@@ -89,6 +94,7 @@ export const DEFAULT_SECURITY: SecuritySettings = {
   apps: [],
   sessionIdleS: 1800,
   sessionMaxS: 12 * 3600,
+  consentNotice: true,
 };
 
 export interface FhirServerOptions {
@@ -171,7 +177,12 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     baseUrl,
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
-    operations: new OperationRegistry([...storeOperations, ...bulkExportOperations(bulkExport, bulkSettings), ...(options.operations ?? [])]),
+    operations: new OperationRegistry([
+      ...storeOperations,
+      ...bulkExportOperations(bulkExport, bulkSettings),
+      ...(options.security?.consentNotice === false ? [] : [consentNoticeOperation(options.db)]),
+      ...(options.operations ?? []),
+    ]),
     binaryStore: options.binaryStore,
   };
   const audit = new AuditLog(options.db, {

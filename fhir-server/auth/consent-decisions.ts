@@ -24,4 +24,19 @@ export class ConsentDecisions {
     );
     return rows[0]?.consent_id;
   }
+
+  /**
+   * How much of these patients' records active Consents withhold from the organisation now: the whole record, part
+   * of it (some types, labels, codes or a period of it), or nothing. Says neither which Consent nor what is withheld:
+   * naming a label (say, mental health) would itself disclose what the patient asked to keep private.
+   */
+  async withholding(patients: readonly string[], organization: string): Promise<'whole' | 'part' | 'none'> {
+    const rows = await this.db.query<{ whole: boolean }>(
+      `SELECT (label_code IS NULL AND code_value IS NULL AND resource_type IS NULL) AS whole FROM consent_rule
+        WHERE patient_ref = ANY($1::text[]) AND (organization IS NULL OR organization = $2)
+          AND (period_start IS NULL OR period_start <= now()) AND (period_end IS NULL OR period_end > now())`,
+      [patients, organization],
+    );
+    return rows.some((r) => r.whole) ? 'whole' : rows.length > 0 ? 'part' : 'none';
+  }
 }

@@ -64,6 +64,8 @@ describe('the portal in a browser', () => {
     await page.getByText(/来自 \d 家医疗机构/).waitFor();
     await page.getByText(/市第一人民医院 · \d+/).waitFor();
     await page.getByText(/市中心医院 · \d+/).waitFor();
+    await page.getByText('根据居民的授权设置，本档案有部分内容未向本机构显示。').waitFor();
+    expect(await page.getByText('心理评估').count()).toBe(0);
     await shot(page, 'doctor-timeline');
 
     await page.getByRole('tab', { name: '检验检查结果' }).click();

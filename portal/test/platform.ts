@@ -310,6 +310,22 @@ async function seed(fhir: Fhir, hl7Port: number, baseUrl: string): Promise<Seede
     h2,
   );
   await encounter(hospital2, day(5), h2, '妇科门诊').then(() => undefined);
+  // The resident keeps psychiatric records from everyone else: hospital 2's one such note stays hidden from hospital 1,
+  // whose pages say that part of the record is withheld (not what).
+  const PSY = { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY' };
+  await create({ resourceType: 'Observation', status: 'final', meta: { security: [PSY] }, code: { text: '心理评估' }, subject, effectiveDateTime: day(30), valueString: '—' }, h2);
+  await create(
+    {
+      resourceType: 'Consent',
+      status: 'active',
+      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+      patient: subject,
+      policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+      provision: { type: 'permit', provision: [{ type: 'deny', securityLabel: [PSY] }] },
+    },
+    h1,
+  );
   await create<Encounter>({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: `Patient/${stranger.id}` }, serviceProvider: { reference: `Organization/${hospital2.id}` }, period: { start: day(3) } }, h2);
 
   // HL7 v2: the sample ORU^R01 from its (registered) public-health lab, byte for byte.
