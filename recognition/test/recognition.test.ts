@@ -320,7 +320,7 @@ describe('the ordering doctor decides', () => {
 });
 
 describe('orders by HL7 and prescriptions', () => {
-  it('advises an ORM^O01 from hospital B and sends the prior result to its HIS as ORU^R01', async () => {
+  it('advises an ORM^O01 from hospital B, answers the order with ORR^O02 and sends the prior result to its HIS as ORU^R01', async () => {
     await post('Endpoint', {
       resourceType: 'Endpoint',
       status: 'active',
@@ -344,6 +344,8 @@ describe('orders by HL7 and prescriptions', () => {
     expect(issue).toBeDefined();
     const report = (await p.search<DiagnosticReport>('DiagnosticReport', `subject=Patient/${(await patientByMrn('R5-A')).id}`))[0];
     expect(p.outbound).toContainEqual(expect.objectContaining({ kind: 'result', resource: `DiagnosticReport/${report.id}`, facility: 'HOSP-B', facilityKey: 'HOSP-B' }));
+    // The order is answered as an order: ORR^O02 (the adapters' outbound builds it from the ORM^O01 it came in).
+    expect(p.outbound).toContainEqual(expect.objectContaining({ kind: 'order-response', resource: `ServiceRequest/${order.id}`, advisory: `DetectedIssue/${issue?.id}`, facility: 'HOSP-B' }));
   });
 
   it('advises a prescription whose ingredient is active at another hospital (WS/T 790.18)', async () => {
