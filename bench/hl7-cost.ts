@@ -4,7 +4,7 @@
  * time meaningless; CPU per message and round trips per message change little with load, so before/after
  * comparisons of a change to the pipeline are made with this, beside `bench:hl7`.
  *
- *   npm run build && node dist/bench/hl7-cost.js --messages 300 [--profile /tmp/hl7.cpuprofile]
+ *   npm run build && node dist/bench/hl7-cost.js --messages 300 [--profile /tmp/hl7.cpuprofile] [--statements]
  *
  * With --profile, the CPU profile covers the measured messages only (not start-up, schema compilation or warm-up);
  * open it in Chrome DevTools or any .cpuprofile viewer.
@@ -31,9 +31,10 @@ function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-/** Counts the statements sent to the database, inside and outside transactions. */
-function counted(db: Database): { db: Database; count: () => number } {
+/** Counts the statements sent to the database, inside and outside transactions; keeps the last ones' text. */
+function counted(db: Database): { db: Database; count: () => number; recent: string[] } {
   let n = 0;
+  const recent: string[] = [];
   const wrap = (q: Queryable): Queryable =>
     new Proxy(q, {
       get(target, prop, receiver) {
@@ -41,6 +42,8 @@ function counted(db: Database): { db: Database; count: () => number } {
         if (prop === 'query' || prop === 'exec') {
           return (...args: unknown[]) => {
             n++;
+            recent.push(String(args[0]).replace(/\s+/g, ' ').slice(0, 110));
+            if (recent.length > 40) recent.shift();
             return (value as (...a: unknown[]) => unknown).apply(target, args);
           };
         }
@@ -52,13 +55,14 @@ function counted(db: Database): { db: Database; count: () => number } {
       if (prop === 'transaction') {
         return <T>(fn: (tx: Queryable) => Promise<T>) => {
           n += 2; // BEGIN, COMMIT
+          recent.push('BEGIN … COMMIT');
           return target.transaction((tx) => fn(wrap(tx)));
         };
       }
       return Reflect.get(wrap(target), prop, receiver);
     },
   });
-  return { db: proxy, count: () => n };
+  return { db: proxy, count: () => n, recent };
 }
 
 let sequence = 0;
@@ -92,7 +96,7 @@ async function main(): Promise<void> {
   const raw = await openDatabase(url.toString(), undefined);
   try {
     await migrate(raw, [...securityMigrations, ...adapterMigrations]);
-    const { db, count } = counted(raw);
+    const { db, count, recent } = counted(raw);
     const repo = new FhirRepository(db, { enforceReferentialIntegrity: true, baseUrl: 'http://127.0.0.1/fhir' });
     await repo.write((s) =>
       s.create({ resourceType: 'Organization', meta: { tag: [{ system: FACILITY_TAG_SYSTEM, code: FACILITY_TAG_CODE }] }, identifier: [{ system: 'urn:huimin:facility', value: 'COST-H1' }], name: 'COST-H1', active: true }),
@@ -122,6 +126,10 @@ async function main(): Promise<void> {
       const { profile } = await inspector.post('Profiler.stop');
       writeFileSync(profileFile, JSON.stringify(profile));
       inspector.disconnect();
+    }
+    if (process.argv.includes('--statements')) {
+      const last = recent.lastIndexOf('BEGIN … COMMIT');
+      console.log(`statements of the last message:\n  ${recent.slice(last).join('\n  ')}`);
     }
     console.log(
       [

@@ -95,6 +95,14 @@ describe('specimens', () => {
   });
 });
 
+describe('what the message says is still validated (the store trusts the mappings\' structure, not their content)', () => {
+  it('answers AE when a text value carries a control character (\\X01\\ escape)', async () => {
+    const ack = await send(hl7(msh('CTRL-1'), 'PID|1||PX-4^^^HOSP-X^MR||赵^六', 'OBR|1|P-5|F-5|CHEM^生化^L', 'OBX|1|ST|NOTE^备注^L||a\\X01\\b||||||F'));
+    expect(ack.code).toBe('AE');
+    expect(ack.errors.join('\n')).toContain('control characters');
+  });
+});
+
 describeWithFixtures('hl7v2', 'public samples with OBX-23 and SPM', () => {
   it('NIST LRI CBC: the performing laboratory, its director and the blood specimen on every result', async () => {
     const ack = await send(readFileSync(fixturePath('hl7v2', 'fhir-converter', 'LRI_2.0-NG_CBC_Typ_Message.hl7')));
