@@ -54,7 +54,7 @@ let seq = 0;
  * An ORU^R01 from a hospital: one OBR (taken `daysAgo`) with OBX lines [local code, name, value, unit], and OBX-23
  * (performing organization, XON) when the sender names the department.
  */
-async function sendResults(hospital: string, mrn: string, daysAgo: number, lines: Array<[string, string, string, string]>, performer = ''): Promise<void> {
+async function sendResults(hospital: string, mrn: string, daysAgo: number, lines: Array<[string, string, string, string]>, performer = '', specimenType = ''): Promise<void> {
   seq++;
   const taken = hl7Time(daysAgo);
   const obr = ['OBR', '1', `P${seq}`, `F${seq}`, 'CHEM^生化^L', '', '', taken, ...Array(14).fill(''), hl7Time(daysAgo - 0.1), '', '', 'F'].join('|');
@@ -63,6 +63,7 @@ async function sendResults(hospital: string, mrn: string, daysAgo: number, lines
     `PID|1||${mrn}^^^${hospital}^MR||TEST^${mrn}||19800101|F`,
     obr,
     ...lines.map(([code, name, value, unit], i) => `OBX|${i + 1}|NM|${code}^${name}^L||${value}|${unit}|||||F|||${taken}${performer ? `|||||||||${performer}` : ''}`),
+    ...(specimenType ? [`SPM|1|S${seq}||${specimenType}|||||||||||||${taken}`] : []),
   );
   expect(ack).toBe('AA');
 }
@@ -87,7 +88,7 @@ async function patientAtB(name: string): Promise<{ patient: Patient; encounter: 
   return { patient, encounter };
 }
 
-async function orderAtB(patient: Patient, encounter: Encounter, localCode: string): Promise<ServiceRequest> {
+async function orderAtB(patient: Patient, encounter: Encounter, localCode: string, specimen?: string): Promise<ServiceRequest> {
   return post<ServiceRequest>(
     'ServiceRequest',
     {
@@ -100,6 +101,7 @@ async function orderAtB(patient: Patient, encounter: Encounter, localCode: strin
       encounter: { reference: `Encounter/${encounter.id}` },
       requester: { reference: 'PractitionerRole/doc-b-im' },
       authoredOn: new Date().toISOString(),
+      ...(specimen ? { specimen: [{ reference: specimen }] } : {}),
     },
     'b-system',
   );
@@ -258,6 +260,20 @@ describe('an order from hospital B for a test the resident had at hospital A', (
     const seven = await patientAtB('R7');
     await link(await patientByMrn('R7-A'), seven.patient);
     expect(await advisoryOf(await orderAtB(seven.patient, seven.encounter, 'XK'))).toBeUndefined();
+  });
+
+  it('compares specimen types only in a code system both sides use (SPM with a local table says nothing to B)', async () => {
+    const serum = await post<{ id: string }>('Specimen', { resourceType: 'Specimen', type: { coding: [{ system: 'http://snomed.info/sct', code: '119364003', display: 'Serum specimen' }] } }, 'b-system');
+    // A's LIS names the specimen in its own table: not comparable with B's SNOMED type, LOINC decides.
+    await sendResults('HOSP-A', 'R8-A', 1, [['K', '血钾', '4.2', 'mmol/L']], '', 'SER^血清^L');
+    const eight = await patientAtB('R8');
+    await link(await patientByMrn('R8-A'), eight.patient);
+    expect(await advisoryOf(await orderAtB(eight.patient, eight.encounter, 'XK', `Specimen/${serum.id}`))).toBeDefined();
+    // Both in SNOMED, and different: plasma is not the serum the order asks for.
+    await sendResults('HOSP-A', 'R9-A', 1, [['K', '血钾', '4.2', 'mmol/L']], '', '119361006^Plasma specimen^SCT');
+    const nine = await patientAtB('R9');
+    await link(await patientByMrn('R9-A'), nine.patient);
+    expect(await advisoryOf(await orderAtB(nine.patient, nine.encounter, 'XK', `Specimen/${serum.id}`))).toBeUndefined();
   });
 
   it('finds every linked record of the resident, from any of them', async () => {
