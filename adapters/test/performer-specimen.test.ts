@@ -5,7 +5,7 @@
  * in the message's one transaction. Public samples (NIST LRI CBC, FHIR-Converter ORU-R01-01) and messages of our own.
  */
 import { readFileSync } from 'node:fs';
-import type { DiagnosticReport, Observation, Organization, Practitioner, Specimen } from '@medplum/fhirtypes';
+import type { DiagnosticReport, Observation, Organization, Practitioner, ServiceRequest, Specimen } from '@medplum/fhirtypes';
 import { describeWithFixtures, fixturePath } from '../../test/fixtures';
 import { hl7, readAck, startHl7Platform, type Hl7TestPlatform } from './harness';
 
@@ -86,6 +86,20 @@ describe('specimens', () => {
       subject: report.subject,
     });
     expect((await read<Observation>(report.result?.[0].reference)).specimen?.reference).toBe(report.specimen?.[0].reference);
+  });
+
+  it('names the specimen an OML^O21 order is for (SPM) on its ServiceRequest', async () => {
+    const ack = await send(hl7(
+      'MSH|^~\\&|HIS|HOSP-X|HUIMIN|CITY|20261120083000+0800||OML^O21^OML_O21|ORDER-SPM|P|2.5.1|||||CHN|UNICODE UTF-8',
+      'PID|1||PX-5^^^HOSP-X^MR||钱^七||19700101|F',
+      'ORC|NW|ORD-S1|||||||20261120080000+0800',
+      'OBR|1|ORD-S1||2823-3^Potassium^LN',
+      'SPM|1|SP-1||119364003^Serum specimen^SCT|||||||||||||20261120075000+0800',
+    ));
+    expect(ack.code).toBe('AA');
+    const [order] = await p.search<ServiceRequest>('ServiceRequest', { identifier: 'ORD-S1' });
+    const specimen = await read<Specimen>(order.specimen?.[0].reference);
+    expect(specimen).toMatchObject({ type: { coding: [{ system: 'http://snomed.info/sct', code: '119364003' }] }, collection: { collectedDateTime: '2026-11-20T07:50:00+08:00' }, subject: order.subject });
   });
 
   it('answers AE naming SPM-17 when the collection time is not a date', async () => {
