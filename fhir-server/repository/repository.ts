@@ -83,13 +83,15 @@ export class FhirRepository {
   /**
    * Runs `fn` in one database transaction and commits everything it wrote, or nothing. A transaction that lost
    * a race with a concurrent writer is retried from the start, so `fn` must not have outside effects.
+   * `trustedStructure`: every resource `fn` writes is built by the platform's own typed code, never taken from a
+   * request body (the HL7 adapters' mappings); validation then skips the base definition's check (validation/index.ts).
    */
-  async write<T>(fn: (session: WriteSession) => Promise<T>): Promise<T> {
+  async write<T>(fn: (session: WriteSession) => Promise<T>, options: { trustedStructure?: boolean } = {}): Promise<T> {
     await runtimeParams.refresh(this.db);
     for (let attempt = 1; ; attempt++) {
       try {
         const { result, events } = await this.db.transaction(async (tx) => {
-          const session = new WriteSession(tx, this.options, this.access);
+          const session = new WriteSession(tx, this.options, this.access, options.trustedStructure);
           const result = await fn(session);
           await session.flush();
           return { result, events: session.events };

@@ -91,6 +91,8 @@ export class WriteSession {
     private readonly options: SessionOptions,
     /** The caller's restrictions (security module), when the session writes on behalf of a caller. */
     private readonly access?: RepositoryAccess,
+    /** Everything written is built by the platform's own typed code (validation/index.ts, `trustedStructure`). */
+    private readonly trustedStructure = false,
   ) {}
 
   async create(input: Resource, id: string = randomUUID()): Promise<Resource> {
@@ -369,7 +371,7 @@ export class WriteSession {
   private prepare(original: Resource, id: string, versionId: number, previous?: Resource): Resource {
     assertValidId(id);
     const input = this.access?.stamp ? this.access.stamp(original, previous) : original;
-    const issues = validateResourceForWrite(input);
+    const issues = validateResourceForWrite(input, { trustedStructure: this.trustedStructure });
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
       throw badRequestWithIssues(issues);
     }
