@@ -34,6 +34,7 @@ export { installReferralContent, referralReasons } from './content';
 export { referralFigures, REFERRAL_MEASURE } from './report';
 export * as codes from './fhir';
 export { readResource, searchAll } from './fhir';
+export { checkTimeZone, DEFAULT_TIME_ZONE, localDate, localMonth, localMonthOf, startOfLocalDate, startOfLocalDay, type LocalDate } from './local-time';
 
 export interface WorkflowStoreExtensions {
   writeInterceptors: WriteInterceptor[];

@@ -15,7 +15,8 @@ import { Redis } from 'ioredis';
 import type { Database, FhirRepository, ResourceChangeJob } from '../fhir-server';
 import { AuditReview } from './audit-review';
 import type { SupervisionConfig } from './config';
-import { FactRecorder } from './facts';
+import { EventBatcher } from './event-batch';
+import { FactRecorder, type BatchChanges } from './facts';
 import { FindingWriter, type RaisedFinding } from './findings';
 import { antimicrobialFigures, type Period } from './indicators';
 import type { MeasureCatalogue } from './measures';
@@ -86,16 +87,18 @@ export class SupervisionEngine {
   /** The last batch re-evaluation this process ran: its period, duration and findings (the benchmark reads it). */
   lastReevaluation: { period: Period; rules?: string[]; ms: number; findings: number; at: string } | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
+  private readonly events: EventBatcher<ResourceChangeJob>;
 
   constructor(private readonly options: EngineOptions) {
-    this.facts = new FactRecorder(options.db, options.repository, [options.config.bureau]);
+    this.facts = new FactRecorder(options.db, options.repository, [options.config.bureau], options.config.timeZone);
+    this.events = new EventBatcher((events) => this.onEvents(events), 20, options.config.eventBatch);
     this.findings = new FindingWriter(options.repository, options.config, options.now);
     this.review = new ReviewService(options.repository, options.config, options.now);
     this.audit = new AuditReview(options.db);
   }
 
   /** Starts the workers (events, jobs) and the tick timer in this process. */
-  start(queues: QueueSettings, concurrency = { events: 16, jobs: 2 }): void {
+  start(queues: QueueSettings, concurrency = { events: this.options.config.eventBatch, jobs: 2 }): void {
     const connection = (): Redis => {
       const redis = new Redis(queues.redisUrl, { maxRetriesPerRequest: null });
       redis.on('error', () => undefined);
@@ -110,7 +113,7 @@ export class SupervisionEngine {
     });
     this.jobs.on('error', () => undefined);
     for (const [name, processor, n] of [
-      [SUPERVISION_EVENT_QUEUE, (job: Job) => this.onEvent(job.data as ResourceChangeJob), concurrency.events],
+      [SUPERVISION_EVENT_QUEUE, (job: Job) => this.events.add(job.data as ResourceChangeJob), concurrency.events],
       [SUPERVISION_JOB_QUEUE, (job: Job) => this.onJob(job), concurrency.jobs],
     ] as const) {
       const worker = new Worker(name, processor, { connection: connection(), prefix: queues.prefix, concurrency: n });
@@ -169,41 +172,51 @@ export class SupervisionEngine {
     }
   }
 
-  /**
-   * Changes of one resource type waiting to be evaluated together: events handled at the same moment by this
-   * process's workers share one query per rule (the evaluators take a list of ids) instead of one each. Each event's
-   * job completes only once its batch has been evaluated, so a failure is retried like any other.
-   */
-  private readonly pending = new Map<string, { ids: Set<string>; done: Promise<void> }>();
-
-  private evaluateSoon(resourceType: string, id: string): Promise<void> {
-    let batch = this.pending.get(resourceType);
-    if (!batch) {
-      const ids = new Set<string>();
-      const done = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(async () => {
-        this.pending.delete(resourceType);
-        await this.apply(await this.options.rules.active(kindsTriggeredBy(resourceType)), { ids: [...ids], now: new Date(this.options.now()).toISOString() });
-      });
-      batch = { ids, done };
-      this.pending.set(resourceType, batch);
-    }
-    batch.ids.add(id);
-    return batch.done;
+  /** One change event (a batch of one; the workers batch them, see event-batch.ts). */
+  async onEvent(event: ResourceChangeJob): Promise<void> {
+    await this.onEvents([event]);
   }
 
-  /** One change event: its facts, then the rules it concerns (batched with the events handled alongside it). */
-  async onEvent(event: ResourceChangeJob): Promise<void> {
-    const change = await this.facts.record(event);
-    if (change.recorded && kindsTriggeredBy(change.resourceType).length > 0) {
-      await this.evaluateSoon(change.resourceType, change.id);
+  /**
+   * A batch of change events: their facts (one read per type, one write per table), then each rule they concern,
+   * once over every id the batch changed.
+   */
+  async onEvents(events: ResourceChangeJob[]): Promise<void> {
+    const changes = await this.facts.recordBatch(events);
+    await this.evaluateChanges(changes);
+    const done = Date.now();
+    for (const event of events) {
+      const lagMs = done - Date.parse(event.occurredAt);
+      this.lagRecorder.add(lagMs);
+      this.options.onEvaluated?.(event, lagMs);
     }
-    const lagMs = Date.now() - Date.parse(event.occurredAt);
-    this.lagRecorder.add(lagMs);
-    this.options.onEvaluated?.(event, lagMs);
+  }
+
+  /** The rules triggered by the changed (or retracted) facts, each evaluated once over all of its trigger types' ids. */
+  private async evaluateChanges(changes: BatchChanges): Promise<void> {
+    const types = new Set([...changes.recorded.keys(), ...changes.retracted.keys()]);
+    const kinds = new Set([...types].flatMap((t) => kindsTriggeredBy(t)));
+    if (kinds.size === 0) return;
+    const now = new Date(this.options.now()).toISOString();
+    let failure: Error | undefined;
+    for (const rule of await this.options.rules.active([...kinds])) {
+      const refs: string[] = [];
+      for (const type of EVALUATORS[rule.kind].triggers) {
+        for (const id of [...(changes.recorded.get(type) ?? []), ...(changes.retracted.get(type) ?? [])]) refs.push(`${type}/${id}`);
+      }
+      if (refs.length === 0) continue;
+      // One rule failing does not keep the others from running; the batch is retried (idempotently) after.
+      try {
+        await this.apply([rule], { ids: [...new Set(refs.map((r) => r.slice(r.indexOf('/') + 1)))], now }, refs);
+      } catch (err) {
+        failure ??= err as Error;
+      }
+    }
+    if (failure) throw failure;
   }
 
   /** Applies rules in a scope and raises their findings; returns the findings raised. */
-  async apply(rules: Rule[], scope: Scope): Promise<RaisedFinding[]> {
+  async apply(rules: Rule[], scope: Scope, changedRefs?: string[]): Promise<RaisedFinding[]> {
     const raised: RaisedFinding[] = [];
     let failure: Error | undefined;
     for (const rule of rules) {
@@ -212,6 +225,10 @@ export class SupervisionEngine {
         found = scope.from && scope.to ? await this.antimicrobialCandidates(rule, { start: scope.from, end: scope.to }) : [];
       } else {
         found = await EVALUATORS[rule.kind].evaluate({ q: this.options.db, windows: this.options.windows }, rule, scope);
+      }
+      if (changedRefs) {
+        // Open findings implicating the changed records: a note when the rule no longer holds for them (or again does).
+        await this.findings.reconcile(rule, new Set(found.map((c) => c.key)), changedRefs);
       }
       for (const candidate of found) {
         if (!inEffect(rule, candidate.occurredAt)) {

@@ -14,6 +14,7 @@ import type { Coding, DetectedIssue, Extension, Reference, Task } from '@medplum
 import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM, type FhirRepository, type WriteSession } from '../fhir-server';
 import type { ReviewStep, SupervisionConfig } from './config';
 import {
+  FACTS_CHANGED_EXTENSION,
   FINDING_EXTENSION,
   FINDING_GROUP,
   FINDING_ID,
@@ -93,11 +94,11 @@ export class FindingWriter {
     const now = this.now();
     return this.repo.write(async (session) => {
       const claimed = await session.tx.query(
-        `INSERT INTO sv_finding (rule_id, key, issue_id, rule_version, institution, department, practitioner, occurred_at, detected_at, step, step_due)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'first-review', $10)
+        `INSERT INTO sv_finding (rule_id, key, issue_id, rule_version, institution, department, practitioner, occurred_at, detected_at, step, step_due, implicated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'first-review', $10, $11)
          ON CONFLICT (rule_id, key) DO NOTHING RETURNING issue_id`,
         [rule.id, c.key, issueId, rule.version, c.institution ?? null, c.department ?? null, c.practitioner ?? null, c.occurredAt,
-          new Date(now).toISOString(), new Date(now + this.config.reviewDeadlines['first-review']).toISOString()],
+          new Date(now).toISOString(), new Date(now + this.config.reviewDeadlines['first-review']).toISOString(), c.implicated],
       );
       if (claimed.length === 0) {
         return undefined;
@@ -107,6 +108,54 @@ export class FindingWriter {
       await session.tx.query('UPDATE sv_finding SET step_task = $1 WHERE issue_id = $2', [task.id, issueId]);
       return { issueId, ruleId: rule.id, key: c.key };
     });
+  }
+
+  /**
+   * After the facts of `changedRefs` changed (an Encounter's discharge moved, a diagnosis was corrected, a record
+   * was deleted): the open findings of this rule that implicate them and are no longer among its candidates
+   * (`holding`) get a note saying so, and those noted before that hold again get a note too. A finding is never
+   * withdrawn here: it stays for its review, which dismisses or corrects it with the note as evidence.
+   */
+  async reconcile(rule: Rule, holding: ReadonlySet<string>, changedRefs: readonly string[]): Promise<number> {
+    const open = await this.repo.db.query<{ issue_id: string; key: string; facts_changed_at: Date | null }>(
+      `SELECT issue_id, key, facts_changed_at FROM sv_finding WHERE rule_id = $1 AND closed_at IS NULL AND implicated && $2::text[]`,
+      [rule.id, changedRefs],
+    );
+    let noted = 0;
+    for (const f of open) {
+      const holds = holding.has(f.key);
+      if (holds === (f.facts_changed_at === null)) continue;
+      const now = this.now();
+      const changed = changedRefs.filter((r) => r.includes('/'));
+      await this.repo.write(async (session) => {
+        const marked = await session.tx.query(
+          `UPDATE sv_finding SET facts_changed_at = $2 WHERE issue_id = $1 AND (facts_changed_at IS NULL) = $3 RETURNING issue_id`,
+          [f.issue_id, holds ? null : new Date(now).toISOString(), !holds],
+        );
+        if (marked.length === 0) return; // another worker noted it meanwhile
+        const issue = await session.read<DetectedIssue>('DetectedIssue', f.issue_id);
+        if (!issue) return;
+        const text = holds
+          ? `The records changed again and rule ${rule.id} version ${rule.version} holds once more.`
+          : `The records this finding rests on changed after it was raised (${changed.slice(0, 10).join(', ')}); under rule ${rule.id} version ${rule.version} the suspicion no longer holds. It stays open for its review to dismiss or correct.`;
+        await session.update('DetectedIssue', f.issue_id, {
+          ...issue,
+          extension: [
+            ...(issue.extension ?? []),
+            {
+              url: FACTS_CHANGED_EXTENSION,
+              extension: [
+                { url: 'at', valueDateTime: new Date(now).toISOString() },
+                { url: 'holds', valueBoolean: holds },
+                { url: 'note', valueString: text },
+              ],
+            },
+          ],
+        });
+      });
+      noted++;
+    }
+    return noted;
   }
 
   private async issue(session: WriteSession, rule: Rule, c: Candidate, issueId: string, now: number): Promise<DetectedIssue> {
