@@ -24,6 +24,7 @@ import { ReviewService } from './review';
 import type { Rule, RuleKind } from './rules/catalogue';
 import { AUDIT_KINDS, EVALUATORS, kindsTriggeredBy, PERIOD_KINDS, TICK_KINDS, type Candidate, type Scope, type ValidityWindowSource } from './rules/kinds';
 import { inEffect, type RuleStore } from './rules/store';
+import { localMonth } from '../referral-workflow';
 
 export const SUPERVISION_EVENT_QUEUE = 'supervision-events';
 export const SUPERVISION_JOB_QUEUE = 'supervision-jobs';
@@ -325,30 +326,63 @@ export class SupervisionEngine {
 
   /**
    * Once a month has ended: its MeasureReports per institution stored, and the period rules (antimicrobial
-   * indicators) applied to it. Done once (sv_cursor marks the month), by whichever process ticks first.
+   * indicators) applied to it. Months are local months (`timeZone`). Each tick looks at last month and, when data
+   * reach back that far, the two before it: a month is run when no process has claimed it, or when its claim is
+   * incomplete and stale (the process that claimed it died: no progress for `MONTHLY_LEASE_MS`). A run that fails in
+   * this process gives its claim back, so that the tick job's retry runs it again. Storing reports and raising
+   * findings are idempotent, so a month run twice leaves the same reports. Returns the months run (`YYYY-MM`).
    */
-  async monthly(): Promise<boolean> {
-    const now = new Date(this.options.now());
-    const end = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
-    const start = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1);
-    const period = { start: new Date(start).toISOString(), end: new Date(end).toISOString() };
-    const name = `monthly:${period.start.slice(0, 7)}`;
-    const claimed = await this.options.db.query(`INSERT INTO sv_cursor (name, position) VALUES ($1, 0) ON CONFLICT DO NOTHING RETURNING name`, [name]);
+  async monthly(): Promise<string[]> {
+    const now = this.options.now();
+    const tz = this.options.config.timeZone;
+    const [first] = await this.options.db.query<{ day: string | null }>(`SELECT to_char(min(day), 'YYYY-MM-DD') AS day FROM sv_feed`);
+    // Last month always (institutions are expected even without data); the two before only if data reach into them.
+    const months = [3, 2, 1]
+      .filter((back) => back === 1 || (!!first?.day && first.day < `${localMonth(now, tz, 1 - back).month}-01`))
+      .map((back) => localMonth(now, tz, -back));
+    const ran: string[] = [];
+    for (const month of months) {
+      if (await this.runMonth(month, now)) ran.push(month.month);
+    }
+    return ran;
+  }
+
+  private async runMonth(month: { start: string; end: string; month: string }, now: number): Promise<boolean> {
+    const db = this.options.db;
+    const name = `monthly:${month.month}`;
+    const claimed = await db.query(
+      `INSERT INTO sv_cursor (name, position) VALUES ($1, 0)
+       ON CONFLICT (name) DO UPDATE SET updated_at = now()
+         WHERE sv_cursor.position = 0 AND sv_cursor.updated_at < now() - $2::numeric * interval '1 millisecond'
+       RETURNING name`,
+      [name, MONTHLY_LEASE_MS],
+    );
     if (claimed.length === 0) {
       return false;
     }
-    await this.apply(await this.options.rules.active(['antimicrobial-indicators']), { from: period.start, to: period.end, now: now.toISOString() });
-    const institutions = await this.options.db.query<{ institution: string }>(
-      `SELECT institution FROM sv_feed WHERE day >= $1::date AND day < $2::date GROUP BY institution
-       UNION SELECT id FROM sv_organization WHERE provider AND active AND part_of IS NULL`,
-      [period.start, period.end],
-    );
-    for (const { institution } of institutions) {
-      for (const provider of this.options.measures.providers) {
-        await this.options.measures.store(this.options.repository, this.options.db, provider, period, { kind: 'institution', reference: institution }, this.options.config.bureau, now.getTime());
+    const period = { start: month.start, end: month.end };
+    try {
+      await this.apply(await this.options.rules.active(['antimicrobial-indicators']), { from: period.start, to: period.end, now: new Date(now).toISOString() });
+      const institutions = await db.query<{ institution: string }>(
+        `SELECT institution FROM sv_feed WHERE day >= ($1::timestamptz AT TIME ZONE $3)::date AND day < ($2::timestamptz AT TIME ZONE $3)::date GROUP BY institution
+         UNION SELECT id FROM sv_organization WHERE provider AND active AND part_of IS NULL`,
+        [period.start, period.end, this.options.config.timeZone],
+      );
+      for (const { institution } of institutions) {
+        for (const provider of this.options.measures.providers) {
+          await this.options.measures.store(this.options.repository, db, provider, period, { kind: 'institution', reference: institution }, this.options.config.bureau, now);
+        }
+        // Progress keeps the claim alive, so a long run is not taken for a dead one.
+        await db.query('UPDATE sv_cursor SET updated_at = now() WHERE name = $1', [name]);
       }
+      await db.query('UPDATE sv_cursor SET position = 1, updated_at = now() WHERE name = $1', [name]);
+    } catch (err) {
+      await db.query('DELETE FROM sv_cursor WHERE name = $1 AND position = 0', [name]).catch(() => undefined);
+      throw err;
     }
-    await this.options.db.query('UPDATE sv_cursor SET position = 1, updated_at = now() WHERE name = $1', [name]);
     return true;
   }
 }
+
+/** How long a monthly run may go without progress before another process takes it for dead and runs the month. */
+const MONTHLY_LEASE_MS = 10 * 60_000;

@@ -107,7 +107,7 @@ export class Supervision {
   async attach(store: { db: Database; repository: FhirRepository }, callbacks: WorkerCallbacks = {}, install = true): Promise<void> {
     const rules = new RuleStore(store.db, this.now);
     const antimicrobialParams = async () => (await rules.latest()).find((r) => r.kind === 'antimicrobial-indicators')?.params ?? {};
-    const measures = new MeasureCatalogue([findingsIndicator, referralIndicator, antimicrobialIndicator(antimicrobialParams), feedIndicator, ...(this.options.indicators ?? [])]);
+    const measures = new MeasureCatalogue([findingsIndicator, referralIndicator, antimicrobialIndicator(antimicrobialParams), feedIndicator(this.config.timeZone), ...(this.options.indicators ?? [])]);
     const engine = new SupervisionEngine({
       db: store.db,
       repository: store.repository,

@@ -194,7 +194,7 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
     authorizesCaller: true,
     async invoke(_ctx, request) {
       const params = operationParameters(request);
-      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'));
+      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'), runtime.attached().config.timeZone);
       const ruleIds = (params.parameter ?? []).filter((p) => p.name === 'rule').map((p) => p.valueCode ?? p.valueString ?? '');
       const { engine, rules } = runtime.attached();
       const known = new Set((await rules.latest()).map((r) => r.id));
@@ -253,7 +253,7 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
       if (reportType && reportType !== 'summary' && reportType !== 'population') {
         throw new FhirError(400, outcome([issue('error', 'not-supported', `reportType ${reportType} is not supported: supervision reports are summaries (reportType=summary)`)]));
       }
-      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'));
+      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'), runtime.attached().config.timeZone);
       const subject = await parseSubject(db, parameterValue(params, 'subject'));
       const caller = ctx.caller;
       if (caller && !BUREAU_ROLES.includes(caller.role)) {
