@@ -156,6 +156,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     terminology,
     consent: new ConsentDecisions(db),
     authorities: config.recognition.authorities,
+    timeZone: config.recognition.timeZone,
   });
   const registry = registryStoreExtensions(db, config.registry);
   // The master patient index: its Patient write rule, event queue, operations and linked-patient search expansion.

@@ -17,6 +17,7 @@ import type { WorkflowConfig } from './config';
 import { ReferralEngine, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
 import { EVENT_CONSUMERS, type QueueSettings } from './queues';
 import { referralReportOperation } from './report';
+import { DEFAULT_TIME_ZONE } from './local-time';
 import { SubscriptionService } from './subscriptions';
 import { referralRequestRule, taskOperations, taskStateRule } from './tasks';
 
@@ -47,7 +48,7 @@ export interface WorkflowStoreExtensions {
 export function workflowStoreExtensions(config: WorkflowConfig): WorkflowStoreExtensions {
   return {
     writeInterceptors: [appointmentSlotRule(), slotReservationRule(config.referralSlotShare), taskStateRule(), referralRequestRule()],
-    operations: [...taskOperations, bookOperation, referralReportOperation],
+    operations: [...taskOperations, bookOperation, referralReportOperation(config.timeZone ?? DEFAULT_TIME_ZONE)],
     eventQueues: EVENT_CONSUMERS,
   };
 }
