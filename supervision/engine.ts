@@ -10,6 +10,8 @@
  * repeated event or an overlapping batch raises nothing twice. The lag from a write to the end of its evaluation is
  * measured per event (`lag()`, and `onEvaluated` for the benchmark).
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Database, FhirRepository, ResourceChangeJob } from '../fhir-server';
@@ -143,8 +145,16 @@ export class SupervisionEngine {
     return this.lagRecorder.summary();
   }
 
-  resetLag(): void {
+  /** Restarts the lag samples here and, through sv_cursor, in every other process at its next publication. */
+  async resetLag(): Promise<void> {
     this.lagRecorder.reset();
+    const epoch = Date.now();
+    this.lagResetSeen = epoch;
+    await this.options.db.query(
+      `INSERT INTO sv_cursor (name, position) VALUES ('lag-reset', $1) ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`,
+      [epoch],
+    );
+    await this.options.db.query('DELETE FROM sv_worker WHERE worker <> $1', [this.workerName]);
   }
 
   /** Queues the batch re-evaluation of a period (after a rule was added or changed); returns the job id. */
@@ -191,6 +201,47 @@ export class SupervisionEngine {
       this.lagRecorder.add(lagMs);
       this.options.onEvaluated?.(event, lagMs);
     }
+    if (done - this.lagPublishedAt >= 1000) {
+      this.lagPublishedAt = done;
+      await this.publishLag().catch((err: Error) => this.options.onError?.(err));
+    }
+  }
+
+  /** This process's name in `sv_worker`. */
+  readonly workerName = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  private lagPublishedAt = 0;
+  private lagResetSeen = 0;
+
+  /**
+   * Publishes this process's lag for `$supervision-status` (sv_worker), after taking in a reset asked of every
+   * process (`sv_cursor` 'lag-reset', set by `resetLag(true)` in whichever process answered).
+   */
+  async publishLag(): Promise<void> {
+    const [reset] = await this.options.db.query<{ position: string | number }>(`SELECT position FROM sv_cursor WHERE name = 'lag-reset'`);
+    const epoch = Number(reset?.position ?? 0);
+    if (epoch > this.lagResetSeen) {
+      if (this.lagResetSeen !== 0 || epoch > this.startedAt) this.lagRecorder.reset();
+      this.lagResetSeen = epoch;
+    }
+    await this.options.db.query(
+      `INSERT INTO sv_worker (worker, lag, updated_at) VALUES ($1, $2, now())
+       ON CONFLICT (worker) DO UPDATE SET lag = EXCLUDED.lag, updated_at = EXCLUDED.updated_at`,
+      [this.workerName, JSON.stringify(this.lagRecorder.summary())],
+    );
+  }
+
+  private readonly startedAt = Date.now();
+
+  /** The lag of every worker process that published in the last two minutes (this one's as of now). */
+  async workersLag(): Promise<Array<{ worker: string; updatedAt: string; lag: ReturnType<LagRecorder['summary']> }>> {
+    const rows = await this.options.db.query<{ worker: string; lag: ReturnType<LagRecorder['summary']>; updated_at: Date }>(
+      `SELECT worker, lag, updated_at FROM sv_worker WHERE updated_at > now() - interval '2 minutes' AND worker <> $1 ORDER BY worker`,
+      [this.workerName],
+    );
+    return [
+      { worker: this.workerName, updatedAt: new Date().toISOString(), lag: this.lagRecorder.summary() },
+      ...rows.map((r) => ({ worker: r.worker, updatedAt: new Date(r.updated_at).toISOString(), lag: r.lag })),
+    ];
   }
 
   /** The rules triggered by the changed (or retracted) facts, each evaluated once over all of its trigger types' ids. */

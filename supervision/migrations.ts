@@ -232,6 +232,14 @@ export const supervisionMigrations: readonly Migration[] = [
       ALTER TABLE sv_finding ADD COLUMN implicated text[];
       ALTER TABLE sv_finding ADD COLUMN facts_changed_at timestamptz;
       CREATE INDEX sv_finding_implicated ON sv_finding USING gin (implicated) WHERE closed_at IS NULL;
+
+      -- Each worker process's evaluation lag, published at most once a second, so that $supervision-status answers
+      -- for every process and not only the one it reached.
+      CREATE TABLE sv_worker (
+        worker text PRIMARY KEY,
+        lag jsonb NOT NULL,
+        updated_at timestamptz NOT NULL
+      );
     `,
   },
 ];

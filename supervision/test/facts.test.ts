@@ -139,3 +139,21 @@ describe('events in batches', () => {
     expect(h.errors).toEqual([]);
   });
 });
+
+describe('$supervision-status', () => {
+  it("reports every worker process's lag, not only the answering one's; a reset reaches them all", async () => {
+    await h.db.query(`INSERT INTO sv_worker (worker, lag, updated_at) VALUES ('other-host:42:abc', $1, now())`, [JSON.stringify({ count: 7, p50: 120, p99: 900, max: 950 })]);
+    await h.db.query(`INSERT INTO sv_worker (worker, lag, updated_at) VALUES ('gone-host:1:def', $1, now() - interval '1 hour')`, [JSON.stringify({ count: 1 })]);
+    const status = async (body?: object): Promise<Array<Record<string, unknown>>> => {
+      const res = body ? await request(h.server.app).post('/fhir/$supervision-status').set('Content-Type', JSON_TYPE).send(body) : await request(h.server.app).get('/fhir/$supervision-status');
+      expect(res.status).toBe(200);
+      const params = (res.body as { parameter: Array<{ name: string; part?: Array<{ name: string; valueString?: string; valueInteger?: number; valueDecimal?: number }> }> }).parameter;
+      return params.filter((p) => p.name === 'worker').map((p) => Object.fromEntries((p.part ?? []).map((x) => [x.name, x.valueString ?? x.valueInteger ?? x.valueDecimal])));
+    };
+    const workers = await status();
+    expect(workers.map((w) => w.name)).toEqual([h.supervision.engine.workerName, 'other-host:42:abc']);
+    expect(workers[1]).toMatchObject({ count: 7, p99: 900 });
+    await status({ resourceType: 'Parameters', parameter: [{ name: 'resetLag', valueBoolean: true }] });
+    expect((await status()).map((w) => w.name)).toEqual([h.supervision.engine.workerName]);
+  });
+});
