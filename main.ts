@@ -166,6 +166,8 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const supervision = createSupervision(config.supervision, {
     windows: recognitionWindows(new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) })),
     indicators: [recognitionIndicator],
+    // Locally coded drugs get their ATC ingredient through the hospitals' ConceptMaps.
+    terminology,
   });
   const server = createFhirServer({
     ...config,

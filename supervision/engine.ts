@@ -18,7 +18,7 @@ import type { Database, FhirRepository, ResourceChangeJob } from '../fhir-server
 import { AuditReview } from './audit-review';
 import type { SupervisionConfig } from './config';
 import { EventBatcher } from './event-batch';
-import { FactRecorder, type BatchChanges } from './facts';
+import { FactRecorder, type BatchChanges, type IngredientTranslation } from './facts';
 import { FindingWriter, type RaisedFinding } from './findings';
 import { antimicrobialFigures, type Period } from './indicators';
 import type { MeasureCatalogue } from './measures';
@@ -73,6 +73,8 @@ export interface EngineOptions {
   windows: ValidityWindowSource;
   measures: MeasureCatalogue;
   now: () => number;
+  /** Local drug codes → ATC ingredients (the terminology module's $translate). */
+  terminology?: IngredientTranslation;
   onError?: (err: Error, job?: Job) => void;
   onFinding?: (finding: RaisedFinding) => void;
   onEvaluated?: (event: ResourceChangeJob, lagMs: number) => void;
@@ -93,7 +95,7 @@ export class SupervisionEngine {
   private readonly events: EventBatcher<ResourceChangeJob>;
 
   constructor(private readonly options: EngineOptions) {
-    this.facts = new FactRecorder(options.db, options.repository, [options.config.bureau], options.config.timeZone);
+    this.facts = new FactRecorder(options.db, options.repository, [options.config.bureau], options.config.timeZone, options.terminology);
     this.events = new EventBatcher((events) => this.onEvents(events), 20, options.config.eventBatch);
     this.findings = new FindingWriter(options.repository, options.config, options.now);
     this.review = new ReviewService(options.repository, options.config, options.now);

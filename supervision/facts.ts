@@ -99,6 +99,24 @@ function amountGrams(mr: MedicationRequest, days: number | undefined): number | 
 /** `Type/id` */
 type Ref = string;
 
+/**
+ * ConceptMap `$translate` as the terminology module offers it (its TerminologyService fits): a drug coded only
+ * locally is given the ATC ingredient its hospital's ConceptMap maps it to.
+ */
+export interface IngredientTranslation {
+  translate(request: { system: string; code: string; targetSystem?: string; maxAgeMs?: number }): Promise<{
+    result?: boolean;
+    ambiguous?: boolean;
+    matches: Array<{ equivalence: string; concept: { system?: string; code?: string } }>;
+  }>;
+}
+
+/** Mappings that make the local drug "this ingredient": the same concept, or a product of it (the ATC code wider). */
+const INGREDIENT_EQUIVALENCES = new Set(['equal', 'equivalent', 'wider', 'subsumes']);
+/** How long a translation is reused, ms, and how many are kept. */
+const TRANSLATION_TTL_MS = 5 * 60_000;
+const TRANSLATION_CACHE_SIZE = 10_000;
+
 /** What a batch changed in the facts: ids per resource type, for the rules to look at again. */
 export interface BatchChanges {
   /** Facts recorded or re-derived (their rules are evaluated over these ids). */
@@ -149,7 +167,35 @@ export class FactRecorder {
     private readonly notFeeds: readonly string[] = [],
     /** The time zone of the data feed's days. */
     private readonly timeZone = 'UTC',
+    /** Translates local drug codes to ATC ingredients (the terminology module); none: ATC codings only. */
+    private readonly translator?: IngredientTranslation,
   ) {}
+
+  private readonly translations = new Map<string, { atc: string | undefined; at: number }>();
+
+  /** The ATC ingredients of the batch's locally coded drugs, by `system|code` (one $translate per code, cached). */
+  private async ingredients(resources: Iterable<Resource>): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    if (!this.translator) return out;
+    const now = Date.now();
+    for (const r of resources) {
+      if (r.resourceType !== 'MedicationRequest' || r.medicationCodeableConcept?.coding?.some((c) => c.system === ATC)) continue;
+      const local = r.medicationCodeableConcept?.coding?.find((c) => c.system && c.code);
+      if (!local?.system || !local.code) continue;
+      const key = `${local.system}|${local.code}`;
+      let cached = this.translations.get(key);
+      if (!cached || now - cached.at > TRANSLATION_TTL_MS) {
+        const result = await this.translator.translate({ system: local.system, code: local.code, targetSystem: ATC, maxAgeMs: TRANSLATION_TTL_MS });
+        // An ambiguous mapping (two ingredients) names none: a wrong ingredient would raise wrong duplicates.
+        const atcs = new Set(result.matches.filter((m) => INGREDIENT_EQUIVALENCES.has(m.equivalence) && m.concept.system === ATC && m.concept.code).map((m) => m.concept.code as string));
+        cached = { atc: atcs.size === 1 ? [...atcs][0] : undefined, at: now };
+        if (this.translations.size >= TRANSLATION_CACHE_SIZE) this.translations.delete(this.translations.keys().next().value as string);
+        this.translations.set(key, cached);
+      }
+      if (cached.atc) out.set(key, cached.atc);
+    }
+    return out;
+  }
 
   /** Records the facts of one change event (a batch of one). */
   async record(event: ResourceChangeJob): Promise<BatchChanges> {
@@ -217,8 +263,9 @@ export class FactRecorder {
     for (const [ref, r] of await this.readMany([...referenced].filter((ref) => !known.has(ref)))) known.set(ref, r);
     const lookup = <T extends Resource>(ref: string | undefined): T | undefined => (ref ? (known.get(ref) as T | undefined) : undefined);
 
+    const ingredients = await this.ingredients(resources.values());
     for (const [ref, resource] of resources) {
-      if (this.extract(resource, rows, lookup)) add(changes.recorded, resource.resourceType, ref.split('/')[1]);
+      if (this.extract(resource, rows, lookup, ingredients)) add(changes.recorded, resource.resourceType, ref.split('/')[1]);
     }
     for (const { task, occurredAt } of tasks) {
       if (this.referral(task, occurredAt, rows, lookup)) add(changes.recorded, 'Task', task.id as string);
@@ -323,12 +370,17 @@ export class FactRecorder {
   }
 
   /** Adds a resource's facts to the batch's rows; true when it has facts the rules look at. */
-  private extract(resource: Resource, rows: BatchRows, lookup: <T extends Resource>(ref: string | undefined) => T | undefined): boolean {
+  private extract(
+    resource: Resource,
+    rows: BatchRows,
+    lookup: <T extends Resource>(ref: string | undefined) => T | undefined,
+    ingredients: ReadonlyMap<string, string>,
+  ): boolean {
     const institution = ownerOf(resource.meta);
     const version = versionOf(resource);
     switch (resource.resourceType) {
       case 'MedicationRequest':
-        rows.prescriptions.push(this.prescription(resource, version, institution, lookup));
+        rows.prescriptions.push(this.prescription(resource, version, institution, lookup, ingredients));
         return true;
       case 'Encounter':
         rows.encounters.push(this.encounter(resource, version, institution, lookup, rows));
@@ -375,7 +427,13 @@ export class FactRecorder {
     };
   }
 
-  private prescription(mr: MedicationRequest, version: number, institution: string | undefined, lookup: <T extends Resource>(ref: string | undefined) => T | undefined): Record<string, unknown> {
+  private prescription(
+    mr: MedicationRequest,
+    version: number,
+    institution: string | undefined,
+    lookup: <T extends Resource>(ref: string | undefined) => T | undefined,
+    ingredients: ReadonlyMap<string, string>,
+  ): Record<string, unknown> {
     const patient = localRef(mr.subject, 'Patient');
     const encounterRef = localRef(mr.encounter, 'Encounter');
     const encounter = lookup<Encounter>(encounterRef);
@@ -383,7 +441,8 @@ export class FactRecorder {
       settingOfEncounter(encounter) ??
       (hasCode(mr.category, 'outpatient') || hasCode(mr.category, 'community') ? 'outpatient' : hasCode(mr.category, 'inpatient') ? 'inpatient' : 'other');
     const drug = firstCoding(mr.medicationCodeableConcept, ATC);
-    const atc = mr.medicationCodeableConcept?.coding?.find((c) => c.system === ATC)?.code;
+    const local = mr.medicationCodeableConcept?.coding?.find((c) => c.system && c.code);
+    const atc = mr.medicationCodeableConcept?.coding?.find((c) => c.system === ATC)?.code ?? (local ? ingredients.get(`${local.system}|${local.code}`) : undefined);
     const days = durationDays(mr.dispenseRequest?.expectedSupplyDuration);
     const validity = mr.dispenseRequest?.validityPeriod;
     const validityDays = validity?.start && validity.end ? (Date.parse(validity.end) - Date.parse(validity.start)) / 86_400_000 : null;

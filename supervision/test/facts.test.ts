@@ -6,16 +6,22 @@
 import type { Condition, DetectedIssue, Encounter, Extension, Patient, Resource } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { ResourceChangeJob } from '../../fhir-server';
+import { createTerminologyService, type TerminologyService } from '../../terminology';
 import { supervisionCodes } from '..';
 import { createHarness, DAY, iso, JSON_TYPE, type Harness } from './harness';
 import { encounter, organization, patient, rx } from './fixtures';
 
 let h: Harness;
 const H1 = 'Organization/h1';
+const H2 = 'Organization/h2';
+let terminology: TerminologyService | undefined;
 
 beforeAll(async () => {
-  h = await createHarness();
+  // The terminology module's $translate over this store (created once the store exists).
+  h = await createHarness({}, { terminology: { translate: (request) => (terminology as TerminologyService).translate(request) } });
+  terminology = createTerminologyService(h.db, h.server.repository);
   await organization(h, 'h1');
+  await organization(h, 'h2');
 });
 
 afterAll(async () => {
@@ -155,5 +161,32 @@ describe('$supervision-status', () => {
     expect(workers[1]).toMatchObject({ count: 7, p99: 900 });
     await status({ resourceType: 'Parameters', parameter: [{ name: 'resetLag', valueBoolean: true }] });
     expect((await status()).map((w) => w.name)).toEqual([h.supervision.engine.workerName]);
+  });
+});
+
+describe('drugs coded only locally', () => {
+  it("get their ATC ingredient from the hospital's ConceptMap, and a duplicate across hospitals is found", async () => {
+    const LOCAL = 'urn:huimin:h2:drug';
+    await request(h.server.app)
+      .post('/fhir/ConceptMap')
+      .set('Content-Type', JSON_TYPE)
+      .send({
+        resourceType: 'ConceptMap',
+        url: 'https://huimin.health/fhir/ConceptMap/h2-drugs-atc',
+        status: 'active',
+        group: [{ source: LOCAL, target: 'http://www.whocc.no/atc', element: [{ code: 'AMOX-500', target: [{ code: 'J01CA04', equivalence: 'equivalent' }] }] }],
+      })
+      .expect(201);
+    const p = await patient(h, H1, 'female', '1975-01-01');
+    const first = await h.write(H1, rx(p, { atc: 'J01CA04', days: 7, authored: Date.now() - 2 * DAY }));
+    await h.evaluated(`MedicationRequest/${first.id}`);
+    const local = rx(p, { days: 5 });
+    local.medicationCodeableConcept = { coding: [{ system: LOCAL, code: 'AMOX-500', display: 'Amoxicillin 500 mg' }] };
+    const second = await h.write(H2, local);
+    await h.evaluated(`MedicationRequest/${second.id}`);
+    const [fact] = await h.db.query<{ ingredient: string; drug_code: string }>('SELECT ingredient, drug_code FROM sv_prescription WHERE id = $1', [second.id]);
+    expect(fact).toEqual({ ingredient: 'J01CA04', drug_code: 'AMOX-500' });
+    const duplicates = (await h.issues('RX-DUPLICATE-DRUG')).filter((i) => i.implicated?.[0]?.reference === `MedicationRequest/${second.id}`);
+    expect(duplicates).toHaveLength(1);
   });
 });
