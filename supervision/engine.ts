@@ -6,8 +6,8 @@
  *   supervision-jobs: tick (every SUPERVISION_TICK: overdue referrals, stays still going on, silent feeds, audit review,
  *                           overdue review steps, last month's reports) · reevaluate (a period, after a rule changed)
  *
- * Each event is handled on its own (BullMQ retries it on failure); findings are unique per rule and key, so a
- * repeated event or an overlapping batch raises nothing twice. The lag from a write to the end of its evaluation is
+ * Events are handled in batches (event-batch.ts; BullMQ retries every job of a batch that failed); facts are
+ * idempotent and findings unique per rule and key, so a repeated event or an overlapping batch raises nothing twice. The lag from a write to the end of its evaluation is
  * measured per event (`lag()`, and `onEvaluated` for the benchmark).
  */
 import { randomBytes } from 'node:crypto';
@@ -121,7 +121,11 @@ export class SupervisionEngine {
       [SUPERVISION_EVENT_QUEUE, (job: Job) => this.events.add(job.data as ResourceChangeJob), concurrency.events],
       [SUPERVISION_JOB_QUEUE, (job: Job) => this.onJob(job), concurrency.jobs],
     ] as const) {
-      const worker = new Worker(name, processor, { connection: connection(), prefix: queues.prefix, concurrency: n });
+      // An event job waits in its batch (event-batch.ts) and then for the batch, which on a busy machine can take longer
+      // than BullMQ's default lock of 30 s: a lost lock would hand the job to another worker while this one still
+      // holds it. A process that dies leaves its jobs to be taken over after the lock (2 minutes).
+      const lock = name === SUPERVISION_EVENT_QUEUE ? { lockDuration: 120_000, stalledInterval: 60_000 } : {};
+      const worker = new Worker(name, processor, { connection: connection(), prefix: queues.prefix, concurrency: n, ...lock });
       worker.on('error', (err) => onError(err));
       worker.on('failed', (job, err) => onError(err, job));
       this.workers.push(worker);
@@ -284,22 +288,28 @@ export class SupervisionEngine {
         // Open findings implicating the changed records: a note when the rule no longer holds for them (or again does).
         await this.findings.reconcile(rule, new Set(found.map((c) => c.key)), changedRefs);
       }
-      for (const candidate of found) {
-        if (!inEffect(rule, candidate.occurredAt)) {
-          continue;
-        }
-        // One finding that cannot be written does not keep the others from being raised; the first failure is
-        // thrown at the end, so BullMQ retries the job (raising is idempotent).
-        try {
-          const finding = await this.findings.raise(rule, candidate);
-          if (finding) {
-            raised.push(finding);
-            this.options.onFinding?.(finding);
+      // Suspicions already raised are left out in one query (rather than one claimed transaction each); the rest are
+      // written a few at a time. One finding that cannot be written does not keep the others from being raised; the
+      // first failure is thrown at the end, so BullMQ retries the job (raising is idempotent).
+      const fresh = found.filter((c) => inEffect(rule, c.occurredAt));
+      const known = fresh.length
+        ? new Set((await this.options.db.query<{ key: string }>('SELECT key FROM sv_finding WHERE rule_id = $1 AND key = ANY($2::text[])', [rule.id, fresh.map((c) => c.key)])).map((r) => r.key))
+        : new Set<string>();
+      const queue = fresh.filter((c) => !known.has(c.key));
+      const writer = async (): Promise<void> => {
+        for (let candidate = queue.shift(); candidate; candidate = queue.shift()) {
+          try {
+            const finding = await this.findings.raise(rule, candidate);
+            if (finding) {
+              raised.push(finding);
+              this.options.onFinding?.(finding);
+            }
+          } catch (err) {
+            failure ??= err as Error;
           }
-        } catch (err) {
-          failure ??= err as Error;
         }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(RAISE_CONCURRENCY, queue.length) }, writer));
     }
     if (failure) {
       throw failure;
@@ -436,6 +446,9 @@ export class SupervisionEngine {
     return true;
   }
 }
+
+/** Findings written at the same time by one evaluation (each is its own store transaction). */
+const RAISE_CONCURRENCY = 4;
 
 /** How long a monthly run may go without progress before another process takes it for dead and runs the month. */
 const MONTHLY_LEASE_MS = 10 * 60_000;
