@@ -288,28 +288,24 @@ export class SupervisionEngine {
         // Open findings implicating the changed records: a note when the rule no longer holds for them (or again does).
         await this.findings.reconcile(rule, new Set(found.map((c) => c.key)), changedRefs);
       }
-      // Suspicions already raised are left out in one query (rather than one claimed transaction each); the rest are
-      // written a few at a time. One finding that cannot be written does not keep the others from being raised; the
-      // first failure is thrown at the end, so BullMQ retries the job (raising is idempotent).
+      // Suspicions already raised are left out in one query; the rest are written a hundred per store transaction.
+      // A transaction that fails does not keep the others from being written; the first failure is thrown at the
+      // end, so BullMQ retries the job (raising is idempotent).
       const fresh = found.filter((c) => inEffect(rule, c.occurredAt));
       const known = fresh.length
         ? new Set((await this.options.db.query<{ key: string }>('SELECT key FROM sv_finding WHERE rule_id = $1 AND key = ANY($2::text[])', [rule.id, fresh.map((c) => c.key)])).map((r) => r.key))
         : new Set<string>();
-      const queue = fresh.filter((c) => !known.has(c.key));
-      const writer = async (): Promise<void> => {
-        for (let candidate = queue.shift(); candidate; candidate = queue.shift()) {
-          try {
-            const finding = await this.findings.raise(rule, candidate);
-            if (finding) {
-              raised.push(finding);
-              this.options.onFinding?.(finding);
-            }
-          } catch (err) {
-            failure ??= err as Error;
+      const todo = fresh.filter((c) => !known.has(c.key));
+      for (let i = 0; i < todo.length; i += RAISE_CHUNK) {
+        try {
+          for (const finding of await this.findings.raiseMany(rule, todo.slice(i, i + RAISE_CHUNK))) {
+            raised.push(finding);
+            this.options.onFinding?.(finding);
           }
+        } catch (err) {
+          failure ??= err as Error;
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(RAISE_CONCURRENCY, queue.length) }, writer));
+      }
     }
     if (failure) {
       throw failure;
@@ -447,8 +443,8 @@ export class SupervisionEngine {
   }
 }
 
-/** Findings written at the same time by one evaluation (each is its own store transaction). */
-const RAISE_CONCURRENCY = 4;
+/** Findings written in one store transaction. */
+const RAISE_CHUNK = 100;
 
 /** How long a monthly run may go without progress before another process takes it for dead and runs the month. */
 const MONTHLY_LEASE_MS = 10 * 60_000;

@@ -1,9 +1,9 @@
 /**
  * Findings (疑点) as FHIR DetectedIssues, each with its first review step as a Task.
  *
- * A finding is written in one store transaction together with its `sv_finding` row (through the write session's
- * own transaction), so a suspicion is raised exactly once per rule and key, however often its facts are
- * re-evaluated, and never half (an issue without its review, or a row without its issue).
+ * Findings are written in one store transaction together with their `sv_finding` rows (through the write session's
+ * own transaction), a hundred at a time, so a suspicion is raised exactly once per rule and key, however often its
+ * facts are re-evaluated, and never half (an issue without its review, or a row without its issue).
  *
  * Findings and their review Tasks are owned by the bureau and labelled as restricted to the bureau and the
  * institution they are about (security's RESTRICTED_TO_SYSTEM): a hospital sees the findings about itself and no
@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Coding, DetectedIssue, Extension, Reference, Task } from '@medplum/fhirtypes';
-import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM, type FhirRepository, type WriteSession } from '../fhir-server';
+import { OWNER_TAG_SYSTEM, parseSearch, RESTRICTED_TO_SYSTEM, type FhirRepository } from '../fhir-server';
 import type { ReviewStep, SupervisionConfig } from './config';
 import {
   FACTS_CHANGED_EXTENSION,
@@ -88,26 +88,77 @@ export class FindingWriter {
     private readonly now: () => number,
   ) {}
 
-  /** Raises the finding unless this rule already raised one with this key; returns it when new. */
-  async raise(rule: Rule, c: Candidate): Promise<RaisedFinding | undefined> {
-    const issueId = randomUUID();
+  /**
+   * Raises many findings of one rule in one store transaction (those whose key this rule has not raised yet): one
+   * claim statement for all their sv_finding rows, the DetectedIssues and first review Tasks created together (the
+   * session writes them set-based), and the step Tasks recorded in one statement. Whether the implicated records,
+   * patients and institutions still exist is read before, with one `_id` search per type. All or nothing: a failure
+   * leaves none of them, and raising again (BullMQ's retry) raises them then.
+   */
+  async raiseMany(rule: Rule, candidates: readonly Candidate[]): Promise<RaisedFinding[]> {
+    if (candidates.length === 0) return [];
     const now = this.now();
+    const refs = new Set<string>();
+    for (const c of candidates) {
+      for (const r of c.implicated.slice(0, 100)) refs.add(r);
+      if (c.patient) refs.add(c.patient);
+      if (c.institution) refs.add(c.institution);
+    }
+    const existing = await this.existing([...refs]);
     return this.repo.write(async (session) => {
-      const claimed = await session.tx.query(
+      const rows = candidates.map((c) => ({
+        key: c.key,
+        issue_id: randomUUID(),
+        institution: c.institution ?? null,
+        department: c.department ?? null,
+        practitioner: c.practitioner ?? null,
+        occurred_at: c.occurredAt,
+        implicated: c.implicated,
+      }));
+      const claimed = await session.tx.query<{ key: string; issue_id: string }>(
         `INSERT INTO sv_finding (rule_id, key, issue_id, rule_version, institution, department, practitioner, occurred_at, detected_at, step, step_due, implicated)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'first-review', $10, $11)
-         ON CONFLICT (rule_id, key) DO NOTHING RETURNING issue_id`,
-        [rule.id, c.key, issueId, rule.version, c.institution ?? null, c.department ?? null, c.practitioner ?? null, c.occurredAt,
-          new Date(now).toISOString(), new Date(now + this.config.reviewDeadlines['first-review']).toISOString(), c.implicated],
+         SELECT DISTINCT ON (x.key) $1, x.key, x.issue_id, $2, x.institution, x.department, x.practitioner, x.occurred_at, $3, 'first-review', $4, x.implicated
+         FROM jsonb_to_recordset($5::jsonb) AS x(key text, issue_id text, institution text, department text, practitioner text, occurred_at timestamptz, implicated text[])
+         ORDER BY x.key
+         ON CONFLICT (rule_id, key) DO NOTHING RETURNING key, issue_id`,
+        [rule.id, rule.version, new Date(now).toISOString(), new Date(now + this.config.reviewDeadlines['first-review']).toISOString(), JSON.stringify(rows)],
       );
-      if (claimed.length === 0) {
-        return undefined;
+      const byKey = new Map(candidates.map((c) => [c.key, c]));
+      const raised: RaisedFinding[] = [];
+      const tasks: Array<[string, string]> = [];
+      for (const { key, issue_id: issueId } of claimed) {
+        const c = byKey.get(key) as Candidate;
+        await session.create(this.issueResource(rule, c, issueId, now, (ref) => existing.has(ref)), issueId);
+        const task = await session.create(stepTask(this.config, issueId, c.institution, 'first-review', now));
+        tasks.push([issueId, task.id as string]);
+        raised.push({ issueId, ruleId: rule.id, key });
       }
-      await session.create(await this.issue(session, rule, c, issueId, now), issueId);
-      const task = await session.create(stepTask(this.config, issueId, c.institution, 'first-review', now));
-      await session.tx.query('UPDATE sv_finding SET step_task = $1 WHERE issue_id = $2', [task.id, issueId]);
-      return { issueId, ruleId: rule.id, key: c.key };
+      if (tasks.length) {
+        await session.tx.query(
+          `UPDATE sv_finding f SET step_task = t.task FROM unnest($1::text[], $2::text[]) AS t(issue, task) WHERE f.issue_id = t.issue`,
+          [tasks.map((t) => t[0]), tasks.map((t) => t[1])],
+        );
+      }
+      return raised;
     });
+  }
+
+  /** Which of these `Type/id` references exist now (one `_id` search per type). */
+  private async existing(refs: readonly string[]): Promise<Set<string>> {
+    const byType = new Map<string, string[]>();
+    for (const ref of refs) {
+      const [type, id] = ref.split('/');
+      if (type && id && /^[A-Za-z0-9\-.]{1,64}$/.test(id)) byType.set(type, [...(byType.get(type) ?? []), id]);
+    }
+    const found = new Set<string>();
+    for (const [type, ids] of byType) {
+      for (let i = 0; i < ids.length; i += 500) {
+        const chunk = ids.slice(i, i + 500);
+        const page = await this.repo.search(parseSearch(type, { _id: [chunk.join(',')] }), { count: chunk.length, offset: 0 });
+        for (const row of page.rows) found.add(`${row.resourceType}/${row.id}`);
+      }
+    }
+    return found;
   }
 
   /**
@@ -158,15 +209,11 @@ export class FindingWriter {
     return noted;
   }
 
-  private async issue(session: WriteSession, rule: Rule, c: Candidate, issueId: string, now: number): Promise<DetectedIssue> {
+  private issueResource(rule: Rule, c: Candidate, issueId: string, now: number, exists: (ref: string) => boolean): DetectedIssue {
     // Records that no longer exist (deleted since) are named, not referenced, so the finding can still be written.
-    const implicated: Reference[] = [];
-    for (const ref of c.implicated.slice(0, 100)) {
-      const [type, id] = ref.split('/');
-      implicated.push((await session.read(type, id)) ? { reference: ref } : { display: `${ref} (no longer in the store)` });
-    }
-    const patientExists = c.patient ? !!(await session.read('Patient', c.patient.split('/')[1])) : false;
-    const institutionExists = c.institution ? !!(await session.read('Organization', c.institution.split('/')[1])) : false;
+    const implicated: Reference[] = c.implicated.slice(0, 100).map((ref) => (exists(ref) ? { reference: ref } : { display: `${ref} (no longer in the store)` }));
+    const patientExists = c.patient ? exists(c.patient) : false;
+    const institutionExists = c.institution ? exists(c.institution) : false;
     const finding: Extension[] = [
       ...(c.value !== undefined ? [{ url: 'measured', valueDecimal: Math.round(c.value * 1000) / 1000 }] : []),
       ...(c.threshold !== undefined ? [{ url: 'threshold', valueDecimal: c.threshold }] : []),
