@@ -189,11 +189,6 @@ export class SupervisionEngine {
     }
   }
 
-  /** One change event (a batch of one; the workers batch them, see event-batch.ts). */
-  async onEvent(event: ResourceChangeJob): Promise<void> {
-    await this.onEvents([event]);
-  }
-
   /**
    * A batch of change events: their facts (one read per type, one write per table), then each rule they concern,
    * once over every id the batch changed.

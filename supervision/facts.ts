@@ -197,11 +197,6 @@ export class FactRecorder {
     return out;
   }
 
-  /** Records the facts of one change event (a batch of one). */
-  async record(event: ResourceChangeJob): Promise<BatchChanges> {
-    return this.recordBatch([event]);
-  }
-
   /**
    * Records the facts of a batch of change events; returns what changed for the rules. Idempotent: a batch handled
    * twice (a retry) leaves the same facts; only the data feed's resource counts may count a retried event twice.
