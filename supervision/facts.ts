@@ -219,8 +219,17 @@ export class FactRecorder {
     // Current versions of the changed resources (Tasks: each version), one search per type.
     const live = [...latest.values()].filter((e) => e.interaction !== 'delete' && e.resourceType !== 'Task');
     const resources = await this.readMany(live.map((e) => `${e.resourceType}/${e.id}`));
+    // Tasks: their current versions in one search; only those about a ServiceRequest (referrals) are read per
+    // version, the others (review steps, other workflows' Tasks) have no facts.
+    const currentTasks = await this.readMany(taskEvents.map((e) => `Task/${e.id}`));
     const tasks: Array<{ task: Task; occurredAt: string }> = [];
     for (const e of taskEvents) {
+      const current = currentTasks.get(`Task/${e.id}`) as Task | undefined;
+      if (!current || !localRef(current.focus, 'ServiceRequest')) continue;
+      if (versionOf(current) === e.versionId) {
+        tasks.push({ task: current, occurredAt: e.occurredAt });
+        continue;
+      }
       try {
         tasks.push({ task: JSON.parse((await this.repo.vread('Task', e.id, e.versionId)).json) as Task, occurredAt: e.occurredAt });
       } catch (err) {
@@ -241,7 +250,7 @@ export class FactRecorder {
     const rows = new BatchRows();
     // The data feed: every change event counts for the day of its resource's owner.
     const owners = new Map<Ref, string | undefined>([...resources].map(([ref, r]) => [ref, ownerOf(r.meta)]));
-    for (const { task } of tasks) owners.set(`Task/${task.id}`, ownerOf(task.meta));
+    for (const [ref, task] of currentTasks) owners.set(ref, ownerOf(task.meta));
     for (const e of events) {
       const owner = e.interaction === 'delete' ? undefined : owners.get(`${e.resourceType}/${e.id}`);
       if (owner && !this.notFeeds.includes(owner)) rows.feed.push({ institution: owner, at: e.occurredAt });
