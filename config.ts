@@ -9,6 +9,7 @@ import { checkTimeZone, DEFAULT_TIME_ZONE } from './referral-workflow/local-time
 import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
 import { loadRegistryConfig, type RegistryConfig } from './registry/config';
 import { loadMpiConfig, type MpiConfig } from './mpi/config';
+import { loadConformanceConfig, type ConformanceConfig } from './conformance/config';
 
 export interface PlatformConfig {
   port: number;
@@ -55,6 +56,8 @@ export interface PlatformConfig {
     /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
     sessionIdleS: number;
     sessionMaxS: number;
+    /** Whether `Patient/$consent-notice` tells a viewer that consent withholds part of a record (CONSENT_NOTICE). */
+    consentNotice: boolean;
   };
   /** HL7 v2 MLLP listener (adapters/). */
   hl7: {
@@ -76,6 +79,8 @@ export interface PlatformConfig {
     resourcesPerFile: number;
     maxActivePerClient: number;
     runJobs: boolean;
+    /** Database connections one export writes its parts on at once. */
+    parallelism: number;
   };
   /** Whether this platform's processes run the workflow's BullMQ workers (referral engine, subscription delivery). */
   workflowWorkers: boolean;
@@ -91,6 +96,8 @@ export interface PlatformConfig {
   registry: RegistryConfig;
   /** Master patient index: match thresholds, candidates, linking worker (MPI_*). */
   mpi: MpiConfig;
+  /** The regional implementation guide's canonical base (HUIMIN_CANONICAL_BASE). */
+  conformance: ConformanceConfig;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -206,6 +213,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
       rateLimitTokenEndpoint: intFromEnv(env, 'RATE_LIMIT_TOKEN_ENDPOINT', 5),
       sessionIdleS: intFromEnv(env, 'USER_SESSION_IDLE_SECONDS', 1800),
       sessionMaxS: intFromEnv(env, 'USER_SESSION_MAX_SECONDS', 12 * 3600),
+      consentNotice: boolFromEnv(env, 'CONSENT_NOTICE', true),
     },
     hl7: {
       enabled: boolFromEnv(env, 'HL7_ENABLED', true),
@@ -224,6 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES'), timeZone: checkTimeZone(env.HUIMIN_TIME_ZONE || DEFAULT_TIME_ZONE) },
     registry: loadRegistryConfig(env),
     mpi: loadMpiConfig(env),
+    conformance: loadConformanceConfig(env),
   };
 }
 
@@ -240,5 +249,9 @@ function bulkExportFromEnv(env: NodeJS.ProcessEnv): PlatformConfig['bulkExport']
   if (maxActivePerClient < 1) {
     throw new Error('Configuration error: BULK_EXPORT_MAX_ACTIVE_PER_CLIENT must be at least 1');
   }
-  return { lifetimeS, resourcesPerFile, maxActivePerClient, runJobs: boolFromEnv(env, 'BULK_EXPORT_WORKER', true) };
+  const parallelism = intFromEnv(env, 'BULK_EXPORT_PARALLELISM', 3);
+  if (parallelism < 1 || parallelism > 16) {
+    throw new Error(`Configuration error: BULK_EXPORT_PARALLELISM must be between 1 and 16 (database connections per export), got ${parallelism}`);
+  }
+  return { lifetimeS, resourcesPerFile, maxActivePerClient, runJobs: boolFromEnv(env, 'BULK_EXPORT_WORKER', true), parallelism };
 }

@@ -14,9 +14,10 @@ import { BindingValidator, coreBindingValueSets, HOT_PATH_MAX_AGE_MS, hospitalLa
 import { installReferralContent, referralMigrations, securityConsent, startWorkflow, workflowStoreExtensions } from './referral-workflow';
 import { createSupervision, supervisionMigrations } from './supervision';
 import { Hl7AdvisoryNotice, installRecognitionContent, recognitionMigrations, recognitionStoreExtensions, recognitionIndicator, recognitionWindows, startRecognition } from './recognition';
-import { installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
+import { collectUnusedContent, installRegistryContent, registryMigrations, registryStoreExtensions, sweepAbandonedUploads } from './registry';
 import { portalApp, portalRouter } from './portal';
 import { MasterPatientIndex, mpiMigrations } from './mpi';
+import { installImplementationGuide, loadImplementationGuide, registerImplementationGuide } from './conformance';
 
 async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promise<void> {
   if (!config.databaseUrl) {
@@ -53,7 +54,10 @@ async function startPrimary(config: PlatformConfig, logger: pino.Logger): Promis
   const contentRepository = new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) });
   await loadBundledContent(contentRepository, createTerminologyService(db, contentRepository), logger);
   await installRegistryContent(contentRepository);
+  // The regional implementation guide's profiles, extensions and terminology: written when missing or changed.
+  await installImplementationGuide(contentRepository, loadImplementationGuide(config.conformance.canonicalBase));
   await sweepAbandonedUploads(db);
+  await collectUnusedContent(db);
   // PGlite is one in-process database: it cannot be shared by worker processes.
   const workers = config.databaseUrl ? config.workers : 1;
   if (workers > 1) {
@@ -148,6 +152,8 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const codeValidator = new BindingValidator(terminology, { onError: (vs, err) => logger.debug({ err }, `binding to ${vs} not checked`) });
   // Compile the value sets of R4's required and extensible bindings in the background, before writes ask.
   void codeValidator.warm(coreBindingValueSets());
+  // This process's validator checks writes claiming the regional profiles, and the regional extensions.
+  registerImplementationGuide(loadImplementationGuide(config.conformance.canonicalBase));
   const workflowRules = workflowStoreExtensions(config.workflow);
   // Result recognition looks at every hospital's results through a repository of its own (consents applied per record).
   const recognition = recognitionStoreExtensions({

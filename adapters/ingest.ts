@@ -206,7 +206,9 @@ export class Hl7Ingest {
         await mapping({ message, facility, session, repo, translator, source, messageTime, writer });
         await insertMessage(session.tx, this.record(r, 'AA', writer.warnings, writer.written));
         return { duplicateOf: undefined, resources: writer.written, writer };
-      });
+        // The mappings build every resource with typed code: the store checks their values (formats, codes,
+        // bindings, text) but not their structure against the base definitions again (the costliest check).
+      }, { trustedStructure: true });
     let result: Awaited<ReturnType<typeof attempt>>;
     try {
       result = await attempt(this.patients);

@@ -5,12 +5,18 @@
  *   GET  [base]/$hl7-messages?facility=&outcome=&type=&control-id=&since=&pending-replay=true&_count=&content=true
  *   POST [base]/$hl7-replay   (Parameters: message=<id> … | pending=true [facility=<Organization id>])
  *   GET  [base]/$hl7-facilities?silent-after-hours=24
+ *   GET  [base]/$hl7-outbound-dead                (the outbound dead-letter list)
+ *   POST [base]/$hl7-outbound-requeue  (Parameters: deadLetter=<id> … | facility=<Organization id> | all=true)
+ *
+ * Each call is audited by the platform's audit (an AuditEvent per FHIR request, naming the caller and the operation);
+ * a requeued job also carries who requeued it, when, and the dead letter it came from.
  */
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import pino from 'pino';
 import { parseSearchRequest } from '@medplum/core';
-import { badRequest, operationParameters, parameterValue, type FhirOperation, type FhirRepository } from '../fhir-server';
+import { badRequest, notSupported, operationParameters, parameterValue, type FhirOperation, type FhirRepository } from '../fhir-server';
 import { adaptersFor } from './runtime';
+import { outboundFor, type DeadLetter } from './outbound/queue';
 import { facilityActivity, searchMessages, type StoredMessage } from './store/message-store';
 import { describeProblem } from './hl7/problems';
 import { FACILITY_TAG } from './facilities';
@@ -45,6 +51,30 @@ function messageParameter(m: StoredMessage): ParametersParameter {
       ...(m.content ? [{ name: 'content', valueBase64Binary: m.content.toString('base64') }] : []),
     ],
   };
+}
+
+function deadLetterParameter(d: DeadLetter): ParametersParameter {
+  return {
+    name: 'deadLetter',
+    part: [
+      ...part('id', d.id),
+      ...part('kind', d.kind),
+      { name: 'resource', valueReference: { reference: d.resource } },
+      { name: 'facility', valueReference: { reference: `Organization/${d.facility}` } },
+      ...part('controlId', d.controlId),
+      ...part('error', d.error),
+      ...(d.failedAt ? [{ name: 'failedAt', valueInstant: d.failedAt }] : []),
+    ],
+  };
+}
+
+/** The outbound queue of this process; a process without one (HL7 outbound not started) says so. */
+function outbound(repo: FhirRepository): NonNullable<ReturnType<typeof outboundFor>> {
+  const queue = outboundFor(repo);
+  if (!queue) {
+    throw notSupported(501, 'HL7 outbound is not running in this process');
+  }
+  return queue;
 }
 
 export const hl7Operations: readonly FhirOperation[] = [
@@ -106,6 +136,45 @@ export const hl7Operations: readonly FhirOperation[] = [
         }
       }
       return { status: 200, body: { resourceType: 'Parameters', parameter: results } };
+    },
+  },
+  {
+    name: 'hl7-outbound-dead',
+    roles: ['admin', 'supervisor'],
+    definition: 'http://huimin.health/fhir/OperationDefinition/hl7-outbound-dead',
+    levels: ['system'],
+    affectsState: false,
+    async invoke(ctx) {
+      const letters = await outbound(ctx.repo).deadLetters();
+      return { status: 200, body: { resourceType: 'Parameters', parameter: letters.map(deadLetterParameter) } };
+    },
+  },
+  {
+    name: 'hl7-outbound-requeue',
+    // Sending patient data to a hospital again is an operator's act: administrators only.
+    roles: ['admin'],
+    definition: 'http://huimin.health/fhir/OperationDefinition/hl7-outbound-requeue',
+    levels: ['system'],
+    affectsState: true,
+    async invoke(ctx, request) {
+      const p = operationParameters(request);
+      const ids = (p.parameter ?? []).filter((x) => x.name === 'deadLetter').map((x) => x.valueString ?? x.valueId ?? '').filter(Boolean);
+      const facility = parameterValue(p, 'facility')?.replace(/^Organization\//, '');
+      if (ids.length === 0 && !facility && parameterValue(p, 'all') !== 'true') {
+        throw badRequest('Name the dead letters to requeue (deadLetter=<id>, repeatable), a facility (facility=<Organization id>) or all=true');
+      }
+      if (ids.length > 1000) throw badRequest('At most 1000 dead letters at once');
+      const requeued = await outbound(ctx.repo).requeueDeadLetters({ ids, facility, by: ctx.caller?.clientId ?? 'unauthenticated' });
+      return {
+        status: 200,
+        body: {
+          resourceType: 'Parameters',
+          parameter: requeued.map((r) => ({
+            name: 'requeued',
+            part: [...part('deadLetter', r.deadLetter), ...part('job', r.job), { name: 'resource', valueReference: { reference: r.resource } }, { name: 'facility', valueReference: { reference: `Organization/${r.facility}` } }],
+          })),
+        },
+      };
     },
   },
   {

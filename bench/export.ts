@@ -115,6 +115,9 @@ async function main(): Promise<void> {
   // The workflow's consumers would otherwise be working through the load's change events during the export; what is
   // measured here is the export alone.
   process.env.WORKFLOW_WORKERS = 'false';
+  // Nor may the master patient index add golden-record Patients from the load's Patient events while it runs: the
+  // line counts are checked against what was loaded.
+  process.env.MPI_WORKERS = 'false';
   const platform = await startPlatform(Number(process.env.BENCH_PORT ?? 18082));
   try {
     const loadRate = await load(platform.databaseUrl, total);

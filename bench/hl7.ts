@@ -10,6 +10,7 @@
  *
  *   npm run bench:hl7 -- --duration 20
  */
+import os from 'node:os';
 import { MllpClient } from '../adapters/mllp/server';
 import { FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM } from '../adapters/facilities';
 import { startPlatform } from './platform';
@@ -156,6 +157,7 @@ async function paced(clients: MllpClient[], facilities: string[], seconds: numbe
 async function main(): Promise<void> {
   const duration = arg('duration', 15);
   process.env.HL7_PORT = String(HL7_PORT);
+  const loadAtStart = os.loadavg();
   const platform = await startPlatform(HTTP_PORT);
   try {
     const facilities = await registerFacilities(platform.baseUrl, platform.token);
@@ -171,7 +173,8 @@ async function main(): Promise<void> {
     const body = [
       '## HL7 v2 inbound (`npm run bench:hl7`)',
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} on ${await machineDescription(platform.databaseUrl)}. Nothing else ran on the machine; application, PostgreSQL, Redis and the senders share its two cores.`,
+      // The machine may be shared (other test suites, benchmarks): the load average says how much it was.
+      `Measured ${new Date().toISOString().slice(0, 10)} on ${await machineDescription(platform.databaseUrl)}. Application, PostgreSQL, Redis and the senders share its cores; load average (1/5/15 min) ${loadAtStart.map((l) => l.toFixed(1)).join(' / ')} at the start, ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')} at the end.`,
       '',
       `ORU^R01 messages (one OBR, six numeric OBX: a DiagnosticReport and six Observations written, the raw message stored) for ${PATIENTS} patients per facility that an ADT^A28 registered first, from ${CONNECTIONS} facilities over ${CONNECTIONS} MLLP connections, the platform with its default worker processes sharing the HL7 port. Latency is from send (or, paced, from the scheduled send time) to the ACK.`,
       '',

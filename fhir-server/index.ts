@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Router } from 'express';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit';
-import { loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
+import { consentNoticeOperation, loadOrCreateSigningKey, PlatformSecurity, type AppClient } from './auth';
 import { BulkExportWorker, bulkExportOperations, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
 import type { Database } from './db';
 import { loadFhirDefinitions } from './definitions';
@@ -20,10 +20,11 @@ import { registerCodeValidator, type CodeValidator } from './validation';
 export { migrate, openDatabase, StatisticsKeeper, type Database, type Migration, type Queryable } from './db';
 export { isR4ResourceType, loadFhirDefinitions } from './definitions';
 export { OutboxRelay, RESOURCE_CHANGE_QUEUE, type EventQueueTarget, type ResourceChangeEvent, type ResourceChangeJob } from './events';
-export { FhirRepository, WriteSession, type CallerIdentity, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
+export { FhirRepository, WriteSession, type CallerIdentity, type ResourceReader, type StoredResource, type WriteInterceptor, type InterceptedWrite } from './repository';
 export { parseSearch, queryRecord } from './search';
 export {
   route,
+  declareImplementationGuide,
   operationParameters,
   parameterValue,
   OperationRegistry,
@@ -40,7 +41,7 @@ export {
   type StreamedBody,
 } from './rest';
 export { FhirError, badRequest, conflict, describeError, notFound, notSupported, outcome, issue, unprocessable } from './errors';
-export { validateResourceForWrite, registerProfile, registerCodeValidator, type CodeValidator } from './validation';
+export { validateResourceForWrite, registerProfile, registerCodeValidator, requireDefinedExtensions, type CodeValidator } from './validation';
 export {
   securityMigrations,
   PlatformSecurity,
@@ -53,6 +54,7 @@ export {
   OWNER_TAG_SYSTEM,
   RESTRICTED_TO_SYSTEM,
   ownerOf,
+  partyOfOrganization,
   UserStore,
   type AppClient,
   type Caller,
@@ -77,6 +79,11 @@ export interface SecuritySettings {
   /** A user's sign-in session ends after this many seconds unused, and this many after sign-in in any case. */
   sessionIdleS: number;
   sessionMaxS: number;
+  /**
+   * Offer `Patient/$consent-notice`, which tells a viewer that consent withholds part of a record (never what); off
+   * where a deployment's rules forbid saying even that.
+   */
+  consentNotice: boolean;
 }
 
 export const DEFAULT_SECURITY: SecuritySettings = {
@@ -87,6 +94,7 @@ export const DEFAULT_SECURITY: SecuritySettings = {
   apps: [],
   sessionIdleS: 1800,
   sessionMaxS: 12 * 3600,
+  consentNotice: true,
 };
 
 export interface FhirServerOptions {
@@ -152,7 +160,14 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
-    { enforceReferentialIntegrity: options.enforceReferentialIntegrity, baseUrl, interceptors: options.writeInterceptors, patientLinkParameter: options.patientLinkParameter },
+    {
+      enforceReferentialIntegrity: options.enforceReferentialIntegrity,
+      baseUrl,
+      interceptors: options.writeInterceptors,
+      patientLinkParameter: options.patientLinkParameter,
+      // repository.asCaller: work on a recorded caller's behalf (subscriptions) with that caller's current rights.
+      callerAccess: (identity) => security.accessOf(identity),
+    },
     () => relay.notify(),
   );
   const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };
@@ -162,7 +177,12 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     baseUrl,
     defaultPageSize: options.defaultPageSize,
     maxPageSize: options.maxPageSize,
-    operations: new OperationRegistry([...storeOperations, ...bulkExportOperations(bulkExport, bulkSettings), ...(options.operations ?? [])]),
+    operations: new OperationRegistry([
+      ...storeOperations,
+      ...bulkExportOperations(bulkExport, bulkSettings),
+      ...(options.security?.consentNotice === false ? [] : [consentNoticeOperation(options.db)]),
+      ...(options.operations ?? []),
+    ]),
     binaryStore: options.binaryStore,
   };
   const audit = new AuditLog(options.db, {

@@ -130,11 +130,8 @@ export class RecognitionFinder {
       if (!mark) {
         continue;
       }
-      if (orderSpecimens?.size && observation.specimen) {
-        const types = await this.specimenTypes([observation.specimen]);
-        if (types.size > 0 && ![...types].some((t) => orderSpecimens.has(t))) {
-          continue;
-        }
+      if (orderSpecimens?.size && observation.specimen && differentSpecimen(orderSpecimens, await this.specimenTypes([observation.specimen]))) {
+        continue;
       }
       found.push({ observation, item, ...mark, institution: sourceOrganization(observation, ownerOf), takenAt });
     }
@@ -162,4 +159,16 @@ export class RecognitionFinder {
     }
     return types;
   }
+}
+
+/**
+ * Whether two specimen types say different things. Only codings of a system both sides use are compared: a
+ * hospital's local specimen codes (HL7 SPM-4 sent with the LIS's own table) cannot be compared with another
+ * hospital's or with SNOMED, and then the item's LOINC code, which names the specimen, decides alone.
+ */
+export function differentSpecimen(order: Set<string>, result: Set<string>): boolean {
+  const system = (t: string): string => t.slice(0, t.lastIndexOf('|'));
+  const shared = new Set([...order].map(system).filter((s) => [...result].some((t) => system(t) === s)));
+  if (shared.size === 0) return false;
+  return ![...result].some((t) => shared.has(system(t)) && order.has(t));
 }

@@ -1,11 +1,15 @@
 /**
  * The HL7 channel of an advisory (an AdvisoryNotifier): when the order came by HL7 (ORM/OML through the adapters)
- * and the ordering hospital registered an MLLP Endpoint, the prior results' DiagnosticReports go to it as ORU^R01
- * through the adapters' outbound queue (retries, dead letters), so its HIS shows the result it may recognise.
+ * and the ordering hospital registered an MLLP Endpoint, two things go to it through the adapters' outbound queue
+ * (retries, dead letters):
  *
- * The adapters' outbound offers REF^I12 and ORU^R01 only: an ORR^O02 answering the order (with its placer number
- * and the advisory) is not available, and results filed without a DiagnosticReport cannot go as ORU^R01. Those
- * hospitals learn of the advisory through FHIR Subscriptions on DetectedIssue.
+ *   1. the application response to the order — ORR^O02 for an ORM^O01, ORL^O22 for an OML^O21 (the adapters pick
+ *      the type from the order message): MSA-2 the order's MSH-10, ORC-1 OK (the order stands until the doctor
+ *      decides) with the placer/filler numbers and ORC-16 `duplicate-test`, NTE lines with the advisory's detail;
+ *   2. the prior results' DiagnosticReports as ORU^R01. Kept because neither ORR_O02 nor ORL_O22 can carry result
+ *      values (no OBX): the HIS needs the ORU to show and file the result the doctor may recognise.
+ *
+ * Results filed without a DiagnosticReport cannot go as ORU^R01; their values are in the response's NTE lines.
  */
 import { createHash } from 'node:crypto';
 import type { DiagnosticReport, Organization } from '@medplum/fhirtypes';
@@ -34,6 +38,9 @@ export class Hl7AdvisoryNotice implements AdvisoryNotifier {
       return;
     }
     const key = organization.identifier?.find((i) => i.system === FACILITY_IDENTIFIER_SYSTEM)?.value ?? organization.identifier?.[0]?.value ?? facility.id;
+    // The same MSH-10 for every repetition of this advisory's notice (at most 20 characters).
+    const controlId = (what: string): string => createHash('sha256').update(`${issue.id}|${what}`).digest('base64url').slice(0, 20);
+    if (order.resourceType === 'ServiceRequest') await this.outbound.enqueue({ kind: 'order-response', resource: `ServiceRequest/${order.id}`, advisory: `DetectedIssue/${issue.id}`, facility: facility.id, facilityKey: key, controlId: controlId('order-response') });
     const reports = await searchAll<DiagnosticReport>(this.repo, 'DiagnosticReport', `result=${results.map((r) => `Observation/${r.id}`).join(',')}`, 20);
     for (const report of reports) {
       await this.outbound.enqueue({
@@ -41,8 +48,7 @@ export class Hl7AdvisoryNotice implements AdvisoryNotifier {
         resource: `DiagnosticReport/${report.id}`,
         facility: facility.id,
         facilityKey: key,
-        // MSH-10 (at most 20 characters): the same for every repetition of this advisory's notice.
-        controlId: createHash('sha256').update(`${issue.id}|${report.id}`).digest('base64url').slice(0, 20),
+        controlId: controlId(report.id as string),
       });
     }
   }

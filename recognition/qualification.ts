@@ -104,25 +104,56 @@ export class GrantRegistry {
     return grants;
   }
 
+  /** `partOf` of Organizations named as performers, re-read like the grants. */
+  private readonly parentsOf = new Map<string, { at: number; parent?: string }>();
+
+  private async parent(ref: string): Promise<string | undefined> {
+    const cached = this.parentsOf.get(ref);
+    if (cached && Date.now() - cached.at < CACHE_MS) return cached.parent;
+    const local = localRef(ref);
+    const org = local ? await readResource<Organization>(this.repo, 'Organization', local.id) : undefined;
+    const parent = localRef(org?.partOf)?.resourceType === 'Organization' ? org?.partOf?.reference : undefined;
+    this.parentsOf.set(ref, { at: Date.now(), parent });
+    return parent;
+  }
+
+  /** The Organization and those it is part of (department → hospital → …), nearest first. */
+  private async lineage(ref: string): Promise<string[]> {
+    const line = [ref];
+    for (let next = await this.parent(ref); next && !line.includes(next) && line.length < 5; next = await this.parent(next)) {
+      line.push(next);
+    }
+    return line;
+  }
+
   /**
-   * The mark ("本省HR", …) of the grant under which this result of this item is recognised, or undefined. The
-   * result's producers are its performing Organizations and the organisation it came from (the owner of a FHIR
-   * write, the facility of an HL7 message); a grant held by the producer, or by a department of the producing
-   * hospital, counts when it was in force when the result was issued.
+   * The mark ("本省HR", …) of the grant under which this result of this item is recognised, or undefined.
+   *
+   * The result's producers are its performing Organizations (Observation.performer: a department, from OBX-23 for
+   * HL7 results); a grant counts when it is held by the performer or by an Organization the performer is part of
+   * (a hospital's grant covers its departments), never by a sibling department. A result that names no performing
+   * Organization is attributed to the organisation it came from (the owner of a FHIR write, the facility of an HL7
+   * message); that names a hospital, not a department, so a grant held by one of its departments counts for it too.
+   * The grant must have been in force when the result was issued.
    */
   async markOf(result: Observation, item: string): Promise<{ mark: string; grant: string; producer: string } | undefined> {
-    const producers = new Set<string>();
-    for (const p of result.performer ?? []) {
-      if (localRef(p)?.resourceType === 'Organization') producers.add(p.reference as string);
-    }
-    const source = sourceOrganization(result, ownerOf);
-    if (source) producers.add(source);
+    const performers = (result.performer ?? []).filter((p) => localRef(p)?.resourceType === 'Organization').map((p) => p.reference as string);
     const issued = Date.parse(result.issued ?? result.effectiveDateTime ?? result.effectivePeriod?.start ?? '');
-    if (Number.isNaN(issued) || producers.size === 0) {
+    if (Number.isNaN(issued)) {
       return undefined;
     }
+    // Who may hold the grant: the performers and what they are part of; without a performer, the source and its departments.
+    const holders = new Set<string>();
+    let sourceHospital: string | undefined;
+    if (performers.length) {
+      for (const performer of new Set(performers)) (await this.lineage(performer)).forEach((o) => holders.add(o));
+    } else {
+      sourceHospital = sourceOrganization(result, ownerOf);
+      if (!sourceHospital) return undefined;
+      holders.add(sourceHospital);
+    }
     for (const grant of await this.grants()) {
-      const holds = producers.has(grant.holder) || (grant.holderParent !== undefined && producers.has(grant.holderParent));
+      const holds = holders.has(grant.holder) || (sourceHospital !== undefined && grant.holderParent === sourceHospital);
       if (holds && grant.items.has(item) && (grant.start === undefined || grant.start <= issued) && (grant.end === undefined || issued <= grant.end)) {
         return { mark: grant.mark, grant: `HealthcareService/${grant.id}`, producer: grant.holder };
       }

@@ -19,6 +19,7 @@ import { EVENT_CONSUMERS, type QueueSettings } from './queues';
 import { referralReportOperation } from './report';
 import { DEFAULT_TIME_ZONE } from './local-time';
 import { SubscriptionService } from './subscriptions';
+import { subscriptionOwnerRule } from './subscription-owner';
 import { referralRequestRule, taskOperations, taskStateRule } from './tasks';
 
 export { loadWorkflowConfig, parseDuration, parseDeadlines, type WorkflowConfig } from './config';
@@ -26,6 +27,7 @@ export { ManualClock, systemClock, type Clock } from './clock';
 export { allowAllConsent, ReferralEngine, STEP_QUEUE, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
 export { securityConsent } from './security-consent';
 export { SubscriptionService, DELIVERY_QUEUE, parseCriteria } from './subscriptions';
+export { SUBSCRIPTION_OWNER_EXTENSION, subscriptionOwner } from './subscription-owner';
 export { EVENT_CONSUMERS, EVENT_QUEUES, type QueueSettings } from './queues';
 export { referralMigrations } from './migrations';
 export { taskStatusTo0283, taskStatusFrom0283, type ReferralStatus0283 } from './hl7-status';
@@ -47,7 +49,7 @@ export interface WorkflowStoreExtensions {
 /** What the store must know before it starts: pass all three to createFhirServer. */
 export function workflowStoreExtensions(config: WorkflowConfig): WorkflowStoreExtensions {
   return {
-    writeInterceptors: [appointmentSlotRule(), slotReservationRule(config.referralSlotShare), taskStateRule(), referralRequestRule()],
+    writeInterceptors: [appointmentSlotRule(), slotReservationRule(config.referralSlotShare), taskStateRule(), referralRequestRule(), subscriptionOwnerRule()],
     operations: [...taskOperations, bookOperation, referralReportOperation(config.timeZone ?? DEFAULT_TIME_ZONE)],
     eventQueues: EVENT_CONSUMERS,
   };

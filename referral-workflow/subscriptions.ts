@@ -9,7 +9,13 @@
  * at most once a second) whose criteria name the changed type are tested by asking the store the criteria's own search restricted to the
  * changed resource (`criteria&_id=…`). The store's search is the one the client would run, so every parameter,
  * modifier, chain and `_has` means exactly what it means in a search, which an in-memory matcher only approximates.
- * Deletions are not notified (R4 rest-hook has no way to say "deleted").
+ * The search is made as the subscription's owner (the client that created it, recorded by subscription-owner.ts,
+ * with its current rights through the store's `asCaller`): the owner's organisation, the patients' consents,
+ * security labels and, for clinicians, care relationships filter it exactly as they filter that client's searches,
+ * so a hospital a consent denies is not notified at all, not even by a ping or an id-only notification. Delivery
+ * reads the version as the owner again, and sends nothing when the owner can no longer read it (a consent given in
+ * between, a disabled client). Subscriptions without an owner (an administrator's, the platform's) match as the
+ * platform. Deletions are not notified (R4 rest-hook has no way to say "deleted").
  *
  * Delivery, at-least-once and ordered per subscription: a match becomes a row in `subscription_notification`
  * (unique per subscription and event, so a repeated event adds nothing). One BullMQ job at a time drains a
@@ -35,12 +41,13 @@
  * `channel.header` entries ("Name: value") are sent with every request.
  */
 import { createHash } from 'node:crypto';
-import type { Bundle, Element, Resource, Subscription } from '@medplum/fhirtypes';
+import type { Bundle, Element, Subscription } from '@medplum/fhirtypes';
 import type { Job, Queue } from 'bullmq';
-import { FhirError, isR4ResourceType, parseSearch, queryRecord, type Database, type FhirRepository, type ResourceChangeJob } from '../fhir-server';
+import { FhirError, isR4ResourceType, parseSearch, queryRecord, type Database, type FhirRepository, type ResourceChangeJob, type StoredResource } from '../fhir-server';
 import type { WorkflowConfig } from './config';
 import { readResource, searchAll } from './fhir';
 import { EVENT_QUEUES, QueueGroup, type QueueSettings } from './queues';
+import { ownerUnrecorded, subscriptionOwner } from './subscription-owner';
 
 export const DELIVERY_QUEUE = 'subscription-delivery';
 export const PAYLOAD_CONTENT_EXTENSION = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content';
@@ -104,6 +111,10 @@ function channelProblem(subscription: Subscription): string | undefined {
   }
   return undefined;
 }
+
+const UNRECORDED_OWNER =
+  'This subscription was written before subscriptions recorded the client that owns them, so it cannot be matched with its owner\'s rights; ' +
+  'update it (PUT, with status requested or active) with the owning client\'s token to record it';
 
 const HEAD_SQL = `SELECT seq, event_id, res_type, res_id, version_id, occurred_at FROM subscription_notification
   WHERE subscription_id = $1 ORDER BY event_seq, seq LIMIT 1`;
@@ -187,7 +198,16 @@ export class SubscriptionService {
         continue;
       }
       const criteria = parseCriteria(subscription.criteria);
-      if ('error' in criteria || criteria.resourceType !== event.resourceType || !(await this.matches(criteria, event.id))) {
+      if ('error' in criteria || criteria.resourceType !== event.resourceType) {
+        continue;
+      }
+      if (ownerUnrecorded(subscription)) {
+        await this.setStatus(subscription as Subscription & { meta: { versionId: string } }, 'error', UNRECORDED_OWNER);
+        continue;
+      }
+      // Matched as its owner: what the owner may not read (consent, another organisation's restricted data) never matches.
+      const reader = await this.readerFor(subscription);
+      if (!reader || !(await this.matches(reader, criteria, event.id))) {
         continue;
       }
       await this.enqueue(subscription.id as string, event);
@@ -207,12 +227,24 @@ export class SubscriptionService {
     return this.active.list;
   }
 
-  /** Whether the resource is among the criteria's search results now. */
-  private async matches(criteria: { resourceType: string; query: URLSearchParams }, id: string): Promise<boolean> {
+  /**
+   * The store as the subscription's owner sees it now (see subscription-owner.ts): the platform's for a
+   * subscription without an owner (an administrator's or the platform's own), none when the owner may no longer act.
+   */
+  private async readerFor(subscription: Subscription): Promise<FhirRepository | undefined> {
+    const owner = subscriptionOwner(subscription);
+    if (owner) {
+      return this.options.repository.asCaller(owner);
+    }
+    return ownerUnrecorded(subscription) ? undefined : this.options.repository;
+  }
+
+  /** Whether the resource is among the criteria's search results now, as the owner would search. */
+  private async matches(reader: FhirRepository, criteria: { resourceType: string; query: URLSearchParams }, id: string): Promise<boolean> {
     const query = new URLSearchParams(criteria.query);
     query.set('_id', id);
     const request = parseSearch(criteria.resourceType, queryRecord(query));
-    return (await this.options.repository.count(request)) > 0;
+    return (await reader.count(request)) > 0;
   }
 
   private async enqueue(subscriptionId: string, event: ResourceChangeJob): Promise<void> {
@@ -245,7 +277,7 @@ export class SubscriptionService {
     }
     if (subscription.status === 'requested') {
       const criteria = parseCriteria(subscription.criteria);
-      const problem = 'error' in criteria ? criteria.error : channelProblem(subscription);
+      const problem = 'error' in criteria ? criteria.error : (channelProblem(subscription) ?? (ownerUnrecorded(subscription) ? UNRECORDED_OWNER : undefined));
       await this.setStatus(subscription, problem ? 'error' : expired(subscription) ? 'off' : 'active', problem);
     } else if (subscription.status === 'active') {
       // Set back to active after an error: a drain for what waits (it does nothing if another holds the lease).
@@ -355,6 +387,19 @@ export class SubscriptionService {
         headers[header.slice(0, colon).trim()] = header.slice(colon + 1).trim();
       }
     }
+    // Read as the owner again at delivery: a consent given since the match, or a client disabled, stops it here.
+    const reader = await this.readerFor(subscription);
+    let stored: StoredResource | undefined;
+    try {
+      stored = reader ? await reader.vread(row.res_type, row.res_id, row.version_id) : undefined;
+    } catch (err) {
+      if (!(err instanceof FhirError)) {
+        throw err;
+      }
+    }
+    if (!stored) {
+      return; // Not visible to the owner (or the version is gone): nothing is sent, not even that something changed.
+    }
     let method = 'POST';
     let url = endpoint;
     let body: string | undefined;
@@ -369,20 +414,9 @@ export class SubscriptionService {
       };
       body = JSON.stringify(bundle);
     } else if (channel.payload) {
-      let resource: Resource | undefined;
-      try {
-        resource = JSON.parse((await this.options.repository.vread(row.res_type, row.res_id, row.version_id)).json) as Resource;
-      } catch (err) {
-        if (!(err instanceof FhirError)) {
-          throw err;
-        }
-      }
-      if (!resource) {
-        return; // The version is gone (the resource was deleted): nothing to send.
-      }
       method = 'PUT';
       url = `${endpoint}/${row.res_type}/${row.res_id}`;
-      body = JSON.stringify(resource);
+      body = stored.json;
     }
     if (body !== undefined) {
       headers['Content-Type'] = 'application/fhir+json';

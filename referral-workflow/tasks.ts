@@ -8,12 +8,13 @@
  * own organisation (the owner, or the HealthcareService or PractitionerRole the owner names, belongs to it), as the
  * bearer token says. An administrator, or the platform itself, names the deciding party in the `actor` parameter.
  */
-import type { CodeableConcept, HealthcareService, Organization, Parameters, ParametersParameter, PractitionerRole, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { CodeableConcept, Organization, Parameters, ParametersParameter, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import {
   badRequest,
   FhirError,
   notFound,
   operationParameters,
+  partyOfOrganization,
   outcome,
   issue,
   unprocessable,
@@ -95,23 +96,11 @@ export function taskStateRule(): WriteInterceptor {
 
 /**
  * Whether a Task's party (owner or requester) is the organisation or one of its HealthcareServices or
- * PractitionerRoles. Read inside the write's transaction, so the answer holds for the write being made.
+ * PractitionerRoles (security's rule, the one that lets the addressee write the Task). Read inside the write's
+ * transaction, so the answer holds for the write being made.
  */
-async function belongsTo(session: WriteSession, party: Reference | undefined, organization: string): Promise<boolean> {
-  const ref = localRef(party);
-  if (!ref) {
-    return false;
-  }
-  if (`${ref.resourceType}/${ref.id}` === organization) {
-    return true;
-  }
-  if (ref.resourceType === 'HealthcareService') {
-    return (await session.read<HealthcareService>('HealthcareService', ref.id))?.providedBy?.reference === organization;
-  }
-  if (ref.resourceType === 'PractitionerRole') {
-    return (await session.read<PractitionerRole>('PractitionerRole', ref.id))?.organization?.reference === organization;
-  }
-  return false;
+function belongsTo(session: WriteSession, party: Reference | undefined, organization: string): Promise<boolean> {
+  return partyOfOrganization(party, organization, (type, id) => session.read(type, id));
 }
 
 /**

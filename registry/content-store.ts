@@ -127,8 +127,14 @@ export class ChunkedContentStore implements BinaryContentStore {
     }
     const hex = hash.digest('hex');
     await this.db.transaction(async (tx) => {
-      const inserted = await tx.query('INSERT INTO document_content (hash, size, chunk_count) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING RETURNING hash', [hex, size, seq]);
-      if (inserted.length > 0) {
+      // Content stored already is marked used now, so that the collector leaves it for its grace period: the Binary
+      // that will refer to it is written next (a collection that got there first deleted it: then it is new again).
+      const [{ inserted }] = await tx.query<{ inserted: boolean }>(
+        `INSERT INTO document_content (hash, size, chunk_count) VALUES ($1, $2, $3)
+         ON CONFLICT (hash) DO UPDATE SET last_used = now() RETURNING (xmax = 0) AS inserted`,
+        [hex, size, seq],
+      );
+      if (inserted) {
         await tx.query('UPDATE document_content_chunk SET content_key = $1 WHERE content_key = $2', [`sha256:${hex}`, uploadKey]);
       } else {
         await tx.query('DELETE FROM document_content_chunk WHERE content_key = $1', [uploadKey]);
@@ -147,13 +153,72 @@ export class ChunkedContentStore implements BinaryContentStore {
     }
     const hex = createHash('sha256').update(bytes).digest('hex');
     const chunkCount = Math.ceil(bytes.length / CHUNK_BYTES);
-    const inserted = await q.query('INSERT INTO document_content (hash, size, chunk_count) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING RETURNING hash', [hex, bytes.length, chunkCount]);
-    if (inserted.length > 0) {
+    // Stored already: marked used (and locked until the caller's transaction ends, see collectOrphans).
+    const [{ inserted }] = await q.query<{ inserted: boolean }>(
+      `INSERT INTO document_content (hash, size, chunk_count) VALUES ($1, $2, $3)
+       ON CONFLICT (hash) DO UPDATE SET last_used = now() RETURNING (xmax = 0) AS inserted`,
+      [hex, bytes.length, chunkCount],
+    );
+    if (inserted) {
       for (let seq = 0; seq < chunkCount; seq++) {
         await q.query('INSERT INTO document_content_chunk (content_key, seq, data) VALUES ($1, $2, $3)', [`sha256:${hex}`, seq, bytes.subarray(seq * CHUNK_BYTES, (seq + 1) * CHUNK_BYTES)]);
       }
     }
     return { hash: hex, size: bytes.length };
+  }
+
+  /**
+   * Records, in the Binary's write transaction, that it uses this content: the content is marked used now and its
+   * row stays locked until that transaction ends, so that a concurrent collection either waits or finds it gone.
+   * Returns the content's size, undefined when it is not stored (a collection removed it: the write must fail).
+   */
+  async use(q: Queryable, binaryId: string, hash: string): Promise<number | undefined> {
+    const rows = await q.query<{ size: string }>('UPDATE document_content SET last_used = now() WHERE hash = $1 RETURNING size', [hash]);
+    if (!rows[0]) {
+      return undefined;
+    }
+    await q.query(
+      'INSERT INTO document_content_use (binary_id, hash) VALUES ($1, $2) ON CONFLICT (binary_id) DO UPDATE SET hash = EXCLUDED.hash',
+      [binaryId, hash],
+    );
+    return Number(rows[0].size);
+  }
+
+  /** In a Binary's delete transaction: it no longer uses any content. */
+  async release(q: Queryable, binaryId: string): Promise<void> {
+    await q.query('DELETE FROM document_content_use WHERE binary_id = $1', [binaryId]);
+  }
+
+  /**
+   * Removes content no Binary uses (deleted Binaries', replaced versions', uploads never referred to) once it has
+   * not been used for `graceMs`, with its chunks; up to `batch` contents per call. Returns the hashes removed.
+   *
+   * The race with a concurrent upload or Binary write of the same SHA-256: every use sets last_used on the content
+   * row inside its own transaction (use(), storeBytes(), upload()), which locks the row until it commits. The
+   * collector locks its victims with SKIP LOCKED, so content being used right now is skipped; content whose use
+   * committed meanwhile is re-checked under the lock (its last_used is recent again) and left. A use that comes
+   * after the collector took its lock waits for it: the row is then gone, and the upload stores the content again
+   * (INSERT … ON CONFLICT finds no conflict) or the Binary write fails cleanly (use() finds nothing: 422), never a
+   * Binary that refers to removed content.
+   */
+  async collectOrphans(graceMs: number, batch = 500): Promise<string[]> {
+    return this.db.transaction(async (tx) => {
+      const victims = await tx.query<{ hash: string }>(
+        `SELECT c.hash FROM document_content c
+         WHERE c.tracked AND c.last_used < now() - $1 * interval '1 millisecond'
+           AND NOT EXISTS (SELECT 1 FROM document_content_use u WHERE u.hash = c.hash)
+         ORDER BY c.last_used LIMIT $2
+         FOR UPDATE OF c SKIP LOCKED`,
+        [graceMs, batch],
+      );
+      const hashes = victims.map((v) => v.hash);
+      if (hashes.length === 0) {
+        return [];
+      }
+      await tx.query(`DELETE FROM document_content_chunk WHERE content_key = ANY($1::text[])`, [hashes.map((h) => `sha256:${h}`)]);
+      await tx.query('DELETE FROM document_content WHERE hash = ANY($1::text[])', [hashes]);
+      return hashes;
+    });
   }
 
   /**

@@ -5,12 +5,14 @@
  *
  * - `registryStoreExtensions(db, config)`: what createFhirServer needs: the write rules (identifier checks, codes,
  *   partOf loops, endpoint addresses; Binary content into the content store, CDA headers into DocumentReference
- *   metadata, replacement), `DocumentReference/$render`, and the content store for Binary.
+ *   metadata, replacement), `DocumentReference/$render`, `$collect-content` (administrators: removes content no
+ *   Binary uses), and the content store for Binary.
  * - `installRegistryContent(repository)`: the code systems, naming systems and search parameter, at start.
  * - `loadInstitutionCsv(repository, stream)`: the city's institution list (npm run registry:load-institutions).
  */
 import type { BinaryContentStore, Database, FhirOperation, WriteInterceptor } from '../fhir-server';
 import type { RegistryConfig } from './config';
+import { collectContentOperation } from './content-collection';
 import { ChunkedContentStore } from './content-store';
 import { binaryContentRule, documentReferenceRule } from './documents/document-rules';
 import { renderOperation } from './documents/render';
@@ -20,6 +22,7 @@ export { loadRegistryConfig, type RegistryConfig } from './config';
 export { registryMigrations } from './migrations';
 export { installRegistryContent, registryContent } from './content';
 export { ChunkedContentStore, CONTENT_EXTENSION, contentRefOf } from './content-store';
+export { collectUnusedContent, COLLECT_CONTENT_DEFINITION, DEFAULT_CONTENT_GRACE_MS } from './content-collection';
 export { loadInstitutionCsv, loadInstitutionCsvFile, INSTITUTION_TYPE_SYSTEM, LEVEL_GRADE_SYSTEM, type LoadReport, type RowReport } from './institution-csv';
 export { readCdaHeader, renderCdaHtml, cdaTimeToFhir, CDA_CONTENT_TYPE, CdaFormatError, type CdaHeader } from './documents/cda';
 export { DOCUMENT_TYPE_SYSTEM, documentTypeDisplay } from './documents/document-types';
@@ -42,7 +45,7 @@ export function registryStoreExtensions(db: Database, config: RegistryConfig): R
   const store = new ChunkedContentStore(db, config.documentMaxBytes);
   return {
     writeInterceptors: [registryRule(), binaryContentRule(store), documentReferenceRule(store)],
-    operations: [renderOperation(store)],
+    operations: [renderOperation(store), collectContentOperation(db)],
     binaryStore: store,
   };
 }

@@ -33,4 +33,23 @@ export const registryMigrations: readonly Migration[] = [
       CREATE INDEX document_content_chunk_uploads ON document_content_chunk (created_at) WHERE content_key LIKE 'upload:%';
     `,
   },
+  {
+    version: 7502,
+    name: 'which Binary uses which content, so that content no Binary uses can be collected',
+    sql: `
+      -- One row per Binary that refers to stored content, written in the Binary's own transaction (content-store.ts).
+      CREATE TABLE document_content_use (
+        binary_id text PRIMARY KEY,
+        hash text NOT NULL
+      );
+      CREATE INDEX document_content_use_hash ON document_content_use (hash);
+      -- last_used: every upload or Binary write that uses the content sets it (and so locks the row in its
+      -- transaction); the collector leaves alone what was used within its grace period, and what is locked.
+      -- tracked: content stored before uses were recorded is never collected (its users are not known).
+      ALTER TABLE document_content ADD COLUMN last_used timestamptz NOT NULL DEFAULT now();
+      ALTER TABLE document_content ADD COLUMN tracked boolean NOT NULL DEFAULT false;
+      ALTER TABLE document_content ALTER COLUMN tracked SET DEFAULT true;
+      CREATE INDEX document_content_collectable ON document_content (last_used) WHERE tracked;
+    `,
+  },
 ];

@@ -59,7 +59,9 @@ export function stepTask(config: SupervisionConfig, issueId: string, institution
     meta: { security: findingSecurity(config.bureau, institution) },
     identifier: [{ system: REVIEW_STEP_ID, value: `${issueId}|${step}` }],
     groupIdentifier: { system: FINDING_GROUP, value: issueId },
-    status: 'requested',
+    // 'ready', not 'requested': a review step needs no acceptance, and FHIR's Task state machine (which the
+    // referral workflow enforces on every Task write) goes from ready, not from requested, to completed.
+    status: 'ready',
     intent: 'order',
     priority: 'routine',
     code: { coding: [{ system: REVIEW_STEP_SYSTEM, code: step, display: STEP_DISPLAY[step] }], text: STEP_DISPLAY[step] },

@@ -182,7 +182,7 @@ export class ReviewService {
       }
       await this.repo.write(async (session) => {
         const task = row.step_task ? await session.read<Task>('Task', row.step_task) : undefined;
-        if (task && task.status === 'requested') {
+        if (task && task.status === 'ready') {
           await session.update('Task', task.id as string, {
             ...task,
             businessStatus: { coding: [{ system: BUSINESS_STATUS_SYSTEM, code: 'overdue', display: 'Past its deadline' }], text: 'Past its deadline' },

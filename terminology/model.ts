@@ -36,7 +36,11 @@ export interface Concept {
 }
 
 /** The properties every code system has implicitly (terminology-service.html, "Properties"). */
-const INACTIVE_STATUSES = new Set(['retired', 'inactive', 'deprecated']);
+const STANDARD_PROPERTY_BASE = 'http://hl7.org/fhir/concept-properties#';
+/** The standard properties whose meaning the model uses (makeConcept). */
+const STANDARD_CODES = new Set(['status', 'inactive', 'notSelectable', 'parent']);
+// `deprecated` is not among them: a deprecated concept is still active, its use only discouraged (concept-properties).
+const INACTIVE_STATUSES = new Set(['retired', 'inactive']);
 
 export function normaliseText(text: string): string {
   return text.normalize('NFKC').toLowerCase();
@@ -150,19 +154,22 @@ export function makeConcept(input: {
   parents?: string[];
   inactive?: boolean;
   abstract?: boolean;
+  /** Property code → the standard property it is (declared with a concept-properties URI under another code). */
+  standard?: ReadonlyMap<string, string>;
 }): Concept {
   const properties = input.properties ?? [];
   let inactive = input.inactive ?? false;
   let abstract = input.abstract ?? false;
   const parents = [...(input.parents ?? [])];
   for (const p of properties) {
-    if (p.code === 'status' && typeof p.value === 'string' && INACTIVE_STATUSES.has(p.value)) {
+    const code = input.standard?.get(p.code) ?? p.code;
+    if (code === 'status' && typeof p.value === 'string' && INACTIVE_STATUSES.has(p.value)) {
       inactive = true;
-    } else if (p.code === 'inactive' && p.value === true) {
+    } else if (code === 'inactive' && p.value === true) {
       inactive = true;
-    } else if (p.code === 'notSelectable' && p.value === true) {
+    } else if (code === 'notSelectable' && p.value === true) {
       abstract = true;
-    } else if (p.code === 'parent' && typeof p.value === 'string' && !parents.includes(p.value)) {
+    } else if (code === 'parent' && typeof p.value === 'string' && !parents.includes(p.value)) {
       parents.push(p.value);
     }
   }
@@ -181,9 +188,25 @@ export function makeConcept(input: {
 }
 
 /** The model of a CodeSystem resource whose concepts are in the resource itself. */
+/**
+ * The properties a code system declares under its own code with a standard meaning (CodeSystem.property.uri
+ * `http://hl7.org/fhir/concept-properties#notSelectable` under the code `not-selectable`): code → standard code.
+ */
+export function standardProperties(codeSystem: CodeSystem): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const p of codeSystem.property ?? []) {
+    const standard = p.uri?.startsWith(STANDARD_PROPERTY_BASE) ? p.uri.slice(STANDARD_PROPERTY_BASE.length) : undefined;
+    if (p.code && standard && STANDARD_CODES.has(standard) && standard !== p.code) {
+      map.set(p.code, standard);
+    }
+  }
+  return map;
+}
+
 export function modelFromResource(codeSystem: CodeSystem): CodeSystemModel {
   const { concept, ...metadata } = codeSystem;
   const model = new CodeSystemModel(metadata as CodeSystem);
+  const standard = standardProperties(codeSystem);
   const visit = (concepts: CodeSystemConcept[] | undefined, parent: string | undefined): void => {
     for (const c of concepts ?? []) {
       if (!c.code) {
@@ -206,6 +229,7 @@ export function modelFromResource(codeSystem: CodeSystem): CodeSystemModel {
             designations: (c.designation ?? []).filter((d) => d.value).map((d) => ({ language: d.language, use: d.use, value: d.value as string })),
             properties,
             parents: parent ? [parent] : [],
+            standard,
           })
         );
       }

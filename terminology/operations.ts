@@ -26,6 +26,9 @@ import {
   type OperationTarget,
   type RouteContext,
 } from '../fhir-server';
+import { splitCanonical } from './resolver';
+import { unmappedReportOperation } from './unmapped-report';
+import { parseSystemVersionRules, SYSTEM_VERSION_PARAMETERS, type SystemVersionRules } from './system-versions';
 import { MissingDefinition } from './valueset';
 import type { LookupResult, TerminologyService, ValidateCodeResult } from './service';
 
@@ -77,6 +80,19 @@ class Inputs {
       throw badRequest(`The parameter ${name} must be a non-negative integer, got '${v}'`);
     }
     return n;
+  }
+
+  /** A language list as in Accept-Language (`de`, `en-AU, en;q=0.8`, `de,*`); refused when a tag is not BCP 47-shaped. */
+  language(name: string): string | undefined {
+    const v = this.string(name);
+    if (v === undefined) {
+      return undefined;
+    }
+    const ok = v.length <= 200 && v.split(',').every((part) => /^\s*(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)\s*(;\s*q\s*=\s*[01](\.\d{0,3})?\s*)?$/.test(part));
+    if (!ok) {
+      throw badRequest(`The parameter ${name} must be a language (BCP 47) or a list of them, got '${v}'`);
+    }
+    return v;
   }
 
   coding(name: string): Coding | undefined {
@@ -220,11 +236,37 @@ function codingsOf(inputs: Inputs): Coding[] | undefined {
   return coding ? [coding] : undefined;
 }
 
-/** `tx-resource` and `useSupplement`: what every operation resolves before it runs. */
-async function callOptions(service: TerminologyService, inputs: Inputs, extra: Resource[] = []): Promise<{ overlay: Resource[]; supplements: CodeSystem[] }> {
+/** `tx-resource`, `useSupplement` and the code system version parameters: what every operation resolves before it runs. */
+async function callOptions(
+  service: TerminologyService,
+  inputs: Inputs,
+  extra: Resource[] = [],
+): Promise<{ overlay: Resource[]; supplements: CodeSystem[]; systemVersions?: SystemVersionRules }> {
   const overlay = [...inputs.resources('tx-resource'), ...extra];
   const canonicals = inputs.strings('useSupplement');
-  return { overlay, supplements: canonicals.length > 0 ? await service.supplements(canonicals, { overlay }) : [] };
+  const systemVersions = parseSystemVersionRules({
+    'system-version': inputs.strings('system-version'),
+    'check-system-version': inputs.strings('check-system-version'),
+    'force-system-version': inputs.strings('force-system-version'),
+  });
+  const valueSetVersions = new Map<string, string>();
+  const defaults = inputs.strings('default-valueset-version');
+  if (defaults.length > MAX_TX_RESOURCES) {
+    throw badRequest(`At most ${MAX_TX_RESOURCES} default-valueset-version parameters are accepted`);
+  }
+  for (const canonical of defaults) {
+    const { url, version } = splitCanonical(canonical);
+    if (!version) {
+      throw badRequest(`The parameter default-valueset-version must be a canonical with a version (url|version), got '${canonical}'`);
+    }
+    valueSetVersions.set(url, version);
+  }
+  return {
+    overlay,
+    supplements: canonicals.length > 0 ? await service.supplements(canonicals, { overlay }) : [],
+    ...(systemVersions ? { systemVersions } : {}),
+    ...(valueSetVersions.size > 0 ? { valueSetVersions } : {}),
+  };
 }
 
 type Handler = (service: TerminologyService, ctx: RouteContext, inputs: Inputs, target: OperationTarget) => Promise<FhirResponse>;
@@ -259,7 +301,7 @@ const lookup: Handler = async (service, ctx, inputs, target) => {
     system,
     code,
     version: instance?.version ?? coding?.version ?? inputs.string('version'),
-    displayLanguage: inputs.string('displayLanguage'),
+    displayLanguage: inputs.language('displayLanguage'),
     properties: inputs.strings('property'),
     ...(await callOptions(service, inputs)),
   });
@@ -280,7 +322,7 @@ const codeSystemValidateCode: Handler = async (service, ctx, inputs, target) => 
       code: inputs.string('code'),
       display: inputs.string('display'),
       codings: codings?.map((c) => ({ ...c, system: c.system ?? url })),
-      displayLanguage: inputs.string('displayLanguage'),
+      displayLanguage: inputs.language('displayLanguage'),
       ...options,
     }),
     codings?.[0] ?? { system: url, code: inputs.string('code') },
@@ -327,25 +369,33 @@ async function targetValueSet(ctx: RouteContext, inputs: Inputs, target: Operati
 }
 
 const expand: Handler = async (service, ctx, inputs, target) => {
-  inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system', 'force-system-version', 'check-system-version'], 'ValueSet/$expand');
+  inputs.refuse(['context', 'contextDirection', 'date', 'exclude-system'], 'ValueSet/$expand');
   const valueSet = await targetValueSet(ctx, inputs, target);
   const echo: ValueSetExpansionParameter[] = [];
-  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'excludeNested']) {
-    const p = inputs.params.parameter?.find((x) => x.name === name);
-    if (p) {
-      const { name: _n, ...value } = p;
-      echo.push({ name, ...value } as ValueSetExpansionParameter);
+  for (const name of ['filter', 'count', 'offset', 'displayLanguage', 'activeOnly', 'includeDesignations', 'designation', 'includeDefinition', 'property', 'excludeNested', 'excludeNotForUI', 'excludePostCoordinated', 'default-valueset-version', ...SYSTEM_VERSION_PARAMETERS]) {
+    for (const p of inputs.params.parameter?.filter((x) => x.name === name) ?? []) {
+      const { name: _n, valueCanonical, ...value } = p;
+      // R4's expansion.parameter has no valueCanonical: a canonical is echoed as a uri.
+      echo.push({ name, ...value, ...(valueCanonical !== undefined ? { valueUri: valueCanonical } : {}) } as ValueSetExpansionParameter);
     }
   }
   const count = inputs.integer('count');
+  // Checked, and then without effect: no code system here holds post-coordinated expressions (SNOMED CT is loaded
+  // as concepts), so there is nothing for excludePostCoordinated to leave out.
+  inputs.boolean('excludePostCoordinated');
   const result = await service.expand({
     valueSet,
     filter: inputs.string('filter'),
     count,
     offset: inputs.integer('offset'),
-    displayLanguage: inputs.string('displayLanguage'),
+    displayLanguage: inputs.language('displayLanguage'),
     activeOnly: inputs.boolean('activeOnly'),
     includeDesignations: inputs.boolean('includeDesignations'),
+    designations: inputs.strings('designation'),
+    properties: inputs.strings('property'),
+    includeDefinition: inputs.boolean('includeDefinition'),
+    excludeNotForUI: inputs.boolean('excludeNotForUI'),
+    nested: inputs.boolean('excludeNested') === false,
     ...(await callOptions(service, inputs)),
     echo,
   });
@@ -364,8 +414,12 @@ const valueSetValidateCode: Handler = async (service, ctx, inputs, target) => {
       code: inputs.string('code'),
       display: inputs.string('display'),
       codings: codingsOf(inputs),
-      displayLanguage: inputs.string('displayLanguage'),
+      displayLanguage: inputs.language('displayLanguage'),
       activeOnly: inputs.boolean('activeOnly'),
+      abstract: inputs.boolean('abstract'),
+      lenientDisplay: inputs.boolean('lenient-display-validation'),
+      requireSystem: !!codingsOf(inputs),
+      inferSystem: inputs.boolean('inferSystem'),
       ...options,
     }),
     codingsOf(inputs)?.[0] ?? { system: inputs.string('system'), code: inputs.string('code') },
@@ -425,6 +479,7 @@ export function terminologyOperations(service: TerminologyService): FhirOperatio
     operation(service, 'expand', 'ValueSet', 'ValueSet-expand', expand),
     operation(service, 'validate-code', 'ValueSet', 'ValueSet-validate-code', valueSetValidateCode),
     operation(service, 'translate', 'ConceptMap', 'ConceptMap-translate', translate),
+    unmappedReportOperation(service),
   ];
 }
 

@@ -26,16 +26,19 @@ const MAX_VERSIONS = 50;
 const MAX_MODELS = 300;
 
 /**
- * Whether a requested version matches an actual one: exactly, as a prefix of its dotted parts (1.0 matches
- * 1.0.2), or with `x` (or `*`) parts as wildcards (1.x.x matches 1.2.0).
+ * Whether a requested version matches an actual one: exactly, or with `x` (or `*`) parts as wildcards (1.x.x and
+ * 1.x match 1.2.0). A plain shorter version is not a prefix match: `1` names no version of a code system whose
+ * versions are 1.0.0 and 1.2.0 (as the HL7 terminology tests expect).
  */
 export function versionMatches(requested: string, actual: string): boolean {
-  if (requested === actual || actual.startsWith(requested + '.')) {
+  if (requested === actual) {
     return true;
   }
   const want = requested.split('.');
   const have = actual.split('.');
-  return want.length <= have.length && want.some((p) => p === 'x' || p === '*') && want.every((p, i) => p === 'x' || p === '*' || p === have[i]);
+  const wild = (p: string): boolean => p === 'x' || p === '*';
+  // A trailing wildcard covers the remaining parts (1.x matches 1.2.0).
+  return want.length <= have.length && want.some(wild) && (want.length === have.length || wild(want[want.length - 1])) && want.every((p, i) => wild(p) || p === have[i]);
 }
 
 /** Compares version strings, numeric parts numerically: 1.10.0 > 1.9.2. */
@@ -44,7 +47,7 @@ export function compareVersions(a: string | undefined, b: string | undefined): n
 }
 
 /**
- * The candidate matching `version`: exactly, or as a prefix of dotted parts (1.0 matches 1.0.2). Without a version,
+ * The candidate matching `version`: exactly, else the latest that matches its wildcards. Without a version,
  * the latest, preferring whole code systems to fragments (a loaded LOINC release over the bundled subset).
  */
 export function pickVersion<T extends { version?: string; content?: string }>(candidates: T[], version: string | undefined): T | undefined {

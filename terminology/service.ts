@@ -2,17 +2,23 @@
  * The terminology service: $lookup, $validate-code, $subsumes, $expand and $translate as plain functions, used by
  * the REST operations (operations.ts) and in-process by the HL7 adapters, the recognition workflow and validation.
  */
-import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSetExpansionContains, ValueSetExpansionParameter } from '@medplum/fhirtypes';
+import type { CodeSystem, Coding, ConceptMap, ConceptMapGroup, ValueSet, ValueSetExpansionParameter } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { FhirError, issue, loadFhirDefinitions, notFound, outcome, type Database, type FhirRepository } from '../fhir-server';
 import { CodeSystemModel, modelFromResource, normaliseText, type Concept, type Designation } from './model';
-import { ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
-import { compileValueSet, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
+import { compareVersions, ResourceResolver, splitCanonical, versionMatches, type Overlay } from './resolver';
+import { containsEntry, expansionProperties, nestByHierarchy } from './expansion-entry';
+import { checkViolation, isWildcard, rulesKey, type SystemVersionRules } from './system-versions';
+import { compileValueSet, expansionParameterOf, MissingDefinition, type CompiledValueSet, type ComposeContext, type ExpansionEntry } from './valueset';
 
+/** The extension by which a value set names the CodeSystem supplements its expansion uses. */
+const VALUESET_SUPPLEMENT = 'http://hl7.org/fhir/StructureDefinition/valueset-supplement';
 /** How long in-process callers (validation, HL7 messages) may reuse a resolved definition. */
 export const HOT_PATH_MAX_AGE_MS = 5_000;
 /** The largest expansion returned without paging (count) or a text filter narrowing it. */
 export const MAX_EXPANSION = 10_000;
+/** The most unmapped codes one report lists. */
+export const MAX_UNMAPPED = 10_000;
 /** The longest text filter of $expand. */
 export const MAX_FILTER_LENGTH = 200;
 
@@ -23,6 +29,10 @@ export interface CallOptions {
   maxAgeMs?: number;
   /** CodeSystem supplements to apply (`useSupplement`): their designations and properties join the concepts. */
   supplements?: CodeSystem[];
+  /** system-version, check-system-version and force-system-version: which code system versions to use. */
+  systemVersions?: SystemVersionRules;
+  /** default-valueset-version: url → the version of a value set to import where the importing value set names none. */
+  valueSetVersions?: ReadonlyMap<string, string>;
 }
 
 export interface LookupRequest extends CallOptions {
@@ -57,6 +67,14 @@ export interface ValidateCodeRequest extends CallOptions {
   displayLanguage?: string;
   /** Refuse inactive codes (default: accept them, with a message). */
   activeOnly?: boolean;
+  /** false: the context does not allow abstract (notSelectable) codes. */
+  abstract?: boolean;
+  /** lenient-display-validation: a wrong display is reported, but the code stays valid. */
+  lenientDisplay?: boolean;
+  /** A coding without a system is not valid (a Coding must say its system); a bare `code` may take the value set's. */
+  requireSystem?: boolean;
+  /** inferSystem: a bare code is only valid when exactly one code system of the value set has it. */
+  inferSystem?: boolean;
 }
 
 export interface ValidateCodeResult {
@@ -79,6 +97,16 @@ export interface ExpandRequest extends CallOptions {
   displayLanguage?: string;
   activeOnly?: boolean;
   includeDesignations?: boolean;
+  /** `designation`: which designations includeDesignations returns (`urn:ietf:bcp:47|de`, or a use as system|code). */
+  designations?: string[];
+  /** `property`: the concept properties each entry carries. */
+  properties?: string[];
+  /** includeDefinition: each entry carries its definition (as the `definition` property). */
+  includeDefinition?: boolean;
+  /** excludeNotForUI: leave out abstract (notSelectable) codes, which a user interface must not offer. */
+  excludeNotForUI?: boolean;
+  /** excludeNested=false: nest members under their parents (not when paging or filtering, which cut the tree). */
+  nested?: boolean;
   /** Parameters echoed in expansion.parameter. */
   echo?: ValueSetExpansionParameter[];
 }
@@ -131,9 +159,14 @@ const REVERSED: Record<string, string> = { wider: 'narrower', narrower: 'wider',
  * Accept-Language) is tried in turn: a designation in exactly that language (zh-TW), then in its base language
  * (zh), then in a regional variant of it (zh-CN for zh).
  */
-export function displayIn(entry: { display?: string; designations: Designation[] }, language: string | undefined): string | undefined {
+export function displayIn(entry: { display?: string; designations: Designation[] }, language: string | undefined, displayLanguage?: string): string | undefined {
   if (language) {
+    const own = displayLanguage?.toLowerCase();
     for (const wanted of language.split(',').map((l) => l.split(';')[0].trim().toLowerCase())) {
+      // The display itself is in the code system's language: it is the preferred term there.
+      if (own && entry.display !== undefined && (own === wanted || own.startsWith(`${wanted}-`))) {
+        return entry.display;
+      }
       const lang = (d: Designation): string => d.language?.toLowerCase() ?? '';
       const designation =
         entry.designations.find((d) => lang(d) === wanted) ??
@@ -176,6 +209,42 @@ function withSupplements(model: CodeSystemModel, supplements: CodeSystem[]): Cod
   byKey.set(key, merged);
   supplemented.set(model, byKey);
   return merged;
+}
+
+/** `url|version` of every value set a compiled value set imports (directly or further down), each once. */
+function usedValueSets(compiled: CompiledValueSet): string[] {
+  const used = new Set<string>();
+  for (const clause of compiled.allClauses()) {
+    for (const vs of clause.valueSets) {
+      if (vs.valueSet.url) {
+        used.add(vs.valueSet.version ? `${vs.valueSet.url}|${vs.valueSet.version}` : vs.valueSet.url);
+      }
+    }
+  }
+  return [...used];
+}
+
+/**
+ * Of the members with a coding's code (one per code system version the value set includes it from), the one the
+ * coding means: the version it names, else one whose display it uses, else the latest version.
+ */
+function chooseEntry(entries: ExpansionEntry[], coding: Coding): ExpansionEntry | undefined {
+  if (entries.length <= 1) {
+    return entries[0];
+  }
+  const latestFirst = [...entries].sort((a, b) => compareVersions(b.version, a.version));
+  if (coding.version) {
+    const named = coding.version;
+    return latestFirst.find((e) => e.version === named) ?? latestFirst.find((e) => e.pattern !== undefined && versionMatches(e.pattern, named)) ?? latestFirst[0];
+  }
+  if (coding.display) {
+    const shown = coding.display;
+    const byDisplay = latestFirst.find((e) => e.display === shown || e.designations.some((d) => d.value === shown));
+    if (byDisplay) {
+      return byDisplay;
+    }
+  }
+  return latestFirst[0];
 }
 
 export class TerminologyService {
@@ -244,7 +313,13 @@ export class TerminologyService {
   // ---------------------------------------------------------------- $lookup
 
   async lookup(request: LookupRequest): Promise<LookupResult> {
-    const model = await this.requireCodeSystem(request.system, request.version, request);
+    const rules = request.systemVersions;
+    const version = request.version ?? rules?.force.get(request.system) ?? rules?.default.get(request.system) ?? rules?.check.get(request.system);
+    const model = await this.requireCodeSystem(request.system, version, request);
+    const violation = checkViolation(rules, request.system, model.version);
+    if (violation) {
+      throw new FhirError(400, outcome([issue('error', 'invalid', violation)]));
+    }
     const concept = model.get(request.code);
     if (!concept) {
       throw notFound(`Unknown code '${request.code}' in the CodeSystem '${request.system}'${model.version ? ` version '${model.version}'` : ''}`);
@@ -269,11 +344,15 @@ export class TerminologyService {
     return {
       name: model.resource.title ?? model.resource.name ?? model.url,
       version: model.version,
-      display: displayIn(concept, request.displayLanguage),
+      display: displayIn(concept, request.displayLanguage, model.resource.language),
       definition: concept.definition,
       abstract: concept.abstract,
       inactive: concept.inactive,
-      designations: concept.designations,
+      // The display is a designation in the code system's language too (as for includeDesignations in $expand).
+      designations:
+        concept.display !== undefined && model.resource.language && !concept.designations.some((d) => d.value === concept.display && d.language === model.resource.language)
+          ? [{ language: model.resource.language, value: concept.display }, ...concept.designations]
+          : concept.designations,
       properties,
     };
   }
@@ -310,7 +389,7 @@ export class TerminologyService {
     const maxAge = options.maxAgeMs ?? 0;
     let resource: ValueSet | undefined;
     if (typeof valueSet === 'string') {
-      const cacheKey = valueSet;
+      const cacheKey = options.systemVersions || options.valueSetVersions?.size ? `${valueSet} ${rulesKey(options.systemVersions)} ${[...(options.valueSetVersions ?? [])].join(',')}` : valueSet;
       const cacheable = !options.overlay?.length && !options.supplements?.length;
       const cached = cacheable ? this.compiled.get(cacheKey) : undefined;
       if (cached && maxAge > 0 && Date.now() - cached.at < maxAge) {
@@ -330,8 +409,9 @@ export class TerminologyService {
         cached.at = Date.now();
         return cached.vs;
       }
-      const compiled = await compileValueSet(this.composeContext(options), resource, visiting);
-      if (cacheable) {
+      const declared = await this.declaredSupplements(resource, options);
+      const compiled = await compileValueSet(this.composeContext(declared ?? options), resource, visiting);
+      if (cacheable && !declared) {
         if (this.compiled.size > 2000) {
           this.compiled.clear();
         }
@@ -340,6 +420,7 @@ export class TerminologyService {
       return compiled;
     }
     resource = valueSet;
+    options = (await this.declaredSupplements(resource, options)) ?? options;
     const context = this.composeContext(options);
     const contained = (resource.contained ?? []).filter((r): r is ValueSet => r.resourceType === 'ValueSet');
     if (contained.length > 0) {
@@ -353,12 +434,32 @@ export class TerminologyService {
     return compileValueSet(context, resource, visiting);
   }
 
+  /**
+   * The options with the supplements a value set names (extension valueset-supplement) added, or undefined when it
+   * names none. An unknown supplement is an error, as with useSupplement.
+   */
+  private async declaredSupplements(valueSet: ValueSet, options: CallOptions): Promise<CallOptions | undefined> {
+    const canonicals = (valueSet.extension ?? [])
+      .filter((e) => e.url === VALUESET_SUPPLEMENT)
+      .map((e) => e.valueCanonical ?? e.valueUri)
+      .filter((c): c is string => !!c);
+    if (canonicals.length === 0) {
+      return undefined;
+    }
+    const found = await this.supplements(canonicals, options);
+    return { ...options, supplements: [...(options.supplements ?? []), ...found] };
+  }
+
   /** Whether every code system and value set a compiled value set used is still the current one. */
   private async stillCurrent(compiled: CompiledValueSet, options: CallOptions, visiting: Set<string>): Promise<boolean> {
     for (const clause of [...compiled.includes, ...compiled.excludes]) {
       if (clause.system !== undefined && clause.model !== undefined) {
-        const model = await this.codeSystem(clause.system, clause.version, options);
+        const model = await this.codeSystem(clause.system, clause.lookupVersion, options);
         if (model !== clause.model) {
+          return false;
+        }
+        // A pinned version that was missing may have been written since.
+        if (clause.missingVersion !== undefined && (await this.codeSystem(clause.system, clause.missingVersion, options))) {
           return false;
         }
       }
@@ -374,16 +475,27 @@ export class TerminologyService {
   private composeContext(options: CallOptions): ComposeContext {
     return {
       codeSystem: (system, version) => this.codeSystem(system, version, options),
-      valueSet: (canonical, visiting) => this.compiledValueSet(canonical, options, visiting),
+      valueSet: (canonical, visiting) => {
+        // An import without a version takes the default-valueset-version for that value set, when one is given.
+        const { url, version } = splitCanonical(canonical);
+        const pinned = version === undefined ? options.valueSetVersions?.get(url) : undefined;
+        return this.compiledValueSet(pinned ? `${url}|${pinned}` : canonical, options, visiting);
+      },
+      rules: options.systemVersions,
     };
   }
 
   async expand(request: ExpandRequest): Promise<ValueSet> {
     const compiled = await this.compiledValueSet(request.valueSet, request);
-    const activeOnly = request.activeOnly ?? compiled.valueSet.compose?.inactive === false;
+    this.refuseUnusableVersions(compiled, request);
+    // A value set that leaves inactive codes out (compose.inactive false) cannot be widened by activeOnly=false.
+    const activeOnly = request.activeOnly === true || compiled.valueSet.compose?.inactive === false;
     let entries = compiled.entries();
     if (activeOnly) {
       entries = entries.filter((e) => !e.inactive);
+    }
+    if (request.excludeNotForUI) {
+      entries = entries.filter((e) => !e.abstract);
     }
     if (request.filter && request.filter.length > MAX_FILTER_LENGTH) {
       throw new FhirError(400, outcome([issue('error', 'too-costly', `The text filter is limited to ${MAX_FILTER_LENGTH} characters`)]));
@@ -407,12 +519,25 @@ export class TerminologyService {
       );
     }
     const page = entries.slice(offset, request.count === undefined ? undefined : offset + Math.max(0, request.count));
-    const contains = page.map((e) => this.containsEntry(e, request));
+    // The code systems the entries come from: their language (the display's) and property definitions.
+    const models = new Map<string, CodeSystemModel>();
+    for (const clause of compiled.allClauses()) {
+      if (clause.system !== undefined && clause.model) {
+        models.set(`${clause.system}|${clause.model.version ?? ''}`, clause.model);
+      }
+    }
+    const properties = [...new Set([...(request.properties ?? []), ...(request.includeDefinition ? ['definition'] : [])])];
+    const options = { ...request, properties };
+    const flat = page.map((e) => containsEntry(e, options, displayIn, models.get(`${e.system}|${e.version ?? ''}`)?.resource.language));
+    const whole = request.count === undefined && offset === 0 && !request.filter?.trim();
+    const contains = request.nested && whole ? nestByHierarchy(page, flat) : flat;
+    const propertyExtensions = properties.length > 0 ? expansionProperties(properties, [...models.values()]) : [];
     const { expansion: _old, ...rest } = compiled.valueSet;
     return {
       ...rest,
       resourceType: 'ValueSet',
       expansion: {
+        ...(propertyExtensions.length > 0 ? { extension: propertyExtensions } : {}),
         identifier: `urn:uuid:${randomUUID()}`,
         timestamp: new Date().toISOString(),
         total,
@@ -420,25 +545,30 @@ export class TerminologyService {
         parameter: [
           ...(request.echo ?? []),
           ...compiled.usedCodeSystems.map((u) => ({ name: 'used-codesystem', valueUri: u })),
+          ...usedValueSets(compiled).map((u) => ({ name: 'used-valueset', valueUri: u })),
         ],
         ...(contains.length > 0 ? { contains } : {}),
       },
     };
   }
 
-  private containsEntry(e: ExpansionEntry, request: ExpandRequest): ValueSetExpansionContains {
-    const display = displayIn(e, request.displayLanguage);
-    return {
-      system: e.system,
-      ...(e.version ? { version: e.version } : {}),
-      ...(e.abstract ? { abstract: true } : {}),
-      ...(e.inactive ? { inactive: true } : {}),
-      code: e.code,
-      ...(display !== undefined ? { display } : {}),
-      ...(request.includeDesignations && e.designations.length > 0
-        ? { designation: e.designations.map((d) => ({ ...(d.language ? { language: d.language } : {}), ...(d.use ? { use: d.use } : {}), value: d.value })) }
-        : {}),
-    };
+  /**
+   * An expansion cannot be made when a code system version the value set pins does not exist, or when the version
+   * used breaks a check-system-version parameter ($validate-code answers false in these cases instead).
+   */
+  private refuseUnusableVersions(compiled: CompiledValueSet, request: CallOptions): void {
+    for (const clause of compiled.allClauses()) {
+      if (clause.system === undefined || clause.model === undefined) {
+        continue;
+      }
+      if (clause.missingVersion !== undefined) {
+        throw new MissingDefinition('CodeSystem', `${clause.system}|${clause.missingVersion}`);
+      }
+      const violation = checkViolation(request.systemVersions, clause.system, clause.model.version);
+      if (violation) {
+        throw new FhirError(400, outcome([issue('error', 'invalid', violation)]));
+      }
+    }
   }
 
   // ---------------------------------------------------------------- $validate-code
@@ -456,7 +586,7 @@ export class TerminologyService {
         : [{ system: request.system, version: request.systemVersion, code: request.code, display: request.display }];
     const cacheKey =
       request.maxAgeMs && !request.overlay?.length && !request.supplements?.length && typeof request.valueSet !== 'object'
-        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly])
+        ? JSON.stringify([request.valueSet, codings, request.displayLanguage, request.activeOnly, request.abstract, request.lenientDisplay, request.requireSystem, request.inferSystem, rulesKey(request.systemVersions)])
         : undefined;
     if (cacheKey) {
       const hit = this.validated.get(cacheKey);
@@ -499,23 +629,30 @@ export class TerminologyService {
     let version = coding.version;
     let concept: { code: string; display?: string; designations: Designation[]; inactive: boolean; abstract: boolean } | undefined;
     let where: string;
+    /** The value set leaves inactive codes out (compose.inactive false). */
+    let activeOnlyByValueSet = false;
+    /** The display language the value set sets (its displayLanguage expansion parameter, else its language). */
+    let valueSetLanguage: string | undefined;
     if (request.valueSet) {
       const compiled = await this.compiledValueSet(request.valueSet, request);
+      activeOnlyByValueSet = compiled.valueSet.compose?.inactive === false;
+      valueSetLanguage = expansionParameterOf(compiled.valueSet, 'displayLanguage') ?? compiled.valueSet.language;
       where = `the value set '${compiled.valueSet.url ?? compiled.valueSet.id}'`;
       if (!system) {
-        // A bare code (e.g. a `code` element): any system of the value set.
-        const systems = new Set(compiled.usedCodeSystems.map((u) => splitCanonical(u).url));
-        for (const s of systems) {
-          if (compiled.has(s, code)) {
-            system = s;
-            break;
-          }
+        if (request.requireSystem) {
+          return { result: false, code, message: `The coding has no system: a code without a system has no defined meaning, so '${code}' is not in ${where}` };
         }
+        // A bare code (e.g. a `code` element): any system of the value set.
+        const systems = [...new Set(compiled.usedCodeSystems.map((u) => splitCanonical(u).url))].filter((s) => compiled.has(s, code));
+        if (request.inferSystem && systems.length > 1) {
+          return { result: false, code, message: `The system of the code '${code}' cannot be determined: ${where} has it in ${systems.join(', ')}` };
+        }
+        system = systems[0];
         if (!system) {
           return { result: false, code, message: `The code '${code}' is not in ${where}` };
         }
       }
-      const entry = compiled.has(system, code);
+      const entry = chooseEntry(compiled.matches(system, code), coding);
       const wholeFragment = compiled.includes.some((c) => c.system === system && !c.listed && c.filters.length === 0 && c.model?.resource.content === 'fragment');
       if (!entry && wholeFragment && !compiled.includes.find((c) => c.system === system)?.model?.get(code)) {
         return { result: true, system, code, message: `Unknown code '${code}' in a fragment of the CodeSystem '${system}': it may exist in the full code system, so it is not refused` };
@@ -524,14 +661,46 @@ export class TerminologyService {
         // Say whether the code is unknown in its system or only outside the value set.
         const model = await this.codeSystem(system, version, request);
         const known = model && model.concepts.size > 0;
-        const unknown = known && !model.get(code) ? `Unknown code '${code}' in the CodeSystem '${system}'; ` : '';
-        return { result: false, system, code, unknownCode: !!unknown, message: `${unknown}The code '${system}#${code}' is not in ${where}` };
+        const found = known ? model.get(code) : undefined;
+        const unknown = known && !found ? `Unknown code '${code}' in the CodeSystem '${system}'; ` : '';
+        // Say what the code is (display, version) even though the value set does not hold it.
+        return {
+          result: false,
+          system,
+          code,
+          ...(model?.version ? { version: model.version } : {}),
+          ...(found ? { display: displayIn(found, request.displayLanguage) } : {}),
+          unknownCode: !!unknown,
+          message: `${unknown}The code '${system}#${code}' is not in ${where}`,
+        };
       }
       concept = entry;
-      if (version && entry.pinned && entry.version && !versionMatches(version, entry.version)) {
-        return { result: false, system, code, display: displayIn(entry, request.displayLanguage), message: `The version '${version}' of ${system} is not the version '${entry.version}' that ${where} includes` };
+      if (entry.missingVersion !== undefined) {
+        // The value set pins a version that does not exist: not valid; say what the code is where it can.
+        const named = version ? await this.codeSystem(system, version, request) : undefined;
+        const shown = named?.get(code) ?? entry;
+        return {
+          result: false,
+          system,
+          code,
+          version: named?.version ?? entry.version,
+          display: displayIn(shown, request.displayLanguage),
+          message: `A definition for CodeSystem '${system}' version '${entry.missingVersion}' (named by ${where}) could not be found, so the code cannot be validated`,
+        };
       }
-      if (version && !entry.pinned) {
+      // A coding version inside the value set's wildcard (1.0.0 for 1.x.x) selects that version.
+      const withinWildcard = version && entry.pinned && isWildcard(entry.pattern) && versionMatches(entry.pattern as string, version);
+      if (version && entry.pinned && entry.version && !versionMatches(version, entry.version) && !withinWildcard) {
+        return {
+          result: false,
+          system,
+          code,
+          version: entry.version,
+          display: displayIn(entry, request.displayLanguage),
+          message: `The version '${version}' of ${system} is not the version '${entry.version}' that ${where} includes`,
+        };
+      }
+      if (version && (!entry.pinned || withinWildcard)) {
         // The coding names a version of the code system: the concept must exist in that version.
         const model = await this.codeSystem(system, version, request);
         if (!model) {
@@ -550,9 +719,13 @@ export class TerminologyService {
       if (!system) {
         throw new FhirError(400, outcome([issue('error', 'invalid', 'A code system (system or url) is needed to validate a code without a value set')]));
       }
-      const model = await this.requireCodeSystem(system, version, request);
+      const rules = request.systemVersions;
+      const model = await this.requireCodeSystem(system, version ?? rules?.force.get(system) ?? rules?.default.get(system) ?? rules?.check.get(system), request);
       version = model.version;
       where = `the CodeSystem '${system}'`;
+      if (model.resource.content === 'supplement') {
+        return { result: false, system, code, message: `CodeSystem ${system}${version ? `|${version}` : ''} is a supplement, so it cannot be used as the system of a code` };
+      }
       const found = model.get(code);
       if (!found && model.resource.content === 'fragment') {
         return { result: true, system, version, code, message: `Unknown code '${code}' in a fragment of ${where}: it may exist in the full code system, so it is not refused` };
@@ -562,26 +735,45 @@ export class TerminologyService {
       }
       concept = found;
     }
+    // The code system's own language, when a language is asked for (its display is the preferred term in it).
+    const language = request.displayLanguage ?? valueSetLanguage;
+    const ownLanguage = language ? (await this.codeSystem(system, version, request))?.resource.language : undefined;
     // The code is echoed as given (a code system that is not case-sensitive accepts it in another case).
-    const result: ValidateCodeResult = { result: true, system, version, code, display: displayIn(concept, request.displayLanguage) };
+    const result: ValidateCodeResult = { result: true, system, version, code, display: displayIn(concept, request.displayLanguage, ownLanguage) };
+    const violation = checkViolation(request.systemVersions, system, version);
+    if (violation) {
+      return { ...result, result: false, message: violation };
+    }
     if (concept.inactive) {
       result.inactive = true;
-      if (request.activeOnly) {
+      if (request.activeOnly || activeOnlyByValueSet) {
         return { ...result, result: false, message: `The code '${system}#${code}' is inactive` };
       }
       result.message = `The code '${system}#${code}' is valid but inactive`;
+    }
+    if (concept.abstract && request.abstract === false) {
+      return { ...result, result: false, message: `The code '${system}#${code}' is abstract (not selectable), and not allowed in this context` };
     }
     if (concept.code !== code) {
       result.message = `The code '${code}' differs in case from the code '${concept.code}' of ${where}`;
     }
     if (coding.display !== undefined && coding.display !== '') {
-      const valid = [concept.display, ...concept.designations.map((d) => d.value)].filter((d): d is string => !!d);
-      if (valid.length > 0 && !valid.includes(coding.display)) {
-        return {
-          ...result,
-          result: false,
-          message: `Wrong Display Name '${coding.display}' for ${system}#${concept.code}. Valid display is '${concept.display ?? valid[0]}'`,
-        };
+      // With a display language in effect, only the terms in that language (and those in no stated language) are
+      // valid displays: a German designation is not a valid display for an English one.
+      const wanted = language?.split(',').map((l) => l.split(';')[0].trim().toLowerCase()).filter((l) => l && l !== '*');
+      const inLanguage = (lang: string | undefined): boolean =>
+        !wanted?.length || !lang || wanted.some((w) => lang.toLowerCase() === w || lang.toLowerCase().startsWith(`${w}-`) || w.startsWith(`${lang.toLowerCase()}-`));
+      const all = [concept.display, ...concept.designations.map((d) => d.value)].filter((d): d is string => !!d);
+      const inWanted = [
+        ...(inLanguage(ownLanguage) ? [concept.display] : []),
+        ...concept.designations.filter((d) => inLanguage(d.language)).map((d) => d.value),
+      ].filter((d): d is string => !!d);
+      // No term at all in the languages asked for: the terms of the default language are the valid ones.
+      const valid = inWanted.length > 0 ? inWanted : all;
+      if (all.length > 0 && !valid.includes(coding.display)) {
+        const message = `Wrong Display Name '${coding.display}' for ${system}#${concept.code}${wanted?.length ? ` in the language ${language}` : ''}. Valid display is '${valid[0] ?? concept.display ?? all[0]}'`;
+        // lenient-display-validation: a wrong display is a warning, not an invalid code.
+        return request.lenientDisplay ? { ...result, message } : { ...result, result: false, message };
       }
     }
     return result;
@@ -677,8 +869,15 @@ export class TerminologyService {
     );
   }
 
-  /** The unmapped codes seen, most frequent first (optionally for one ConceptMap). */
-  async unmappedCodes(conceptMap?: string): Promise<Array<UnmappedCode & { occurrences: number; firstSeen: Date; lastSeen: Date }>> {
+  /**
+   * The unmapped codes seen, most frequent first: all, or those of one ConceptMap. `sourceSystems` widens a
+   * ConceptMap's report to the codes recorded without a map (the HL7 adapters record a miss against the local code
+   * system only) whose system is one the map translates from.
+   */
+  async unmappedCodes(
+    conceptMap?: string,
+    filter: { sourceSystems?: string[]; system?: string; limit?: number } = {},
+  ): Promise<Array<UnmappedCode & { occurrences: number; firstSeen: Date; lastSeen: Date }>> {
     const rows = await this.db.query<{
       concept_map: string;
       system_url: string;
@@ -690,8 +889,10 @@ export class TerminologyService {
       last_seen: Date;
     }>(
       `SELECT concept_map, system_url, code, display, source, occurrences, first_seen, last_seen FROM tx_unmapped
-        WHERE ($1::text IS NULL OR concept_map = $1) ORDER BY occurrences DESC, system_url, code LIMIT 10000`,
-      [conceptMap ?? null],
+        WHERE ($1::text IS NULL OR concept_map = $1 OR (concept_map = '' AND system_url = ANY($2::text[])))
+          AND ($3::text IS NULL OR system_url = $3)
+        ORDER BY occurrences DESC, system_url, code LIMIT $4`,
+      [conceptMap ?? null, filter.sourceSystems ?? [], filter.system ?? null, Math.min(Math.max(1, filter.limit ?? MAX_UNMAPPED), MAX_UNMAPPED)],
     );
     return rows.map((r) => ({
       conceptMap: r.concept_map || undefined,

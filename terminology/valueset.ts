@@ -8,6 +8,8 @@
 import type { Coding, ValueSet, ValueSetComposeInclude, ValueSetComposeIncludeConcept, ValueSetComposeIncludeFilter } from '@medplum/fhirtypes';
 import { FhirError, outcome, issue } from '../fhir-server';
 import type { CodeSystemModel, Concept, Designation } from './model';
+import { compareVersions } from './resolver';
+import { clauseVersion, type SystemVersionRules } from './system-versions';
 
 export interface ExpansionEntry {
   system: string;
@@ -19,8 +21,12 @@ export interface ExpansionEntry {
   designations: Designation[];
   /** The code system's concept, when the code system is known (undefined for codes of an unknown system listed by the value set). */
   concept?: Concept;
-  /** The value set names the code system version (compose.include.version). */
+  /** The value set names the code system version (compose.include.version), or a forced version applies. */
   pinned: boolean;
+  /** The version the value set (or force-system-version) asked for, possibly with wildcards (1.x.x). */
+  pattern?: string;
+  /** The version the include named could not be found: `version` and the concept are the fallback's. */
+  missingVersion?: string;
 }
 
 /** Something the value set refers to could not be found: the caller says which (code system or value set). */
@@ -46,7 +52,12 @@ type Predicate = (concept: Concept) => boolean;
 
 export interface CompiledClause {
   system?: string;
+  /** The version pinned by the include (or forced by force-system-version), possibly a wildcard. */
   version?: string;
+  /** The version the model was resolved with (pinned, else system-version/check-system-version, else latest). */
+  lookupVersion?: string;
+  /** The pinned version could not be found; the model is the version that would otherwise be used. */
+  missingVersion?: string;
   model?: CodeSystemModel;
   /** Codes listed by `concept`, with the value set's own display and designations. */
   listed?: Map<string, ValueSetComposeIncludeConcept>;
@@ -129,7 +140,11 @@ function wholeMatch(pattern: string): RegExp {
 export function compileFilter(model: CodeSystemModel, filter: ValueSetComposeIncludeFilter): Predicate {
   const property = filter.property ?? '';
   const op: string = filter.op ?? '';
-  const value = filter.value ?? '';
+  if (filter.value === undefined || filter.value === '') {
+    // A filter without a value (absent, or only a data-absent-reason) selects nothing meaningful: the value set is broken.
+    throw new FhirError(400, outcome([issue('error', 'invalid', `The filter '${property} ${op}' of the value set has no value`)]));
+  }
+  const value = filter.value;
   if (property === 'concept' || property === 'code') {
     switch (op) {
       case 'is-a': {
@@ -174,8 +189,11 @@ export function compileFilter(model: CodeSystemModel, filter: ValueSetComposeInc
         return c.display === undefined ? [] : [c.display];
       case 'inactive':
         return [String(c.inactive)];
-      case 'notSelectable':
-        return [String(c.abstract)];
+      case 'notSelectable': {
+        // Only a concept that says whether it is selectable matches `notSelectable = false`; one that does not say is neither.
+        const stated = c.properties.filter((p) => p.code === 'notSelectable').map((p) => valueText(p.value));
+        return stated.length > 0 ? stated : c.abstract ? ['true'] : [];
+      }
       case 'parent':
         return c.parents;
       case 'child':
@@ -223,6 +241,8 @@ function entryOf(clause: CompiledClause, concept: Concept | undefined, code: str
       : (concept?.designations ?? []),
     concept,
     pinned: clause.version !== undefined,
+    ...(clause.version !== undefined ? { pattern: clause.version } : {}),
+    ...(clause.missingVersion !== undefined ? { missingVersion: clause.missingVersion } : {}),
   };
 }
 
@@ -283,8 +303,37 @@ function clauseEntries(clause: CompiledClause): ExpansionEntry[] {
   return result;
 }
 
+/** The expansion parameter a value set's compose can carry (extension valueset-expansion-parameter). */
+const EXPANSION_PARAMETER = 'http://hl7.org/fhir/StructureDefinition/valueset-expansion-parameter';
+
+/**
+ * `versionsMatch` of the compose: true merges a code included from several versions of its code system into one
+ * entry; false makes an exclude remove a code only from the version it names. Undefined when not said.
+ */
+export function versionsMatchOf(valueSet: ValueSet): boolean | undefined {
+  const value = expansionParameterOf(valueSet, 'versionsMatch');
+  return value === undefined ? undefined : value === 'true';
+}
+
+/** The value (as text) of an expansion parameter the value set's compose sets, e.g. displayLanguage. */
+export function expansionParameterOf(valueSet: ValueSet, name: string): string | undefined {
+  for (const ext of valueSet.compose?.extension ?? []) {
+    if (ext.url !== EXPANSION_PARAMETER || ext.extension?.find((e) => e.url === 'name')?.valueCode !== name) {
+      continue;
+    }
+    const value = ext.extension?.find((e) => e.url === 'value');
+    const text = value && Object.entries(value).find(([k]) => k.startsWith('value'))?.[1];
+    if (text !== undefined) {
+      return String(text);
+    }
+  }
+  return undefined;
+}
+
 export class CompiledValueSet {
   private expansion?: ExpansionEntry[];
+  /** See versionsMatchOf. */
+  readonly versionsMatch: boolean | undefined;
 
   constructor(
     readonly valueSet: ValueSet,
@@ -292,28 +341,78 @@ export class CompiledValueSet {
     readonly excludes: CompiledClause[],
     /** `system|version` of every code system the compose used. */
     readonly usedCodeSystems: string[],
-  ) {}
+  ) {
+    this.versionsMatch = versionsMatchOf(valueSet);
+  }
+
+  /**
+   * Whether an exclude removes this entry. An exclude removes a code whatever the version it was included from
+   * (excluding version 1 of a code system removes its codes from version 2 too), except when the compose says
+   * versionsMatch false, or the exclude lists the code under a named version: then only from that version.
+   */
+  private excluded(entry: ExpansionEntry): boolean {
+    return this.excludes.some((x) => {
+      const hit = clauseHas(x, entry.system, entry.code);
+      if (!hit) {
+        return false;
+      }
+      const sameVersionOnly = this.versionsMatch === false || (x.listed !== undefined && x.version !== undefined);
+      return !sameVersionOnly || hit.version === entry.version;
+    });
+  }
+
+  /** Every member with this code: one per code system version the value set includes it from. */
+  matches(system: string, code: string): ExpansionEntry[] {
+    const found: ExpansionEntry[] = [];
+    for (const include of this.includes) {
+      const entry = clauseHas(include, system, code);
+      if (entry && !found.some((e) => e.version === entry.version) && !this.excluded(entry)) {
+        found.push(entry);
+      }
+    }
+    return found;
+  }
+
+  /** Every include and exclude clause, those of the value sets they import too. */
+  *allClauses(): Generator<CompiledClause> {
+    for (const clause of [...this.includes, ...this.excludes]) {
+      yield clause;
+      for (const vs of clause.valueSets) {
+        yield* vs.allClauses();
+      }
+    }
+  }
 
   has(system: string, code: string): ExpansionEntry | undefined {
     for (const include of this.includes) {
       const entry = clauseHas(include, system, code);
-      if (entry) {
-        return this.excludes.some((x) => clauseHas(x, system, entry.code)) ? undefined : entry;
+      if (entry && !this.excluded(entry)) {
+        return entry;
       }
     }
     return undefined;
   }
 
-  /** Every member, in the order of the compose, each once. */
+  /**
+   * Every member, in the order of the compose, each once: a code included from two versions of its code system is
+   * two members (unless versionsMatch merges them).
+   */
   entries(): ExpansionEntry[] {
     if (!this.expansion) {
-      const seen = new Set<string>();
+      // key → index in result
+      const seen = new Map<string, number>();
       const result: ExpansionEntry[] = [];
       for (const include of this.includes) {
         for (const entry of clauseEntries(include)) {
-          const key = `${entry.system}\u0000${entry.code}`;
-          if (!seen.has(key) && !this.excludes.some((x) => clauseHas(x, entry.system, entry.code))) {
-            seen.add(key);
+          const key = `${entry.system}\u0000${this.versionsMatch ? '' : (entry.version ?? '')}\u0000${entry.code}`;
+          const at = seen.get(key);
+          if (at !== undefined) {
+            // Merged versions (versionsMatch): the code stays where it first came, as the latest version has it.
+            if (this.versionsMatch && compareVersions(entry.version, result[at].version) > 0 && !this.excluded(entry)) {
+              result[at] = entry;
+            }
+          } else if (!this.excluded(entry)) {
+            seen.set(key, result.length);
             result.push(entry);
           }
         }
@@ -328,6 +427,8 @@ export class CompiledValueSet {
 export interface ComposeContext {
   codeSystem(system: string, version: string | undefined): Promise<CodeSystemModel | undefined>;
   valueSet(canonical: string, visiting: Set<string>): Promise<CompiledValueSet>;
+  /** system-version, check-system-version and force-system-version of the request. */
+  rules?: SystemVersionRules;
 }
 
 async function compileClause(ctx: ComposeContext, clause: ValueSetComposeInclude, visiting: Set<string>, used: Set<string>): Promise<CompiledClause> {
@@ -343,15 +444,35 @@ async function compileClause(ctx: ComposeContext, clause: ValueSetComposeInclude
     }
     return { filters: [], valueSets, valueSetCanonicals: clause.valueSet ?? [] };
   }
-  const model = await ctx.codeSystem(clause.system, clause.version);
+  const { pinned, lookup } = clauseVersion(ctx.rules, clause.system, clause.version);
+  let lookupVersion = lookup;
+  let model = await ctx.codeSystem(clause.system, lookupVersion);
+  let missingVersion: string | undefined;
+  if (!model && pinned !== undefined) {
+    // The pinned version is unknown but others are: compile against the version that would be used without the
+    // pin, so that $validate-code can still say what the code is; $expand refuses (missingVersion).
+    lookupVersion = clauseVersion(ctx.rules, clause.system, undefined).lookup;
+    model = await ctx.codeSystem(clause.system, lookupVersion);
+    missingVersion = model ? pinned : undefined;
+  }
   const listed = clause.concept?.length ? new Map(clause.concept.map((c) => [c.code as string, c])) : undefined;
   const usable = model && (model.concepts.size > 0 || model.resource.content !== 'not-present') ? model : undefined;
   if (!usable && (!listed || clause.filter?.length)) {
-    throw new MissingDefinition('CodeSystem', clause.version ? `${clause.system}|${clause.version}` : clause.system);
+    throw new MissingDefinition('CodeSystem', pinned ? `${clause.system}|${pinned}` : clause.system);
   }
-  used.add(`${clause.system}${usable?.version ? `|${usable.version}` : clause.version ? `|${clause.version}` : ''}`);
+  used.add(`${clause.system}${usable?.version ? `|${usable.version}` : pinned ? `|${pinned}` : ''}`);
   const filters = usable ? (clause.filter ?? []).map((f) => compileFilter(usable, f)) : [];
-  return { system: clause.system, version: clause.version, model: usable, listed, filters, valueSets, valueSetCanonicals: clause.valueSet ?? [] };
+  return {
+    system: clause.system,
+    version: pinned,
+    lookupVersion,
+    ...(missingVersion !== undefined ? { missingVersion } : {}),
+    model: usable,
+    listed,
+    filters,
+    valueSets,
+    valueSetCanonicals: clause.valueSet ?? [],
+  };
 }
 
 export async function compileValueSet(ctx: ComposeContext, valueSet: ValueSet, visiting: Set<string>): Promise<CompiledValueSet> {

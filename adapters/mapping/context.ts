@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { parseSearchRequest } from '@medplum/core';
 import type { Identifier, Reference, Resource } from '@medplum/fhirtypes';
-import type { FhirRepository, WriteSession } from '../../fhir-server';
+import { FhirError, type FhirRepository, type WriteSession } from '../../fhir-server';
 import type { Facility } from '../facilities';
 import type { Problem } from '../hl7/problems';
 import type { Hl7Message } from '../hl7/message';
@@ -134,7 +134,18 @@ export class MessageWriter {
     if (!identifier.system?.startsWith(this.ownedSystems) || this.absent.has(`${resourceType}/${id}`)) {
       return undefined;
     }
-    return this.session.read<T>(resourceType, id);
+    try {
+      return JSON.parse((await this.repo.read(resourceType, id, this.session.tx)).json) as T;
+    } catch (err) {
+      // Never written (404): created without another (locked) read, as after prefetch. Deleted (410): the ordinary
+      // update re-creates it over its deleted row.
+      if (err instanceof FhirError && err.status === 404) {
+        this.absent.add(`${resourceType}/${id}`);
+        return undefined;
+      }
+      if (err instanceof FhirError && err.status === 410) return undefined;
+      throw err;
+    }
   }
 
   /** A resource with no identifier to upsert on. */

@@ -12,7 +12,13 @@ export interface OrderGroup {
   obr?: Segment;
   /** NTEs directly after the ORC/OBR. */
   notes: Segment[];
-  results: Array<{ obx: Segment; notes: Segment[] }>;
+  /**
+   * Each OBX with its NTEs, and the SPM it follows in the group (v2.5+ ORU_R01 SPECIMEN group: an OBX after an SPM
+   * is about that specimen).
+   */
+  results: Array<{ obx: Segment; notes: Segment[]; specimen?: Segment }>;
+  /** SPM segments of the group, in order (v2.5+). */
+  specimens: Segment[];
   /** Any other segments inside the group, in order (RXA, RXR, TXA…). */
   others: Segment[];
 }
@@ -25,7 +31,7 @@ export function orderGroups(message: Hl7Message): OrderGroup[] {
   let current: OrderGroup | undefined;
   let lastOrc: Segment | undefined;
   const start = (orc: Segment | undefined, obr: Segment | undefined): OrderGroup => {
-    current = { pid, pv1, orc, obr, notes: [], results: [], others: [] };
+    current = { pid, pv1, orc, obr, notes: [], results: [], specimens: [], others: [] };
     groups.push(current);
     return current;
   };
@@ -49,8 +55,13 @@ export function orderGroups(message: Hl7Message): OrderGroup[] {
         if (current && !current.obr) current.obr = s;
         else start(current?.orc === lastOrc ? lastOrc : undefined, s);
         break;
-      case 'OBX':
-        (current ?? start(undefined, undefined)).results.push({ obx: s, notes: [] });
+      case 'OBX': {
+        const group = current ?? start(undefined, undefined);
+        group.results.push({ obx: s, notes: [], specimen: group.specimens[group.specimens.length - 1] });
+        break;
+      }
+      case 'SPM':
+        if (current) current.specimens.push(s);
         break;
       case 'NTE':
         if (current?.results.length) current.results[current.results.length - 1].notes.push(s);

@@ -9,6 +9,8 @@ import type { FieldValue, Segment } from '../hl7/message';
 import { contentError, requiredMissing } from '../hl7/problems';
 import type { MappingContext, Ref } from './context';
 import { codeableConcept, dateTime, isLocalSystem, LOINC, UCUM } from './datatypes';
+import { writePerformingOrganization } from './organization';
+import { writePractitioner } from './practitioner';
 
 const INTERPRETATION = 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation';
 const INTERPRETATION_CODES = new Set(['L', 'H', 'LL', 'HH', 'N', 'A', 'AA', '<', '>', 'I', 'R', 'S', 'MS', 'VS', 'POS', 'NEG', 'IND', 'W', 'B', 'U', 'D', 'E', 'EX', 'HU', 'LU']);
@@ -142,6 +144,8 @@ export interface ObservationParts {
   identifier: Identifier;
   notes: string[];
   basedOn?: Ref[];
+  /** The Specimen the result is about (SPM, or OBR-15). */
+  specimen?: Ref;
 }
 
 export async function observationFromObx(ctx: MappingContext, obx: Segment, parts: ObservationParts): Promise<Observation> {
@@ -173,5 +177,10 @@ export async function observationFromObx(ctx: MappingContext, obx: Segment, part
   const method = codeableConcept(obx.field(17), ctx.facility);
   if (method) observation.method = method;
   if (parts.notes.length) observation.note = parts.notes.map((text) => ({ text }));
+  if (parts.specimen) observation.specimen = parts.specimen;
+  // OBX-23 performing organization (its address OBX-24) and OBX-25 its medical director (v2.5+): who produced the
+  // result, which decides whether a recognition grant covers it.
+  const performer = [await writePerformingOrganization(ctx, obx.field(23), obx.field(24)), await writePractitioner(ctx, obx.field(25))].filter((r): r is Ref => r !== undefined);
+  if (performer.length) observation.performer = performer;
   return observation;
 }

@@ -1,6 +1,7 @@
 /**
  * ORM^O01 and OML^O21 → ServiceRequest per order (ORC, with its OBR), upserted by the placer order number (else the
- * filler's), so that a cancel or a status change updates the request it is about.
+ * filler's), so that a cancel or a status change updates the request it is about; its specimens (OML's SPM, else
+ * OBR-15) → Specimen, referenced from `ServiceRequest.specimen`.
  */
 import type { Identifier, ServiceRequest } from '@medplum/fhirtypes';
 import { requiredMissing } from '../hl7/problems';
@@ -11,6 +12,7 @@ import { noteText, orderGroups } from './groups';
 import { translatedCode } from './observation';
 import { writePatient } from './patient';
 import { writePractitioner } from './practitioner';
+import { writeSpecimens } from './specimen';
 
 const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 
@@ -66,6 +68,11 @@ export async function mapOrder(ctx: MappingContext): Promise<void> {
     if (reasons.length) request.reasonCode = reasons;
     const notes = group.notes.map(noteText).filter(Boolean);
     if (notes.length) request.note = notes.map((text) => ({ text }));
+    // The specimen the order is for (OML's SPM, or OBR-15): recognition compares it with a prior result's.
+    if (obr) {
+      const specimens = await writeSpecimens(ctx, obr, group.specimens, subject, key);
+      if (specimens.all.length) request.specimen = specimens.all;
+    }
     await ctx.writer.put(request, identifiers[0]);
   }
 }

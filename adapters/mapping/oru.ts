@@ -11,6 +11,7 @@ import { writeEncounter } from './encounter';
 import { noteText, orderGroups } from './groups';
 import { observationFromObx, translatedCode } from './observation';
 import { writePatient } from './patient';
+import { specimenOf, writeSpecimens } from './specimen';
 
 /** OBR-25 result status (HL7 table 0123) → DiagnosticReport.status. */
 const REPORT_STATUS: Record<string, DiagnosticReport['status']> = {
@@ -76,6 +77,7 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
       continue;
     }
     const effective = dateTime(obr.get(7), ctx.facility, obr, 7);
+    const specimens = await writeSpecimens(ctx, obr, group.specimens, subject, order);
     const results: Ref[] = [];
     // OBX lines without an observation identifier are the report's narrative (TX/FT/ST) or its document (ED).
     const narrative: string[] = [];
@@ -101,14 +103,17 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
       return facilityIdentifier(ctx.facility, 'observation', `${order.value}-${setId}${subId ? `-${subId}` : ''}`, order.namespace);
     });
     await ctx.writer.prefetch('Observation', observationIds);
-    for (const [index, { obx, notes }] of coded.entries()) {
+    const performers = new Map<string, Ref>();
+    for (const [index, { obx, notes, specimen }] of coded.entries()) {
       const observation = await observationFromObx(ctx, obx, {
         subject,
         encounter,
         effective,
         identifier: observationIds[index],
         notes: notes.map(noteText),
+        specimen: specimenOf(specimens, specimen),
       });
+      for (const p of observation.performer ?? []) if (p.reference?.startsWith('Organization/')) performers.set(p.reference, p);
       const key = observation.identifier?.[0] ?? {};
       const lateResult = overtaken(await ctx.writer.current<Observation>('Observation', key), observation.status, { segment: 'OBX', sequence: obx.occurrence, field: 11 }, `Result ${key.value}`);
       if (lateResult) {
@@ -133,6 +138,9 @@ export async function mapOru(ctx: MappingContext): Promise<void> {
     const category = codeableConcept(obr.field(24), ctx.facility);
     if (category) report.category = [category];
     if (results.length) report.result = results;
+    if (specimens.all.length) report.specimen = specimens.all;
+    // The report's performers: the organisations that performed its results (OBX-23).
+    if (performers.size) report.performer = [...performers.values()];
     const conclusion = group.notes.map(noteText).join('\n');
     if (conclusion) report.conclusion = conclusion;
     if (narrative.length) {

@@ -1,9 +1,10 @@
 /**
- * Outgoing HL7 v2.5 messages, built from FHIR resources: REF^I12 (a referral), ORU^R01 (a result notification) and
- * QBP^Q22 (a patient demographics query, IHE PDQ). Values are escaped; messages are sent as UTF-8 (MSH-18).
+ * Outgoing HL7 v2.5 messages, built from FHIR resources: REF^I12 (a referral), ORU^R01 (a result notification),
+ * ORR^O02 / ORL^O22 (the application response to an order that came as ORM^O01 / OML^O21) and QBP^Q22 (a patient
+ * demographics query, IHE PDQ). Values are escaped; messages are sent as UTF-8 (MSH-18).
  */
 import { randomUUID } from 'node:crypto';
-import type { DiagnosticReport, HumanName, Identifier, Observation, Patient, ServiceRequest } from '@medplum/fhirtypes';
+import type { DetectedIssue, DiagnosticReport, HumanName, Identifier, Observation, Patient, ServiceRequest } from '@medplum/fhirtypes';
 import { hl7Timestamp } from '../hl7/ack';
 import { escapeHl7, STANDARD_DELIMITERS } from '../hl7/message';
 
@@ -90,6 +91,48 @@ export function oruR01(h: Header, report: DiagnosticReport, observations: Observ
     const obxStatus = (RESULT_STATUS as Record<string, string>)[o.status] ?? 'F';
     lines.push(['OBX', String(i + 1), type, cwe(o.code), '', value, units, e(rangeText), e(interpretation), '', '', obxStatus, '', '', dtm(o.effectiveDateTime)].join('|'));
   });
+  return lines.join('\r') + '\r';
+}
+
+/** The order message an order response answers: its type (ORM or OML) and its MSH-10. */
+export interface AnsweredOrder {
+  messageType: 'ORM' | 'OML';
+  controlId: string;
+}
+
+/** The order numbers as the ordering system sent them (the adapters keep them as PLAC/FILL identifiers). */
+function orderNumber(request: ServiceRequest, type: 'PLAC' | 'FILL'): string {
+  const id = request.identifier?.find((i) => i.type?.coding?.some((c) => c.code === type));
+  return id ? e(id.value) : '';
+}
+
+/**
+ * ORR^O02 (to an ORM^O01) or ORL^O22 (to an OML^O21): the platform's application response to an order, here to
+ * tell the ordering system that recognisable prior results exist (an advisory, HL7 v2.5 ORR_O02 / ORL_O22):
+ *
+ *   MSA  AA with the order message's MSH-10 (MSA-2), so the HIS files the answer with its order;
+ *   ORC  order control OK (table 0119: the order stands — the doctor decides), the placer and filler numbers, the
+ *        order status (ORC-5, table 0038, from the ServiceRequest's) and ORC-16 order control code reason = the
+ *        advisory's code (duplicate-test);
+ *   OBR  the service ordered (ORR's order detail, ORL's observation request);
+ *   NTE  the advisory's detail, one line per prior result (value, date, hospital, mark), at message level after
+ *        MSA: the one place both structures allow notes.
+ *
+ * The response carries no OBX (neither structure allows result values in it), so the prior results themselves go
+ * separately as ORU^R01.
+ */
+export function orderResponse(h: Header, answered: AnsweredOrder, request: ServiceRequest, patient: Patient, advisory: DetectedIssue): string {
+  const type = answered.messageType === 'OML' ? 'ORL^O22^ORL_O22' : 'ORR^O02^ORR_O02';
+  const status = { active: 'IP', 'on-hold': 'HD', revoked: 'CA', completed: 'CM', 'entered-in-error': 'ER', draft: 'SC', unknown: '' }[request.status] ?? '';
+  const reason = advisory.code?.coding?.[0];
+  const orc = ['ORC', 'OK', orderNumber(request, 'PLAC'), orderNumber(request, 'FILL'), '', status, '', '', '', '', '', '', '', '', '', '', reason ? `${e(reason.code)}^${e(reason.display ?? advisory.code?.text ?? 'recognisable prior result')}^L` : ''].join('|');
+  // NTE at message level, after MSA: the one place both ORR_O02 and ORL_O22 (v2.5) allow notes.
+  const notes = (advisory.detail ?? '')
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line, i) => ['NTE', String(i + 1), 'L', e(line), 'RE^Remark^HL70364'].join('|'));
+  const lines = [msh(h, type), `MSA|AA|${e(answered.controlId)}`, ...notes, pid(patient), orc];
+  if (request.code) lines.push(['OBR', '1', orderNumber(request, 'PLAC'), orderNumber(request, 'FILL'), cwe(request.code)].join('|'));
   return lines.join('\r') + '\r';
 }
 

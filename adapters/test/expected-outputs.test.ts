@@ -54,6 +54,14 @@ function compare(expected: Any, stored: Any[], message: string): string[] {
     if (!r) return [`DiagnosticReport ${codes(expected.code)[0]} not stored`];
     if ((expected.result?.length ?? 0) > (r.result?.length ?? 0)) problems.push(`DiagnosticReport ${codes(expected.code)[0]} has ${r.result?.length ?? 0} results, expected ${expected.result.length}`);
   }
+  if (type === 'Specimen' && codes(expected.type).length) {
+    // The converter also makes Specimens of OBR order numbers (no type) and of OBR-15 beside SPM; OBR-15 is read
+    // here only when the message has no SPM (it is the v2.3/2.4 place of the specimen).
+    const lines = message.split(/[\r\n]/);
+    const spm = lines.filter((l) => l.startsWith('SPM'));
+    const from = (spm.length ? spm : lines.filter((l) => l.startsWith('OBR'))).join('\n');
+    if (from.includes(codes(expected.type)[0]) && !same.some((s) => codes(s.type).includes(codes(expected.type)[0]))) problems.push(`Specimen of type ${codes(expected.type)[0]} not stored`);
+  }
   if (type === 'Immunization') {
     const i =
       same.find((s) => codes(s.vaccineCode).some((c) => codes(expected.vaccineCode).includes(c)) && s.occurrenceDateTime?.slice(0, 10) === expected.occurrenceDateTime?.slice(0, 10)) ??
@@ -77,7 +85,7 @@ function compare(expected: Any, stored: Any[], message: string): string[] {
 /** The resource types this platform's mappings write for each message type (others in the expected bundles are not mapped). */
 const COMPARED: Record<string, string[]> = {
   ADT: ['Patient'],
-  ORU: ['Patient', 'Observation', 'DiagnosticReport'],
+  ORU: ['Patient', 'Observation', 'DiagnosticReport', 'Specimen'],
   ORM: ['Patient', 'ServiceRequest'],
   OML: ['Patient', 'ServiceRequest'],
   SIU: ['Patient', 'Appointment'],

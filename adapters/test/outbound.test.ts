@@ -1,12 +1,16 @@
-/** Outbound: REF^I12 and ORU^R01 to a facility's MLLP Endpoint with BullMQ retries and a dead-letter list; QBP^Q22. */
+/**
+ * Outbound: REF^I12, ORU^R01 and the responses to HL7 orders (ORR^O02, ORL^O22) to a facility's MLLP Endpoint with
+ * BullMQ retries, a dead-letter list and its requeue operation; QBP^Q22.
+ */
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import type { DiagnosticReport, Endpoint, Observation, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, DetectedIssue, DiagnosticReport, Endpoint, Observation, Organization, Parameters, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
+import request from 'supertest';
 import { MllpServer } from '../mllp/server';
 import { Hl7Outbound } from '../outbound/queue';
 import { queryDemographics } from '../outbound/query';
 import { Hl7ReferralSender } from '../outbound/referral-sender';
-import { hl7, startHl7Platform, type Hl7TestPlatform } from './harness';
+import { hl7, readAck, startHl7Platform, type Hl7TestPlatform } from './harness';
 
 const logger = pino({ level: 'silent' });
 
@@ -121,18 +125,83 @@ describe('HL7 v2 outbound', () => {
     expect(sent).toContain('OBX|1|NM|2345-7^Glucose^LN||5.6|mmol/L^mmol/L^UCUM|3.9-6.1||||F');
   });
 
-  it('moves a message the facility never accepts to the dead-letter list', async () => {
+  it('answers an HL7 order with ORR^O02 (ORM^O01) or ORL^O22 (OML^O21) naming the order and the advisory', async () => {
+    const client = await p.connect();
+    const orders: Record<string, ServiceRequest> = {};
+    for (const [type, id] of [['ORM^O01^ORM_O01', 'ORM-7'], ['OML^O21^OML_O21', 'OML-7']] as const) {
+      const ack = readAck(await client.send(Buffer.from(hl7(
+        `MSH|^~\\&|HIS|HOSP-OUT|HUIMIN|CITY|20261120080000+0800||${type}|${id}|P|2.5|||||CHN|UNICODE UTF-8`,
+        'PID|1||OUT-7^^^HOSP-OUT^MR||赵^云||19800101|M',
+        `ORC|NW|P-${id}|||||||20261120080000+0800`,
+        `OBR|1|P-${id}||2823-3^Potassium^LN`,
+      ), 'utf8')));
+      expect(ack.code).toBe('AA');
+      [orders[id]] = await p.search<ServiceRequest>('ServiceRequest', { identifier: `P-${id}` });
+    }
+    const issue = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'DetectedIssue', status: 'preliminary', code: { coding: [{ system: 'http://huimin.health/fhir/CodeSystem/recognition-issue', code: 'duplicate-test', display: 'Recognisable prior result' }] }, detail: '血钾 4.1 mmol/L, 2026-11-19, Hospital A, 本省HR\n血糖 6.0 mmol/L, 2026-11-19, Hospital A, 本省HR' }),
+    )) as DetectedIssue;
+    for (const id of ['ORM-7', 'OML-7']) {
+      await outbound.enqueue({ kind: 'order-response', resource: `ServiceRequest/${orders[id].id}`, advisory: `DetectedIssue/${issue.id}`, facility: orgId, facilityKey: 'HOSP-OUT', controlId: `RESP-${id}` });
+    }
+    await until(() => ['RESP-ORM-7', 'RESP-OML-7'].every((c) => facility.received.some((m) => m.includes(`|${c}|`))));
+    const orr = facility.received.find((m) => m.includes('|RESP-ORM-7|')) as string;
+    const orl = facility.received.find((m) => m.includes('|RESP-OML-7|')) as string;
+    expect(orr).toContain('|ORR^O02^ORR_O02|');
+    expect(orl).toContain('|ORL^O22^ORL_O22|');
+    const lines = orr.split('\r');
+    expect(lines[1]).toBe('MSA|AA|ORM-7');
+    expect(lines).toContain('NTE|1|L|血钾 4.1 mmol/L, 2026-11-19, Hospital A, 本省HR|RE^Remark^HL70364');
+    expect(lines.find((l) => l.startsWith('ORC'))).toBe('ORC|OK|P-ORM-7|||IP|||||||||||duplicate-test^Recognisable prior result^L');
+    expect(lines.find((l) => l.startsWith('OBR'))).toBe('OBR|1|P-ORM-7||2823-3^Potassium^LN');
+    expect(orl.split('\r')[1]).toBe('MSA|AA|OML-7');
+  });
+
+  it('dead-letters an order response for an order that did not come by HL7 at once, without retrying', async () => {
+    const order = (await p.server.repository.write((s) => s.create({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: `Patient/${patient.id}` } }))) as ServiceRequest;
+    await outbound.enqueue({ kind: 'order-response', resource: `ServiceRequest/${order.id}`, advisory: 'DetectedIssue/none', facility: orgId, facilityKey: 'HOSP-OUT' });
+    await until(async () => (await outbound.deadLetters()).some((d) => d.resource === `ServiceRequest/${order.id}`));
+    const [dead] = (await outbound.deadLetters()).filter((d) => d.resource === `ServiceRequest/${order.id}`);
+    expect(dead.error).toContain('did not come by HL7 ORM/OML');
+    expect(dead.failedAt).toBeDefined();
+  });
+
+  it('moves a message the facility never accepts to the dead-letter list, and an administrator requeues it once fixed', async () => {
     const silentOrg = await p.registerFacility('HOSP-GONE');
-    await p.server.repository.write((s) =>
+    const endpoint = (await p.server.repository.write((s) =>
       s.create({ resourceType: 'Endpoint', status: 'active', connectionType: { system: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type', code: 'hl7v2-mllp' }, payloadType: [{ text: 'HL7 v2' }], address: 'mllp://127.0.0.1:1', managingOrganization: { reference: `Organization/${silentOrg}` } } as Endpoint),
-    );
-    const request = (await p.server.repository.write((s) =>
-      s.create({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: `Patient/${patient.id}` } }),
+    )) as Endpoint;
+    const referral = (await p.server.repository.write((s) =>
+      s.create({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', identifier: [{ system: 'urn:huimin:referral', value: 'REF-GONE' }], subject: { reference: `Patient/${patient.id}` } }),
     )) as ServiceRequest;
-    await outbound.enqueue({ kind: 'referral', resource: `ServiceRequest/${request.id}`, facility: silentOrg, facilityKey: 'HOSP-GONE' });
-    await until(async () => (await outbound.deadLetters()).some((d) => d.resource === `ServiceRequest/${request.id}`));
-    const [dead] = (await outbound.deadLetters()).filter((d) => d.resource === `ServiceRequest/${request.id}`);
+    await outbound.enqueue({ kind: 'referral', resource: `ServiceRequest/${referral.id}`, facility: silentOrg, facilityKey: 'HOSP-GONE', controlId: 'REF-GONE-1' });
+    await until(async () => (await outbound.deadLetters()).some((d) => d.resource === `ServiceRequest/${referral.id}`));
+    const [dead] = (await outbound.deadLetters()).filter((d) => d.resource === `ServiceRequest/${referral.id}`);
     expect(dead.error).toMatch(/ECONNREFUSED/);
+
+    // Operators see the list; only administrators send again.
+    const listed = await request(p.server.app).get('/fhir/$hl7-outbound-dead').expect(200);
+    expect(JSON.stringify(listed.body)).toContain(`ServiceRequest/${referral.id}`);
+    const supervisor = (await p.server.tokenFor({ role: 'supervisor', organization: `Organization/${silentOrg}` })).token;
+    const requeue = (body: Parameters, token?: string) => {
+      const call = request(token ? p.server.rawApp : p.server.app).post('/fhir/$hl7-outbound-requeue').set('Content-Type', 'application/fhir+json');
+      return (token ? call.set('Authorization', `Bearer ${token}`) : call).send(body);
+    };
+    expect((await requeue({ resourceType: 'Parameters', parameter: [{ name: 'deadLetter', valueString: dead.id }] }, supervisor)).status).toBe(403);
+    expect((await requeue({ resourceType: 'Parameters' })).status).toBe(400);
+
+    // The hospital's system is back at another address: requeued, it is delivered with its own MSH-10.
+    await p.server.repository.write((s) => s.update('Endpoint', endpoint.id as string, { ...endpoint, address: `mllp://127.0.0.1:${facility.port}` }));
+    const res = await requeue({ resourceType: 'Parameters', parameter: [{ name: 'facility', valueString: `Organization/${silentOrg}` }] });
+    expect(res.status).toBe(200);
+    expect((res.body as Parameters).parameter).toHaveLength(1);
+    await until(() => facility.received.some((m) => m.includes('|REF-GONE-1|') && m.includes('REF^I12')));
+    expect((await outbound.deadLetters()).some((d) => d.resource === `ServiceRequest/${referral.id}`)).toBe(false);
+    // The call is on the audit record.
+    await until(async () => {
+      const audit = await request(p.server.app).get('/fhir/AuditEvent').query({ _count: '200' });
+      return audit.status === 200 && ((audit.body as Bundle<AuditEvent>).entry ?? []).some((e) => JSON.stringify(e.resource).includes('hl7-outbound-requeue'));
+    });
   });
 
   it('queries a facility for a patient with QBP^Q22 and maps the RSP^K22 answer', async () => {

@@ -9,9 +9,10 @@
 import type { Meta, Resource } from '@medplum/fhirtypes';
 import type { SqlParams } from '../db';
 import { FhirError, forbidden, issue, outcome } from '../errors';
-import type { CallerIdentity, RepositoryAccess } from '../repository';
+import type { CallerIdentity, RepositoryAccess, ResourceReader } from '../repository';
 import type { FhirRequest, FhirResponse, RequestGuard, RouteContext } from '../rest';
 import { OWNER_TAG_SYSTEM, RESTRICTED_TO_SYSTEM } from './migrations';
+import { partyOfOrganization } from './organization-party';
 import { rulesOf, type RoleRules } from './roles';
 import type { ScopeLetter } from './scopes';
 import type { Caller } from './tokens';
@@ -93,7 +94,14 @@ export function ownerOf(meta: Meta | undefined): string | undefined {
 
 /** The part of a caller that operations and write rules may decide by (never its token or permissions). */
 export function identityOf(caller: Caller): CallerIdentity {
-  return { clientId: caller.clientId, role: caller.role, organization: caller.organization, practitioner: caller.practitioner, scope: caller.scope };
+  return {
+    clientId: caller.clientId,
+    role: caller.role,
+    organization: caller.organization,
+    practitioner: caller.practitioner,
+    scope: caller.scope,
+    ...(caller.user ? { user: caller.user.id } : {}),
+  };
 }
 
 export class AccessPolicy implements RequestGuard {
@@ -118,8 +126,8 @@ export class AccessPolicy implements RequestGuard {
       return undefined;
     }
     return {
-      readFilter: filterNeeded ? (alias, params) => this.readFilter(alias, params) : undefined,
-      checkChange: this.rules.unrestricted ? undefined : (type, id, content) => this.checkChange(type, id, content),
+      readFilter: filterNeeded ? (alias, params, types) => this.readFilter(alias, params, types) : undefined,
+      checkChange: this.rules.unrestricted ? undefined : (type, id, content, read) => this.checkChange(type, id, content, read),
       stamp: this.rules.unrestricted ? undefined : (resource, current) => this.stamp(resource, current),
       mayReadAllHistory: this.rules.unrestricted,
       actor: this.rules.unrestricted ? undefined : identityOf(this.caller),
@@ -183,8 +191,16 @@ export class AccessPolicy implements RequestGuard {
     return operation?.authorizesCaller === true;
   }
 
-  /** Rows this caller may see: the token's resource types, patient consent, and for clinicians a care relationship. */
-  readFilter(alias: string, params: SqlParams): string {
+  /**
+   * Rows this caller may see: the token's resource types, patient consent, restricted labels, for clinicians a care
+   * relationship, and for a Binary the same of the resource that governs it (its securityContext).
+   */
+  readFilter(alias: string, params: SqlParams, types?: readonly string[]): string {
+    return this.rowFilter(alias, params, types, true);
+  }
+
+  /** `types`: the only resource types the rows can have, when known: conditions that cannot apply are left out of the SQL. */
+  private rowFilter(alias: string, params: SqlParams, types: readonly string[] | undefined, withBinaryContext: boolean): string {
     const { caller } = this;
     const conditions: string[] = [];
     if (!caller.permissions.allowsAll('r')) {
@@ -196,8 +212,21 @@ export class AccessPolicy implements RequestGuard {
       // What the caller's organisation owns is always its own to see, whatever the consents say about sharing.
       const owned = `EXISTS (SELECT 1 FROM search_token so WHERE so.res_type = ${alias}.res_type AND so.res_id = ${alias}.id
         AND so.code = '_security' AND so.system = '${OWNER_TAG_SYSTEM}' AND so.value = ${org})`;
-      const deniedByConsent = `EXISTS (SELECT 1 FROM consent_rule cr WHERE cr.patient_ref = ANY(${alias}.compartments)
+      // Whose consents govern the row: the patients of its compartments, but a Patient only its own: Patient.link
+      // puts a golden record in the compartments of the hospital copies it links (and a copy in its golden
+      // record's), and a denial of one hospital's copy is not a denial of the resident's golden record.
+      const governed =
+        types && !types.includes('Patient')
+          ? `${alias}.compartments`
+          : types?.length === 1
+            ? `ARRAY['Patient/' || ${alias}.id]`
+            : `(CASE WHEN ${alias}.res_type = 'Patient' THEN ARRAY['Patient/' || ${alias}.id] ELSE ${alias}.compartments END)`;
+      const deniedByConsent = `EXISTS (SELECT 1 FROM consent_rule cr WHERE cr.patient_ref = ANY(${governed})
         AND (cr.organization IS NULL OR cr.organization = ${org})
+        AND (cr.resource_type IS NULL OR cr.resource_type = ${alias}.res_type)
+        AND (cr.period_start IS NULL OR cr.period_start <= now()) AND (cr.period_end IS NULL OR cr.period_end > now())
+        AND (cr.code_value IS NULL OR EXISTS (SELECT 1 FROM search_token sk WHERE sk.res_type = ${alias}.res_type AND sk.res_id = ${alias}.id
+          AND sk.code NOT LIKE '\\_%' AND sk.value = cr.code_value AND (cr.code_system IS NULL OR sk.system = cr.code_system)))
         AND (cr.label_code IS NULL OR EXISTS (SELECT 1 FROM search_token sl WHERE sl.res_type = ${alias}.res_type AND sl.res_id = ${alias}.id
           AND sl.code = '_security' AND sl.value = cr.label_code AND (cr.label_system IS NULL OR sl.system = cr.label_system))))`;
       conditions.push(`(NOT ${deniedByConsent} OR ${owned})`);
@@ -208,29 +237,48 @@ export class AccessPolicy implements RequestGuard {
         conditions.push(`(NOT ${restricted('')} OR ${restricted(` AND sv.value = ${org}`)} OR ${owned})`);
       }
       if (this.rules.needsCareRelationship && !this.breakGlassReason) {
+        // A care relationship with a patient counts for the patients it is linked with (Patient.link: a golden
+        // record and the hospital copies it links, a merged record and its survivor): the same resident, one hop.
+        const linkedCare = `EXISTS (SELECT 1 FROM search_reference pl JOIN care_relationship cr3 ON cr3.patient_ref = 'Patient/' || pl.target_id
+          WHERE pl.res_type = 'Patient' AND pl.code = 'link' AND pl.target_type = 'Patient' AND cr3.organization = ${org}
+            AND pl.res_id = ANY(ARRAY(SELECT substr(c, 9) FROM unnest(${alias}.compartments) c WHERE c LIKE 'Patient/%')))`;
         conditions.push(`(cardinality(${alias}.compartments) = 0 OR ${owned} OR EXISTS (SELECT 1 FROM care_relationship cr2
-          WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}))`);
+          WHERE cr2.patient_ref = ANY(${alias}.compartments) AND cr2.organization = ${org}) OR ${linkedCare})`);
       }
+    }
+    if (withBinaryContext && conditions.length > 0 && (!types || types.includes('Binary'))) {
+      // A Binary is seen only by callers who may see the resource that governs it (binary_security_context,
+      // migration 1006): in searches, history and _include as in reads. A governing resource that does not exist
+      // hides it (a restricted caller cannot tell it from one hidden from it); one that was deleted no longer governs.
+      const g = `${alias}_ctx`;
+      conditions.push(`(${alias}.res_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_security_context bc WHERE bc.binary_id = ${alias}.id
+        AND NOT EXISTS (SELECT 1 FROM resource ${g} WHERE ${g}.res_type = bc.context_type AND ${g}.id = bc.context_id
+          AND (${g}.deleted OR ${this.rowFilter(g, params, undefined, false)}))))`);
     }
     return conditions.length ? `(${conditions.join(' AND ')})` : 'true';
   }
 
   /**
    * Only the owning organisation changes or deletes a resource; one without an owner, only an administrator. A Task
-   * is also the business of the organisation it is addressed to (Task.owner): a referral written by the referring
+   * is also the business of the organisation it is addressed to (Task.owner: the Organization, or one of its
+   * HealthcareServices or PractitionerRoles, read in the write's transaction): a referral written by the referring
    * clinic is accepted, rejected and worked by the receiving hospital.
    */
-  checkChange(resourceType: string, id: string, currentContent: string | null): void {
+  async checkChange(resourceType: string, id: string, currentContent: string | null, read: ResourceReader): Promise<void> {
     const current = currentContent ? (JSON.parse(currentContent) as Resource) : undefined;
     const owner = current ? ownerOf(current.meta) : undefined;
-    const addressedTo = current?.resourceType === 'Task' ? current.owner?.reference : undefined;
-    if (owner !== this.caller.organization && !(addressedTo !== undefined && addressedTo === this.caller.organization)) {
-      throw forbidden(
-        owner
-          ? `${resourceType}/${id} is owned by ${owner}; only its owner may change or delete it`
-          : `${resourceType}/${id} has no owning organisation; only an administrator may change or delete it`,
-      );
+    const org = this.caller.organization;
+    if (owner !== undefined && owner === org) {
+      return;
     }
+    if (current?.resourceType === 'Task' && org && (await partyOfOrganization(current.owner, org, read))) {
+      return;
+    }
+    throw forbidden(
+      owner
+        ? `${resourceType}/${id} is owned by ${owner}; only its owner may change or delete it`
+        : `${resourceType}/${id} has no owning organisation; only an administrator may change or delete it`,
+    );
   }
 
   /**

@@ -13,3 +13,5 @@ export { ROLES, isRole, rulesOf, type Role } from './roles';
 export { loadOrCreateSigningKey, type SigningKey } from './signing-key';
 export { RateLimiter } from './rate-limit';
 export { ConsentDecisions } from './consent-decisions';
+export { consentNoticeOperation, CONSENT_NOTICE_DEFINITION } from './consent-notice';
+export { partyOfOrganization } from './organization-party';

@@ -265,4 +265,146 @@ export const securityMigrations: readonly Migration[] = [
         WHERE code = '_security' AND system = '${RESTRICTED_TO_SYSTEM}';
     `,
   },
+  {
+    version: 1005,
+    name: 'security: consent denials by resource type, code and period',
+    sql: `
+      -- A deny provision may name resource types (provision.class, system http://hl7.org/fhir/resource-types), codes
+      -- found in the data (provision.code) and the time it is in force (provision.period, within the base
+      -- provision's). NULL: any type, any data, open-ended.
+      ALTER TABLE consent_rule ADD COLUMN resource_type text, ADD COLUMN code_system text, ADD COLUMN code_value text,
+        ADD COLUMN period_start timestamptz, ADD COLUMN period_end timestamptz;
+
+      -- A FHIR date or dateTime as an instant; the end of a period given as a date (or year, month) is the end of it.
+      -- A value PostgreSQL cannot read gives NULL, an open bound: a denial then holds longer, never shorter.
+      CREATE FUNCTION huimin_fhir_bound(value text, upper_bound boolean) RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+      BEGIN
+        IF value IS NULL THEN
+          RETURN NULL;
+        ELSIF value ~ '^[0-9]{4}$' THEN
+          RETURN (value || '-01-01')::timestamptz + CASE WHEN upper_bound THEN interval '1 year' ELSE interval '0' END;
+        ELSIF value ~ '^[0-9]{4}-[0-9]{2}$' THEN
+          RETURN (value || '-01')::timestamptz + CASE WHEN upper_bound THEN interval '1 month' ELSE interval '0' END;
+        ELSIF value ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+          RETURN value::timestamptz + CASE WHEN upper_bound THEN interval '1 day' ELSE interval '0' END;
+        END IF;
+        RETURN value::timestamptz;
+      EXCEPTION WHEN others THEN
+        RETURN NULL;
+      END $$;
+
+      CREATE FUNCTION huimin_consent_rules_of(consent_id text, content text) RETURNS void LANGUAGE plpgsql AS $$
+      DECLARE
+        doc jsonb;
+        patient text;
+        prov jsonb;
+        orgs text[];
+        types text[];
+        codes jsonb;
+        base_start timestamptz;
+        base_end timestamptz;
+        p_start timestamptz;
+        p_end timestamptz;
+      BEGIN
+        DELETE FROM consent_rule WHERE consent_rule.consent_id = huimin_consent_rules_of.consent_id;
+        IF content IS NULL THEN
+          RETURN;
+        END IF;
+        doc := content::jsonb;
+        patient := doc #>> '{patient,reference}';
+        IF doc->>'status' <> 'active' OR patient IS NULL OR patient !~ '^Patient/[A-Za-z0-9.-]+$'
+           OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(doc #> '{scope,coding}', '[]'::jsonb)) c
+                          WHERE c->>'code' = 'patient-privacy') THEN
+          RETURN;
+        END IF;
+        base_start := huimin_fhir_bound(doc #>> '{provision,period,start}', false);
+        base_end := huimin_fhir_bound(doc #>> '{provision,period,end}', true);
+        -- The base provision and its nested provisions; each one of type deny is a rule (for each organisation,
+        -- label and resource type it names), in force within its own period and the base provision's.
+        FOR prov IN SELECT p FROM (SELECT doc->'provision' AS p
+                                   UNION ALL SELECT jsonb_array_elements(COALESCE(doc #> '{provision,provision}', '[]'::jsonb))) x
+                    WHERE p IS NOT NULL AND p->>'type' = 'deny' LOOP
+          orgs := ARRAY(SELECT a #>> '{reference,reference}' FROM jsonb_array_elements(COALESCE(prov->'actor', '[]'::jsonb)) a
+                        WHERE a #>> '{reference,reference}' LIKE 'Organization/%');
+          IF array_length(orgs, 1) IS NULL THEN
+            orgs := ARRAY[NULL::text];
+          END IF;
+          -- A class that is not a resource type (a profile, a document type) cannot be told apart row by row: the
+          -- denial then covers every type, so that what the patient meant to withhold is withheld.
+          types := ARRAY(SELECT c->>'code' FROM jsonb_array_elements(COALESCE(prov->'class', '[]'::jsonb)) c);
+          IF array_length(types, 1) IS NULL OR EXISTS (
+               SELECT 1 FROM jsonb_array_elements(prov->'class') c
+               WHERE COALESCE(c->>'system', 'http://hl7.org/fhir/resource-types') <> 'http://hl7.org/fhir/resource-types'
+                  OR COALESCE(c->>'code', '') !~ '^[A-Z][A-Za-z]+$') THEN
+            types := ARRAY[NULL::text];
+          END IF;
+          -- Each coding of provision.code (a code the data carries, e.g. a diagnosis or a document type); none: all data.
+          codes := COALESCE((SELECT jsonb_agg(jsonb_build_object('system', c->>'system', 'code', c->>'code'))
+                             FROM jsonb_array_elements(COALESCE(prov->'code', '[]'::jsonb)) cc,
+                                  jsonb_array_elements(COALESCE(cc->'coding', '[]'::jsonb)) c
+                             WHERE c->>'code' IS NOT NULL), '[{}]'::jsonb);
+          p_start := GREATEST(base_start, huimin_fhir_bound(prov #>> '{period,start}', false));
+          p_end := LEAST(base_end, huimin_fhir_bound(prov #>> '{period,end}', true));
+          IF jsonb_array_length(COALESCE(prov->'securityLabel', '[]'::jsonb)) = 0 THEN
+            INSERT INTO consent_rule (consent_id, patient_ref, organization, resource_type, code_system, code_value, period_start, period_end)
+              SELECT huimin_consent_rules_of.consent_id, patient, o, t, k->>'system', k->>'code', p_start, p_end
+              FROM unnest(orgs) o, unnest(types) t, jsonb_array_elements(codes) k;
+          ELSE
+            INSERT INTO consent_rule (consent_id, patient_ref, organization, label_system, label_code, resource_type, code_system, code_value, period_start, period_end)
+              SELECT huimin_consent_rules_of.consent_id, patient, o, l->>'system', l->>'code', t, k->>'system', k->>'code', p_start, p_end
+              FROM unnest(orgs) o, unnest(types) t, jsonb_array_elements(codes) k, jsonb_array_elements(prov->'securityLabel') l
+              WHERE l->>'code' IS NOT NULL;
+          END IF;
+        END LOOP;
+      END $$;
+
+      CREATE OR REPLACE FUNCTION huimin_derive_consent_rules() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM huimin_consent_rules_of(NEW.id, CASE WHEN NEW.deleted THEN NULL ELSE NEW.content END);
+        RETURN NULL;
+      END $$;
+
+      -- The stored Consents again, by the new rule.
+      SELECT huimin_consent_rules_of(id, content) FROM resource WHERE res_type = 'Consent' AND NOT deleted;
+    `,
+  },
+  {
+    version: 1006,
+    name: "security: each Binary's securityContext, for the read filter",
+    sql: `
+      -- "Binary B is governed by resource T/I": a Binary is visible only to callers who may read what governs it,
+      -- in searches, history and _include as in reads. Derived by a trigger, like the consent rules.
+      CREATE TABLE binary_security_context (
+        binary_id text PRIMARY KEY,
+        context_type text NOT NULL,
+        context_id text NOT NULL
+      );
+
+      CREATE FUNCTION huimin_derive_binary_context() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        context text;
+      BEGIN
+        DELETE FROM binary_security_context WHERE binary_id = NEW.id;
+        IF NEW.deleted OR NEW.content IS NULL THEN
+          RETURN NULL;
+        END IF;
+        -- json, not jsonb: an inline Binary's data may be large, and json only checks the text.
+        context := NEW.content::json #>> '{securityContext,reference}';
+        IF context ~ '^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$' THEN
+          INSERT INTO binary_security_context (binary_id, context_type, context_id)
+            VALUES (NEW.id, split_part(context, '/', 1), split_part(context, '/', 2));
+        END IF;
+        RETURN NULL;
+      END $$;
+
+      CREATE TRIGGER resource_binary_context AFTER INSERT OR UPDATE ON resource
+        FOR EACH ROW WHEN (NEW.res_type = 'Binary') EXECUTE FUNCTION huimin_derive_binary_context();
+
+      INSERT INTO binary_security_context (binary_id, context_type, context_id)
+        SELECT id, split_part(ctx, '/', 1), split_part(ctx, '/', 2)
+        FROM (SELECT id, content::json #>> '{securityContext,reference}' AS ctx FROM resource
+              WHERE res_type = 'Binary' AND NOT deleted AND content IS NOT NULL) b
+        WHERE ctx ~ '^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$';
+    `,
+  },
 ];

@@ -15,8 +15,10 @@ import type { Database } from '../db';
 import { FhirError, issue, outcome } from '../errors';
 import type { HttpSecurity } from '../http/app';
 import type { SecuredExchange } from '../http/fhir-handler';
+import type { CallerIdentity, RepositoryAccess } from '../repository';
 import type { FhirRequest, FhirResponse, RouteContext } from '../rest';
 import { AccessPolicy, classify, identityOf, type Interaction } from './access-policy';
+import { accessOfIdentity } from './caller-rights';
 import { ClientStore } from './clients';
 import { createAppLaunchRouter } from './app-launch';
 import { createOAuthRouter } from './oauth-routes';
@@ -123,6 +125,14 @@ export class PlatformSecurity implements HttpSecurity {
     const tokenLimiter = new RateLimiter(options.rateLimitTokenEndpoint, Math.max(1, options.rateLimitTokenEndpoint * 5));
     this.router = express.Router();
     this.router.use(createOAuthRouter(this, tokenLimiter), createAppLaunchRouter(this, tokenLimiter), createUserRouter(this));
+  }
+
+  /**
+   * What an identity recorded earlier (a subscription's owner) may see and do now, for work done on its behalf
+   * (see caller-rights.ts): its repository hooks, undefined when unrestricted, false when it may no longer act.
+   */
+  accessOf(identity: CallerIdentity): Promise<RepositoryAccess | undefined | false> {
+    return accessOfIdentity(identity, this.clients, this.users);
   }
 
   /** The SMART configuration (SMART App Launch 2.x, "Conformance"): where and how to get a token. */

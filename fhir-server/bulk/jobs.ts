@@ -35,9 +35,12 @@ export interface ExportJob {
   expiresAt: Date;
 }
 
+/** The manifest's three lists: resources, problems (OperationOutcome), deletions of a `_since` export (Bundle). */
+export type FileKind = 'output' | 'error' | 'deleted';
+
 /** One file of a finished job, as the manifest lists it. */
 export interface ExportFile {
-  kind: 'output' | 'error';
+  kind: FileKind;
   type: string;
   fileNo: number;
   count: number;
@@ -112,7 +115,12 @@ export class ExportJobs {
 
   /** Deletes the client's job and its files (a running worker notices at its next part); false when unknown. */
   async remove(id: string, clientId: string): Promise<boolean> {
-    const rows = await this.db.query('DELETE FROM bulk_export_job WHERE id = $1 AND client_id = $2 RETURNING id', [id, clientId]);
+    const rows = await this.db.query(
+      `WITH job AS (DELETE FROM bulk_export_job WHERE id = $1 AND client_id = $2 RETURNING id),
+         parts AS (DELETE FROM bulk_export_part WHERE job_id IN (SELECT id FROM job))
+       SELECT id FROM job`,
+      [id, clientId],
+    );
     return rows.length > 0;
   }
 
@@ -138,6 +146,15 @@ export class ExportJobs {
       await tx.query('DELETE FROM bulk_export_part WHERE job_id = $1', [rows[0].id]);
       return toJob(rows[0]);
     });
+  }
+
+  /** Records the consistency point the worker chose (the manifest's transactionTime); false when no longer this worker's. */
+  async setTransactionTime(id: string, workerId: string, transactionTime: Date): Promise<boolean> {
+    const rows = await this.db.query(
+      `UPDATE bulk_export_job SET transaction_time = $3 WHERE id = $1 AND claimed_by = $2 AND status = 'in-progress' RETURNING id`,
+      [id, workerId, transactionTime.toISOString()],
+    );
+    return rows.length > 0;
   }
 
   /** Records progress; false when the job is no longer this worker's (cancelled, or taken over). */
@@ -174,7 +191,7 @@ export class ExportJobs {
 
   /** The files of a job, in the order of its types, with their line counts. */
   async files(id: string): Promise<ExportFile[]> {
-    const rows = await this.db.query<{ kind: 'output' | 'error'; res_type: string; file_no: number; count: number | string; first: number | string }>(
+    const rows = await this.db.query<{ kind: FileKind; res_type: string; file_no: number; count: number | string; first: number | string }>(
       `SELECT kind, res_type, file_no, sum(lines) AS count, min(seq) AS first FROM bulk_export_part WHERE job_id = $1
        GROUP BY kind, res_type, file_no ORDER BY kind DESC, min(seq)`,
       [id],
@@ -205,9 +222,17 @@ export class ExportJobs {
     }
   }
 
-  /** Removes finished jobs whose time is up, with their files. */
+  /**
+   * Removes finished jobs whose time is up, with their files, and parts whose job is gone: a worker's transaction
+   * that committed just as its job was cancelled (it finds out at its next heartbeat, after the commit).
+   */
   async removeExpired(): Promise<number> {
-    const rows = await this.db.query(`DELETE FROM bulk_export_job WHERE expires_at < now() AND status IN ('completed', 'failed') RETURNING id`);
+    const rows = await this.db.query(
+      `WITH job AS (DELETE FROM bulk_export_job WHERE expires_at < now() AND status IN ('completed', 'failed') RETURNING id),
+         parts AS (DELETE FROM bulk_export_part WHERE job_id IN (SELECT id FROM job))
+       SELECT id FROM job`,
+    );
+    await this.db.query('DELETE FROM bulk_export_part p WHERE NOT EXISTS (SELECT 1 FROM bulk_export_job j WHERE j.id = p.job_id)');
     return rows.length;
   }
 }

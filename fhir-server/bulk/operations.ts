@@ -11,13 +11,13 @@ import type { Group } from '@medplum/fhirtypes';
 import { isRole } from '../auth/roles';
 import { FhirError, badRequest, forbidden, issue, notFound, notSupported, outcome } from '../errors';
 import { type FhirOperation, type FhirRequest, type FhirResponse, type RouteContext } from '../rest';
-import { newJobId, type CallerSnapshot, type ExportJob } from './jobs';
+import { newJobId, type CallerSnapshot, type ExportJob, type FileKind } from './jobs';
 import { assertRespondAsync, groupMembers, parseKickOff, type ExportLevel } from './parameters';
 import type { BulkExportWorker, BulkExportSettings } from './worker';
 
 const DEFINITION_BASE = 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition';
 const JOB_ID = /^[0-9a-f]{32}$/;
-const FILE_NAME = /^(error-)?([A-Z][A-Za-z]+)-([1-9][0-9]{0,5})\.ndjson$/;
+const FILE_NAME = /^(?:(error|deleted)-)?([A-Z][A-Za-z]+)-([1-9][0-9]{0,5})\.ndjson$/;
 /** Seconds a client is asked to wait between polls. */
 const RETRY_AFTER_S = 2;
 
@@ -37,8 +37,8 @@ export function pollUrl(baseUrl: string, jobId: string): string {
   return `${baseUrl}/$export-poll-status?_jobId=${jobId}`;
 }
 
-function fileName(kind: 'output' | 'error', type: string, fileNo: number): string {
-  return `${kind === 'error' ? 'error-' : ''}${type}-${fileNo}.ndjson`;
+function fileName(kind: FileKind, type: string, fileNo: number): string {
+  return `${kind === 'output' ? '' : `${kind}-`}${type}-${fileNo}.ndjson`;
 }
 
 function fileUrl(baseUrl: string, jobId: string, name: string): string {
@@ -65,7 +65,7 @@ async function kickOff(
     const { patients, skipped } = groupMembers(group);
     spec.groupId = groupId;
     spec.patients = spec.patients ? spec.patients.filter((p) => patients.includes(p)) : patients;
-    spec.notes = skipped.map((ref) => `Group/${groupId} member ${ref} is not a Patient reference; only patients' compartments are exported`);
+    spec.notes = [...(spec.notes ?? []), ...skipped.map((ref) => `Group/${groupId} member ${ref} is not a Patient reference; only patients' compartments are exported`)];
   }
   const active = await worker.jobs.activeCount(caller.clientId);
   if (active >= settings.maxActivePerClient) {
@@ -138,6 +138,8 @@ async function pollStatus(worker: BulkExportWorker, ctx: RouteContext, request: 
     requiresAccessToken: true,
     output: files.filter((f) => f.kind === 'output').map(entry),
     error: files.filter((f) => f.kind === 'error').map(entry),
+    // Bulk Data v2: a `_since` export's deletions, as transaction Bundles of DELETE entries (omitted otherwise).
+    ...(job.spec.since !== undefined ? { deleted: files.filter((f) => f.kind === 'deleted').map(entry) } : {}),
   };
   return {
     status: 200,
@@ -158,7 +160,7 @@ async function exportFile(worker: BulkExportWorker, ctx: RouteContext, request: 
   if (job.status !== 'completed' || !match) {
     throw notFound(`The export has no file "${name}"${job.status !== 'completed' ? ' (it is not complete)' : ''}`);
   }
-  const kind = match[1] ? 'error' : 'output';
+  const kind: FileKind = match[1] === 'error' || match[1] === 'deleted' ? match[1] : 'output';
   const type = match[2];
   const fileNo = Number(match[3]);
   if (!(await worker.jobs.hasFile(job.id, kind, type, fileNo))) {

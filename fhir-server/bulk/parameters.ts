@@ -6,7 +6,7 @@
  */
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { isR4ResourceType, r4ResourceTypes } from '../definitions';
-import { badRequest, forbidden } from '../errors';
+import { badRequest, FhirError, forbidden, issue, outcome } from '../errors';
 import { assertValidId } from '../repository';
 import { compileSearch, indexedParams, parseSearch, patientCompartmentTypes, queryRecord, SqlParams } from '../search';
 import { Permissions } from '../auth/scopes';
@@ -33,20 +33,34 @@ export interface ExportSpec {
   patients?: string[];
   /** Problems that did not stop the export (Group members that are not patients): the manifest's error file. */
   notes?: string[];
+  /**
+   * `_elements`, by exported type: the top-level elements each resource keeps (with the mandatory ones, id and
+   * meta; tagged SUBSETTED). Undefined: resources are exported whole.
+   */
+  elements?: Record<string, string[]>;
 }
 
 /** `_outputFormat` values that mean NDJSON (the specification's abbreviations included). */
 export const NDJSON_FORMATS = new Set(['application/fhir+ndjson', 'application/ndjson', 'ndjson']);
 
 /** Parameters the kick-off understands; `patient` only by POST (it is a reference). */
-const KNOWN = new Set(['_outputFormat', '_since', '_type', '_typeFilter', 'patient']);
+const KNOWN = new Set(['_outputFormat', '_since', '_type', '_typeFilter', '_elements', 'includeAssociatedData', 'patient']);
 
 /** Parameters of the specification this server does not implement: a 400, or ignored under `handling=lenient`. */
 const UNSUPPORTED: Record<string, string> = {
-  _elements: '_elements (a subset of each resource) is not supported; resources are exported whole',
-  includeAssociatedData: 'includeAssociatedData is not supported (no provenance or associated data is exported)',
   _until: '_until is not supported (Bulk Data STU2 has no such parameter)',
 };
+
+/** Why each value of includeAssociatedData (Bulk Data v2) is not exported. */
+const ASSOCIATED_DATA: Record<string, string> = {
+  LatestProvenanceResources:
+    'includeAssociatedData=LatestProvenanceResources is not supported: Provenance is exported only as a resource type of its own (add it to _type)',
+  RelevantProvenanceResources:
+    'includeAssociatedData=RelevantProvenanceResources is not supported: Provenance is exported only as a resource type of its own (add it to _type)',
+};
+
+const MAX_ELEMENTS = 200;
+const ELEMENT = /^(?:([A-Z][A-Za-z]+)\.)?([a-z][A-Za-z0-9]*)$/;
 
 /** Search parameters a `_typeFilter` query may use beside the type's indexed ones (result parameters may not). */
 const FILTER_BUILT_INS = new Set(['_id', '_lastUpdated', '_tag', '_profile', '_security', '_source']);
@@ -177,13 +191,63 @@ export function parseKickOff(request: FhirRequest, level: ExportLevel, caller: C
     return `Patient/${match[1]}`;
   });
 
+  const elements = elementsByType(listValues(params, '_elements'), types);
+  const notes = associatedDataNotes(listValues(params, 'includeAssociatedData'), strict);
+
   return {
     level,
     types,
     since,
     typeFilters,
     ...(patientRefs.length > 0 ? { patients: [...new Set(patientRefs)] } : {}),
+    ...(elements ? { elements } : {}),
+    ...(notes.length > 0 ? { notes } : {}),
   };
+}
+
+/**
+ * `_elements` (Bulk Data v2): `[Type.]element`, root elements only; an element without a type applies to every
+ * exported type, one with a type to that type alone. Every exported type is subsetted once `_elements` is given (a
+ * type none of the names applies to keeps its mandatory elements only), as the specification asks.
+ */
+function elementsByType(values: string[], types: string[]): Record<string, string[]> | undefined {
+  if (values.length === 0) {
+    return undefined;
+  }
+  if (values.length > MAX_ELEMENTS) {
+    throw badRequest(`At most ${MAX_ELEMENTS} _elements are accepted, got ${values.length}`);
+  }
+  const common: string[] = [];
+  const byType: Record<string, string[]> = {};
+  for (const value of values) {
+    const match = ELEMENT.exec(value);
+    if (!match) {
+      throw badRequest(`_elements "${value}" must be a root element, as element or Type.element (such as Observation.code)`);
+    }
+    const [, type, element] = match;
+    if (type === undefined) {
+      common.push(element);
+    } else if (!types.includes(type)) {
+      throw badRequest(`_elements "${value}" is on ${type}, which is not exported${isR4ResourceType(type) ? '' : ' (not a FHIR R4 resource type)'}`);
+    } else {
+      (byType[type] ??= []).push(element);
+    }
+  }
+  return Object.fromEntries(types.map((type) => [type, [...new Set([...common, ...(byType[type] ?? [])])]]));
+}
+
+/** includeAssociatedData: none of its values is supported; a 400 naming each, or notes in the error file when lenient. */
+function associatedDataNotes(values: string[], strict: boolean): string[] {
+  const reasons = values.map((value) =>
+    ASSOCIATED_DATA[value] ??
+    (value.startsWith('_')
+      ? `includeAssociatedData=${value} is not supported: this server defines no custom associated data`
+      : `includeAssociatedData=${value} is not a value of Bulk Data (LatestProvenanceResources, RelevantProvenanceResources, or _custom values)`),
+  );
+  if (reasons.length > 0 && strict) {
+    throw new FhirError(400, outcome(reasons.map((reason) => issue('error', 'not-supported', `${reason}; send "Prefer: handling=lenient" to export without it`))));
+  }
+  return reasons;
 }
 
 /**

@@ -25,8 +25,10 @@ export interface BulkExportSettings extends Omit<ExporterSettings, 'baseUrl'> {
 export const DEFAULT_BULK_EXPORT: BulkExportSettings = {
   lifetimeS: 3600,
   maxActivePerClient: 5,
-  partSize: 2000,
+  partSize: 5000,
   resourcesPerFile: 100_000,
+  parallelism: 3,
+  clockMarginMs: 500,
   pollIntervalMs: 1000,
   staleAfterMs: 60_000,
   runJobs: true,
@@ -110,6 +112,10 @@ export class BulkExportWorker {
         await runExport(this.db, job, this.settings, async (n, progress) => {
           exported = n;
           return !this.stopped && (await this.jobs.beat(job.id, this.workerId, n, progress));
+        }, async (transactionTime) => {
+          if (!(await this.jobs.setTransactionTime(job.id, this.workerId, transactionTime))) {
+            throw new JobLost('the export was cancelled or taken over');
+          }
         });
         await this.jobs.finish(job.id, this.workerId, this.settings.lifetimeS);
         this.logger.info({ job: job.id, exported, ms: Math.round(performance.now() - started) }, 'bulk export completed');

@@ -22,6 +22,11 @@ export interface Database extends Queryable {
   /** Which engine this is, for start-up messages and readiness. */
   readonly description: string;
   /**
+   * True when the engine has one session (PGlite): a transaction held open blocks every other statement, so work
+   * cannot be spread over connections or share an exported snapshot.
+   */
+  readonly singleSession?: boolean;
+  /**
    * Runs `fn` inside one database transaction (READ COMMITTED). The transaction commits when `fn` resolves
    * and rolls back when it throws.
    */

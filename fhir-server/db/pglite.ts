@@ -8,6 +8,7 @@ import type { Database, Queryable } from './database';
  */
 export class PgliteDatabase implements Database {
   readonly description: string;
+  readonly singleSession = true;
 
   private constructor(
     private readonly db: PGlite,

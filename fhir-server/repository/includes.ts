@@ -12,13 +12,13 @@ import type { ResourceKey } from './references';
 import type { RowFilter } from './search-sql';
 
 /** The caller's read filter as ` AND …` on the resource alias `r`, its values appended to `params`. */
-function filtered(params: unknown[], filter: RowFilter | undefined): string {
+function filtered(params: unknown[], filter: RowFilter | undefined, types?: readonly string[]): string {
   if (!filter) {
     return '';
   }
   const sqlParams = new SqlParams();
   sqlParams.values.push(...params);
-  const condition = filter('r', sqlParams);
+  const condition = filter('r', sqlParams, types);
   params.splice(0, params.length, ...sqlParams.values);
   return ` AND ${condition}`;
 }
@@ -76,7 +76,7 @@ async function forward(q: Queryable, keys: ResourceKey[], target: IncludeTarget,
   }
   const params: unknown[] = [sources.map((k) => k.resourceType), sources.map((k) => k.id)];
   const conditions = targetConditions(target, params, true);
-  const access = filtered(params, filter);
+  const access = filtered(params, filter, target.targetType ? [target.targetType] : undefined);
   params.push(MAX_INCLUDED);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s
@@ -97,7 +97,7 @@ async function reverse(q: Queryable, keys: ResourceKey[], target: IncludeTarget,
   }
   const params: unknown[] = [keys.map((k) => k.resourceType), keys.map((k) => k.id)];
   const conditions = targetConditions(target, params, false);
-  const access = filtered(params, filter);
+  const access = filtered(params, filter, target.resourceType === ALL_REFERENCE_PARAMS ? undefined : [target.resourceType]);
   params.push(MAX_INCLUDED);
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT DISTINCT r.res_type, r.id, r.content FROM search_reference s

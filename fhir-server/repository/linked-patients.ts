@@ -22,7 +22,7 @@ export async function linkedPatients(q: Queryable, code: string, ids: readonly s
   if (ids.length === 0) return linked;
   const params = new SqlParams();
   const visible = filter
-    ? ` AND EXISTS (SELECT 1 FROM resource r WHERE r.res_type = 'Patient' AND r.id = l.res_id AND NOT r.deleted AND ${filter('r', params)})`
+    ? ` AND EXISTS (SELECT 1 FROM resource r WHERE r.res_type = 'Patient' AND r.id = l.res_id AND NOT r.deleted AND ${filter('r', params, ['Patient'])})`
     : '';
   const rows = await q.query<{ res_id: string; target_id: string }>(
     `SELECT l.res_id, l.target_id FROM search_reference l

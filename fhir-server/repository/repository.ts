@@ -9,7 +9,7 @@ import { isRetryableConflict } from '../db';
 import { forbidden, gone, notFound } from '../errors';
 import { runtimeParams } from '../search';
 import type { ResourceChangeEvent } from '../events';
-import { isVisible, type RepositoryAccess } from './access';
+import { isVisible, type CallerAccessResolver, type CallerIdentity, type RepositoryAccess } from './access';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
 import { reindexTypes, type ReindexResult } from './reindex';
@@ -38,10 +38,15 @@ export interface StoredResource {
 /** How often a transaction that lost a race (unique key, deadlock) is retried before the error is reported. */
 const MAX_ATTEMPTS = 5;
 
+export interface RepositoryOptions extends SessionOptions {
+  /** How the security module turns a recorded caller identity into that caller's current rights (`asCaller`). */
+  callerAccess?: CallerAccessResolver;
+}
+
 export class FhirRepository {
   constructor(
     readonly db: Database,
-    readonly options: SessionOptions,
+    readonly options: RepositoryOptions,
     private readonly onCommit: (events: ResourceChangeEvent[]) => void = () => undefined,
     /** The caller's restrictions; undefined for the platform's own, unrestricted use. */
     readonly access?: RepositoryAccess,
@@ -50,6 +55,19 @@ export class FhirRepository {
   /** The same store, seen and written on behalf of a caller with these restrictions (see access.ts). */
   withAccess(access: RepositoryAccess | undefined): FhirRepository {
     return access ? new FhirRepository(this.db, this.options, this.onCommit, access) : this;
+  }
+
+  /**
+   * The same store, seen and written with the current rights of a caller recorded earlier (a subscription's owner):
+   * the read filter a search by that caller would get (organisation, consent, security labels, care relationship),
+   * its write checks and stamp. Undefined when that caller may no longer act (disabled, no longer registered), and
+   * also when no security module told the store how to judge identities, so that nothing is done on an unknown
+   * caller's behalf with the platform's rights.
+   */
+  async asCaller(identity: CallerIdentity): Promise<FhirRepository | undefined> {
+    const resolve = this.options.callerAccess;
+    const access = resolve ? await resolve(identity) : false;
+    return access === false ? undefined : new FhirRepository(this.db, this.options, this.onCommit, access);
   }
 
   /**
@@ -65,13 +83,15 @@ export class FhirRepository {
   /**
    * Runs `fn` in one database transaction and commits everything it wrote, or nothing. A transaction that lost
    * a race with a concurrent writer is retried from the start, so `fn` must not have outside effects.
+   * `trustedStructure`: every resource `fn` writes is built by the platform's own typed code, never taken from a
+   * request body (the HL7 adapters' mappings); validation then skips the base definition's check (validation/index.ts).
    */
-  async write<T>(fn: (session: WriteSession) => Promise<T>): Promise<T> {
+  async write<T>(fn: (session: WriteSession) => Promise<T>, options: { trustedStructure?: boolean } = {}): Promise<T> {
     await runtimeParams.refresh(this.db);
     for (let attempt = 1; ; attempt++) {
       try {
         const { result, events } = await this.db.transaction(async (tx) => {
-          const session = new WriteSession(tx, this.options, this.access);
+          const session = new WriteSession(tx, this.options, this.access, options.trustedStructure);
           const result = await fn(session);
           await session.flush();
           return { result, events: session.events };

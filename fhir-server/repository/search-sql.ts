@@ -7,7 +7,8 @@ import { compileSearch, findSearchParameter, orderByClause, SqlParams, type Sort
 import { decodeCursor, encodeCursor } from './cursor';
 
 /** An extra SQL condition on the resource row `alias` (the caller's read filter, see access.ts). */
-export type RowFilter = (alias: string, params: SqlParams) => string;
+/** `types`: the resource types the rows can have, when the query fixes them (a filter may then leave out what cannot apply). */
+export type RowFilter = (alias: string, params: SqlParams, types?: readonly string[]) => string;
 
 export interface SearchPage {
   rows: Array<{ resourceType: string; id: string; content: string }>;
@@ -55,7 +56,7 @@ function buildQuery(
     where.push(`r.compartments @> ARRAY[${params.add(scope.compartment)}]::text[]`);
   }
   if (scope.filter) {
-    where.push(scope.filter('r', params));
+    where.push(scope.filter('r', params, scope.types === undefined ? [request.resourceType] : scope.types.length > 0 ? scope.types : undefined));
   }
   const orderBy = [...compiled.orderBy];
   if (!oneType(scope)) {
@@ -209,7 +210,7 @@ export async function compartmentPage(
     where.push(`r.res_type = ANY(${params.add(query.types)}::text[])`);
   }
   if (filter) {
-    where.push(filter('r', params));
+    where.push(filter('r', params, query.types.length > 0 ? query.types : undefined));
   }
   const rows = await q.query<{ res_type: string; id: string; content: string }>(
     `SELECT r.res_type, r.id, r.content FROM resource r WHERE ${where.join(' AND ')}

@@ -91,6 +91,8 @@ export class WriteSession {
     private readonly options: SessionOptions,
     /** The caller's restrictions (security module), when the session writes on behalf of a caller. */
     private readonly access?: RepositoryAccess,
+    /** Everything written is built by the platform's own typed code (validation/index.ts, `trustedStructure`). */
+    private readonly trustedStructure = false,
   ) {}
 
   async create(input: Resource, id: string = randomUUID()): Promise<Resource> {
@@ -108,7 +110,7 @@ export class WriteSession {
     checkIfMatch(resourceType, id, current, ifMatch);
     const created = !current || current.deleted;
     if (!created) {
-      this.access?.checkChange?.(resourceType, id, current.content);
+      await this.access?.checkChange?.(resourceType, id, current.content, (type, otherId) => this.read(type, otherId));
     }
     const previous = created || !current?.content ? undefined : (JSON.parse(current.content) as Resource);
     const intercepted = await this.intercept({ interaction: created ? 'create' : 'update', resourceType, id, resource: input, previous });
@@ -145,7 +147,7 @@ export class WriteSession {
       throw gone(`${resourceType}/${id} was deleted`);
     }
     checkIfMatch(resourceType, id, current, ifMatch);
-    this.access?.checkChange?.(resourceType, id, current.content);
+    await this.access?.checkChange?.(resourceType, id, current.content, (type, otherId) => this.read(type, otherId));
     const patched = JSON.parse(current.content) as Resource;
     applyResourcePatch(patched, patch);
     if (patched.resourceType !== resourceType || patched.id !== id) {
@@ -168,7 +170,7 @@ export class WriteSession {
     if (!current || current.deleted) {
       return false;
     }
-    this.access?.checkChange?.(resourceType, id, current.content);
+    await this.access?.checkChange?.(resourceType, id, current.content, (type, otherId) => this.read(type, otherId));
     await this.intercept({ interaction: 'delete', resourceType, id, previous: current.content ? (JSON.parse(current.content) as Resource) : undefined });
     this.claim(resourceType, id);
     this.pending.set(key(resourceType, id), {
@@ -290,6 +292,30 @@ export class WriteSession {
     return this.options.interceptors?.some((i) => i.resourceTypes.includes(resourceType)) ?? false;
   }
 
+  /**
+   * Replaces a write this session queued and has not flushed with a completed version of the same resource: for a
+   * rule that learns more later in the transaction (a DocumentReference filled from the CDA header of a Binary that
+   * comes after it in an ITI-65 bundle). It is validated and indexed again; its version and interaction stay, and
+   * the queued resource object is updated in place, so that what the transaction answers shows it. False when no
+   * such write is queued (it was flushed, or never written here).
+   */
+  revise(resource: Resource): boolean {
+    const id = resource.id as string;
+    const pending = this.pending.get(key(resource.resourceType, id));
+    if (!pending?.resource) {
+      return false;
+    }
+    const revised = this.prepare({ ...resource, meta: pending.resource.meta }, id, pending.versionId);
+    const rows = extractIndexRows(revised);
+    const target = pending.resource as unknown as Record<string, unknown>;
+    for (const name of Object.keys(target)) {
+      delete target[name];
+    }
+    Object.assign(target, revised);
+    this.pending.set(key(resource.resourceType, id), { ...pending, content: JSON.stringify(revised), compartments: compartmentsOf(revised, rows), rows });
+    return true;
+  }
+
   /** Runs the interceptors of the write's type in order; returns the resource to write if one of them changed it. */
   private async intercept(write: InterceptedWrite): Promise<Resource | undefined> {
     let changed: Resource | undefined;
@@ -345,7 +371,7 @@ export class WriteSession {
   private prepare(original: Resource, id: string, versionId: number, previous?: Resource): Resource {
     assertValidId(id);
     const input = this.access?.stamp ? this.access.stamp(original, previous) : original;
-    const issues = validateResourceForWrite(input);
+    const issues = validateResourceForWrite(input, { trustedStructure: this.trustedStructure });
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
       throw badRequestWithIssues(issues);
     }

@@ -6,13 +6,25 @@ import { getSearchParameters } from '@medplum/core';
 import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { r4ResourceTypes } from '../definitions';
 import { indexedParams, isSearchableComposite, runtimeParams } from '../search';
+import { profilesRegistered, registeredProfilesOf } from '../validation';
 import type { OperationRegistry } from './operations';
 
 /**
  * Built once per registry and base URL, and again when the stored SearchParameters change (their `generation`):
  * otherwise the statement only changes when the code does.
  */
-const cache = new WeakMap<OperationRegistry, Map<string, { generation: number; statement: CapabilityStatement }>>();
+const cache = new WeakMap<OperationRegistry, Map<string, { generation: string; statement: CapabilityStatement }>>();
+
+/** ImplementationGuides this server declares it implements (CapabilityStatement.implementationGuide). */
+const implementationGuides = new Set<string>();
+
+/** Declares an ImplementationGuide (its canonical URL) whose profiles this process's validator knows. */
+export function declareImplementationGuide(url: string): void {
+  implementationGuides.add(url);
+}
+
+/** What the statement depends on besides the code: stored SearchParameters, registered profiles, declared guides. */
+const generationNow = (): string => `${runtimeParams.generation}:${profilesRegistered()}:${implementationGuides.size}`;
 
 /** Interactions the router answers for every resource type. */
 const TYPE_INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
@@ -39,9 +51,12 @@ function resourceEntry(type: string, operations: OperationRegistry): CapabilityS
     ...indexedParams(type).map(({ code, param }) => ({ name: code, definition: param.url, type: param.type })),
     ...composites.map((p) => ({ name: p.code as string, definition: p.url, type: p.type })),
   ].sort((a, b) => a.name.localeCompare(b.name));
+  const supported = registeredProfilesOf(type);
   return {
     type: type as ResourceType,
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
+    // Profiles a resource may claim in meta.profile and be validated against (registerProfile).
+    ...(supported.length ? { supportedProfile: supported } : {}),
     interaction: TYPE_INTERACTIONS,
     versioning: 'versioned-update',
     readHistory: true,
@@ -70,7 +85,8 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
     byBase = new Map();
     cache.set(operations, byBase);
   }
-  let statement = byBase.get(baseUrl)?.generation === runtimeParams.generation ? byBase.get(baseUrl)?.statement : undefined;
+  const generation = generationNow();
+  let statement = byBase.get(baseUrl)?.generation === generation ? byBase.get(baseUrl)?.statement : undefined;
   if (!statement) {
     statement = {
       resourceType: 'CapabilityStatement',
@@ -85,6 +101,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
       software: { name: 'Huimin', version: process.env.npm_package_version ?? '0.1.0' },
       implementation: { description: 'Huimin FHIR R4 server', url: baseUrl },
       fhirVersion: '4.0.1',
+      ...(implementationGuides.size ? { implementationGuide: [...implementationGuides].sort() } : {}),
       format: ['application/fhir+json', 'json'],
       patchFormat: ['application/json-patch+json'],
       rest: [
@@ -109,7 +126,7 @@ export function capabilityStatement(baseUrl: string, operations: OperationRegist
         },
       ],
     };
-    byBase.set(baseUrl, { generation: runtimeParams.generation, statement });
+    byBase.set(baseUrl, { generation, statement });
   }
   return statement;
 }

@@ -248,3 +248,31 @@ function patientProfileRequiringBirthDate(url: string): StructureDefinition {
     snapshot: { element },
   };
 }
+
+describe('validateResourceForWrite for resources built by the platform (trustedStructure)', () => {
+  const trusted = (resource: Record<string, unknown>) => errors(validateResourceForWrite(resource, { trustedStructure: true }));
+
+  test('a valid resource passes', () => {
+    expect(trusted(observation)).toEqual([]);
+  });
+
+  test.each([
+    ['a date that is not one', { effectiveDateTime: '2025-13-45' }, 'Observation.effectiveDateTime'],
+    ['an empty string', { valueString: '' }, 'Observation.valueString'],
+    ['a control character in text', { valueString: 'a\u0001b' }, 'Observation.valueString'],
+    ['a code with spaces around it', { code: { coding: [{ system: 'http://loinc.org', code: ' 8867-4 ' }] } }, 'Observation.code.coding[0].code'],
+    ['an empty element', { valueQuantity: {} }, 'Observation.valueQuantity'],
+    ['a number that is not finite', { valueQuantity: { value: Number.NaN } }, 'Observation.valueQuantity.value'],
+    ['a status outside its value set', { status: 'done' }, 'Observation.status'],
+    ['an unknown element', { colour: 'red' }, 'Observation.colour'],
+  ])('still refuses %s', (_what, change, at) => {
+    expect(trusted({ ...observation, ...change }).map((i) => i.expression?.[0])).toContain(at);
+  });
+
+  test("skips the base definition's check (its structure is the building code's), unless the resource claims a profile", () => {
+    const { status: _status, ...withoutStatus } = observation;
+    expect(trusted(withoutStatus)).toEqual([]);
+    expect(errors(validateResourceForWrite(withoutStatus))).not.toEqual([]);
+    expect(trusted({ ...withoutStatus, meta: { profile: ['http://hl7.org/fhir/StructureDefinition/heartrate'] } })).not.toEqual([]);
+  });
+});

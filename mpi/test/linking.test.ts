@@ -255,14 +255,41 @@ describe('linking', () => {
     const seenB = (everythingB.body as Bundle).entry?.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`) ?? [];
     expect(seenB).toContain(`Observation/${o1}`);
     expect(seenB).not.toContain(`Observation/${o2}`);
-    // A hospital copy denied to hospital B as a whole hides the golden record too (it lists that copy): then the
-    // golden record expands to nothing for B, and B reaches what it may see through the copies themselves.
+    // A hospital copy denied to hospital B as a whole hides that copy and its records from B, not the resident's
+    // golden record: B still opens it and finds through it what it may see (H1's records).
     await request(p.server.app).put('/fhir/Organization/hosp-b').set('Content-Type', FHIR_JSON).send({ resourceType: 'Organization', id: 'hosp-b', name: 'Hospital B' }).expect(201);
     await create(consent(ids.zhangH2, { type: 'deny', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: 'Organization/hosp-b' } }] }));
-    expect((await request(p.server.rawApp).get(`/fhir/Patient/${golden}/$everything`).set('Authorization', `Bearer ${token}`)).status).toBe(404);
-    expect((await request(p.server.rawApp).get(`/fhir/Observation?patient=${golden}`).set('Authorization', `Bearer ${token}`)).body.entry ?? []).toEqual([]);
+    expect((await request(p.server.rawApp).get(`/fhir/Patient/${golden}`).set('Authorization', `Bearer ${token}`)).status).toBe(200);
+    expect((await request(p.server.rawApp).get(`/fhir/Patient/${ids.zhangH2}`).set('Authorization', `Bearer ${token}`)).status).toBe(404);
+    const deniedEverything = await request(p.server.rawApp).get(`/fhir/Patient/${golden}/$everything`).set('Authorization', `Bearer ${token}`);
+    expect(deniedEverything.status).toBe(200);
+    const seenDenied = (deniedEverything.body as Bundle).entry?.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`) ?? [];
+    expect(seenDenied).toEqual(expect.arrayContaining([`Patient/${golden}`, `Patient/${ids.zhangH1}`, `Observation/${o1}`]));
+    expect(seenDenied).not.toContain(`Patient/${ids.zhangH2}`);
+    expect(seenDenied).not.toContain(`Observation/${o2}`);
+    expect(((await request(p.server.rawApp).get(`/fhir/Observation?patient=${golden}`).set('Authorization', `Bearer ${token}`)).body as Bundle).entry?.map((e) => e.resource?.id)).toEqual([o1]);
     const ownB = (await request(p.server.rawApp).get(`/fhir/Observation?patient=${ids.zhangH1}`).set('Authorization', `Bearer ${token}`)).body as Bundle;
     expect(ownB.entry?.map((e) => e.resource?.id)).toEqual([o1]);
+  });
+
+  it('lets a clinician with a care relationship with one hospital copy open the golden record, without break-the-glass', async () => {
+    const golden = await goldenOf(ids.zhangH1);
+    await request(p.server.app).put('/fhir/Organization/hosp-c').set('Content-Type', FHIR_JSON).send({ resourceType: 'Organization', id: 'hosp-c', name: 'Hospital C' }).expect(201);
+    // A document filed under the golden record itself (as shared documents are).
+    const doc = await create({ resourceType: 'DocumentReference', status: 'current', subject: { reference: `Patient/${golden}` }, content: [{ attachment: { contentType: 'text/plain', data: 'aGk=' } }] });
+    const { token } = await p.server.tokenFor({ role: 'clinician', organization: 'Organization/hosp-c', practitioner: 'Practitioner/dr-c' });
+    const get = (path: string): request.Test => request(p.server.rawApp).get(`/fhir/${path}`).set('Authorization', `Bearer ${token}`);
+    expect((await get(`Patient/${golden}`)).status).toBe(404);
+    expect((await get(`DocumentReference/${doc}`)).status).toBe(404);
+    // Hospital C sees the resident: an encounter with its copy at hospital 1.
+    await create({ resourceType: 'Encounter', status: 'in-progress', class: { code: 'AMB' }, subject: { reference: `Patient/${ids.zhangH1}` }, serviceProvider: { reference: 'Organization/hosp-c' } });
+    expect((await get(`Patient/${golden}`)).status).toBe(200);
+    expect((await get(`DocumentReference/${doc}`)).status).toBe(200);
+    expect(((await get(`DocumentReference?patient=${golden}`)).body as Bundle).entry?.map((e) => e.resource?.id)).toEqual([doc]);
+    const everything = (await get(`Patient/${golden}/$everything`)).body as Bundle;
+    expect(everything.entry?.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`)).toEqual(expect.arrayContaining([`Patient/${golden}`, `DocumentReference/${doc}`]));
+    // The other hospital's copy is one link further (copy → golden → copy): it keeps needing a care relationship of its own.
+    expect(((await get(`Observation?patient=${ids.zhangH2}`)).body as Bundle).entry ?? []).toEqual([]);
   });
 
   it('$merge: the source kept inactive with replaced-by, its records under the survivor’s golden record', async () => {

@@ -49,7 +49,7 @@ describe('the portal in a browser', () => {
     return page;
   }
 
-  it('a clinician finds a resident seen at two hospitals and sees both hospitals’ results', async () => {
+  it('a clinician finds a resident seen at two hospitals, sees both hospitals’ results and answers a recognition advisory', async () => {
     const page = await signIn(USERS.clinician.username, undefined, 'sign-in-form');
     await page.getByRole('heading', { name: '查找居民' }).waitFor();
     // By pinyin, then by name: the same resident.
@@ -64,6 +64,8 @@ describe('the portal in a browser', () => {
     await page.getByText(/来自 \d 家医疗机构/).waitFor();
     await page.getByText(/市第一人民医院 · \d+/).waitFor();
     await page.getByText(/市中心医院 · \d+/).waitFor();
+    await page.getByText('根据居民的授权设置，本档案有部分内容未向本机构显示。').waitFor();
+    expect(await page.getByText('心理评估').count()).toBe(0);
     await shot(page, 'doctor-timeline');
 
     await page.getByRole('tab', { name: '检验检查结果' }).click();
@@ -76,6 +78,16 @@ describe('the portal in a browser', () => {
     await page.getByRole('tab', { name: '趋势图' }).click();
     await page.locator('.recharts-line').first().waitFor();
     await shot(page, 'doctor-trends');
+
+    // Hospital 1 ordered HbA1c again; hospital 2's result of 20 days ago carries the provincial mark: use it.
+    await page.getByRole('tab', { name: /互认提示/ }).click();
+    const advisory = page.getByText('Duplicate test: a recognisable result exists');
+    await advisory.waitFor();
+    await page.getByText(/本省HR, recognisable 60 days/).waitFor();
+    await shot(page, 'doctor-advisory');
+    await page.getByRole('button', { name: '采用既往结果' }).click();
+    await page.getByRole('status').getByText('已完成').waitFor();
+    await waitFor(async () => (await platform.fhir<{ status: string }>(`ServiceRequest/${platform.seeded.orderId}`)).status === 'revoked', 15_000, 'the order to be revoked');
     await page.context().close();
   }, 90_000);
 
@@ -120,7 +132,7 @@ describe('the portal in a browser', () => {
     await page.context().close();
   }, 90_000);
 
-  it('a supervisor sees the indicators, the facility board and who looked at the resident’s record', async () => {
+  it('a supervisor sees the indicators and the facility board, reviews a finding and sees who looked at the resident’s record', async () => {
     const page = await signIn(USERS.supervisor.username);
     await page.getByRole('tab', { name: '指标' }).waitFor();
     await page.locator('.recharts-bar-rectangle').first().waitFor();
@@ -128,8 +140,31 @@ describe('the portal in a browser', () => {
     await page.getByRole('tab', { name: '机构接入' }).click();
     await page.getByRole('cell', { name: 'IA Public Health Lab' }).waitFor();
     await shot(page, 'supervisor-facilities');
+    // The clinician broke the glass earlier in this file; audit review (on a 2 s tick here) turns that into a finding.
+    await waitFor(
+      async () => ((await platform.fhir<{ total?: number }>('DetectedIssue?code=AUDIT-BREAK-GLASS&_total=accurate')).total ?? 0) > 0,
+      30_000,
+      'the break-the-glass finding',
+    );
+    // The dashboard's tabs load when the page opens, possibly before the finding existed: open it afresh.
+    await page.reload();
     await page.getByRole('tab', { name: '疑点' }).click();
-    await page.getByText('暂无疑点').waitFor();
+    const finding = page.getByRole('table', { name: '疑点' }).getByRole('row').filter({ hasText: /Break-the-glass access to a patient record/ }).first();
+    await finding.waitFor();
+    await shot(page, 'supervisor-findings');
+    // First review: the bureau dismisses it, the emergency being documented.
+    await finding.getByRole('button', { name: '复核' }).click();
+    const review = page.getByRole('dialog');
+    await review.getByRole('textbox', { name: '结论' }).click();
+    await page.getByRole('option', { name: 'dismiss', exact: true }).click();
+    await review.getByLabel('备注').fill('急诊抢救，理由充分');
+    await review.getByRole('button', { name: '确认' }).click();
+    await page.getByText('已完成').first().waitFor();
+    await waitFor(
+      async () => ((await platform.fhir<{ entry?: { resource: { status: string } }[] }>('DetectedIssue?code=AUDIT-BREAK-GLASS')).entry ?? []).some((e) => e.resource.status === 'entered-in-error'),
+      15_000,
+      'the dismissed finding',
+    );
     await page.getByRole('tab', { name: '访问记录' }).click();
     await page.getByLabel('居民（姓名或证件号）').fill('张伟');
     await page.getByRole('button', { name: '搜索' }).click();

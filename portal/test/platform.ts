@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Bundle, Encounter, HealthcareService, Observation, Organization, Patient, Practitioner, Resource, Schedule } from '@medplum/fhirtypes';
+import type { Bundle, Encounter, HealthcareService, Observation, Organization, Patient, Practitioner, Resource, Schedule, ServiceRequest } from '@medplum/fhirtypes';
 import pg from 'pg';
 import { deleteKeysWithPrefix } from '../../test/redis-keys';
 
@@ -41,6 +41,8 @@ export interface Seeded {
   hospital2: Organization;
   clinic: Organization;
   taskId: string;
+  /** Hospital 1's HbA1c order, which the recognition check answers with an advisory (hospital 2's recent result). */
+  orderId: string;
 }
 
 export interface Platform {
@@ -133,6 +135,8 @@ export async function startPlatform(): Promise<Platform> {
       HUIMIN_ADMIN_PASSWORD: PASSWORD,
       RATE_LIMIT_TOKEN_ENDPOINT: '100',
       RATE_LIMIT_PER_CLIENT: '0',
+      // Audit review and the other periodic rules run every 2 s instead of every minute, so that the tests see their findings.
+      SUPERVISION_TICK: 'PT2S',
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -236,6 +240,24 @@ async function seed(fhir: Fhir, hl7Port: number, baseUrl: string): Promise<Seede
   const stranger = await create<Patient>({ resourceType: 'Patient', identifier: [{ system: 'urn:oid:2.16.156.10011.1.3', value: '340104197505055666' }], name: [{ family: '陈', given: ['静'] }, { family: 'Chen', given: ['Jing'] }], gender: 'female', birthDate: '1975-05-05' }, h2);
   const subject = { reference: `Patient/${resident.id}` };
   const day = (offset: number): string => new Date(Date.now() - offset * 86_400_000).toISOString();
+  // Hospital 2's laboratory holds the provincial HR mark for HbA1c, granted by the bureau (here, its administrator).
+  await create<HealthcareService>({
+    resourceType: 'HealthcareService',
+    meta: { tag: [{ system: 'http://huimin.health/fhir/CodeSystem/platform-role', code: 'recognition-grant' }] },
+    active: true,
+    providedBy: { reference: `Organization/${hospital2.id}` },
+    name: 'HbA1c 互认资质',
+    type: [{ coding: [{ system: 'http://loinc.org', code: '4548-4' }] }],
+    extension: [
+      {
+        url: 'http://huimin.health/fhir/StructureDefinition/recognition-grant',
+        extension: [
+          { url: 'scope', valueCoding: { system: 'http://huimin.health/fhir/CodeSystem/recognition-scope', code: 'provincial' } },
+          { url: 'period', valuePeriod: { start: day(365).slice(0, 10), end: new Date(Date.now() + 365 * 86_400_000).toISOString().slice(0, 10) } },
+        ],
+      },
+    ],
+  });
   const glucose = (value: number, when: string, token: string, encounter: Encounter): Promise<Observation> =>
     create<Observation>(
       {
@@ -288,6 +310,22 @@ async function seed(fhir: Fhir, hl7Port: number, baseUrl: string): Promise<Seede
     h2,
   );
   await encounter(hospital2, day(5), h2, '妇科门诊').then(() => undefined);
+  // The resident keeps psychiatric records from everyone else: hospital 2's one such note stays hidden from hospital 1,
+  // whose pages say that part of the record is withheld (not what).
+  const PSY = { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY' };
+  await create({ resourceType: 'Observation', status: 'final', meta: { security: [PSY] }, code: { text: '心理评估' }, subject, effectiveDateTime: day(30), valueString: '—' }, h2);
+  await create(
+    {
+      resourceType: 'Consent',
+      status: 'active',
+      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+      patient: subject,
+      policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+      provision: { type: 'permit', provision: [{ type: 'deny', securityLabel: [PSY] }] },
+    },
+    h1,
+  );
   await create<Encounter>({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: `Patient/${stranger.id}` }, serviceProvider: { reference: `Organization/${hospital2.id}` }, period: { start: day(3) } }, h2);
 
   // HL7 v2: the sample ORU^R01 from its (registered) public-health lab, byte for byte.
@@ -348,5 +386,24 @@ async function seed(fhir: Fhir, hl7Port: number, baseUrl: string): Promise<Seede
   await user(USERS.clinician.username, USERS.clinician.name, 'clinician', `Organization/${hospital1.id}`, { practitioner: `Practitioner/${practitioner.id}` });
   await user(USERS.coordinator.username, USERS.coordinator.name, 'referral-coordinator', `Organization/${hospital1.id}`);
   await user(USERS.supervisor.username, USERS.supervisor.name, 'supervisor', `Organization/${bureau.id}`);
-  return { resident, stranger, hospital1, hospital2, clinic, taskId };
+  // Hospital 1 orders HbA1c again: the recognition check finds hospital 2's result of 20 days ago (window 60 days).
+  const order = await create<ServiceRequest>(
+    {
+      resourceType: 'ServiceRequest',
+      status: 'active',
+      intent: 'order',
+      category: [{ coding: [{ system: 'http://snomed.info/sct', code: '108252007', display: 'Laboratory procedure' }] }],
+      code: { coding: [{ system: 'http://loinc.org', code: '4548-4', display: '糖化血红蛋白 HbA1c' }] },
+      subject,
+      requester: { reference: `Organization/${hospital1.id}` },
+      authoredOn: new Date().toISOString(),
+    },
+    h1,
+  );
+  await waitFor(
+    async () => ((await fhir<{ total?: number }>(`DetectedIssue?code=duplicate-test&patient=Patient/${resident.id}&_total=accurate`)).total ?? 0) > 0,
+    30_000,
+    'the recognition advisory for the HbA1c order',
+  );
+  return { resident, stranger, hospital1, hospital2, clinic, taskId, orderId: order.id as string };
 }

@@ -50,8 +50,11 @@ async function startHook(): Promise<typeof hook> {
 }
 
 let seq = 0;
-/** An ORU^R01 from a hospital: one OBR (taken `daysAgo`) with OBX lines [local code, name, value, unit]. */
-async function sendResults(hospital: string, mrn: string, daysAgo: number, lines: Array<[string, string, string, string]>): Promise<void> {
+/**
+ * An ORU^R01 from a hospital: one OBR (taken `daysAgo`) with OBX lines [local code, name, value, unit], and OBX-23
+ * (performing organization, XON) when the sender names the department.
+ */
+async function sendResults(hospital: string, mrn: string, daysAgo: number, lines: Array<[string, string, string, string]>, performer = '', specimenType = ''): Promise<void> {
   seq++;
   const taken = hl7Time(daysAgo);
   const obr = ['OBR', '1', `P${seq}`, `F${seq}`, 'CHEM^生化^L', '', '', taken, ...Array(14).fill(''), hl7Time(daysAgo - 0.1), '', '', 'F'].join('|');
@@ -59,7 +62,8 @@ async function sendResults(hospital: string, mrn: string, daysAgo: number, lines
     `MSH|^~\\&|LIS|${hospital}|HUIMIN|CITY|${hl7Time(0)}||ORU^R01^ORU_R01|M${seq}|P|2.5|||||CHN|UNICODE UTF-8`,
     `PID|1||${mrn}^^^${hospital}^MR||TEST^${mrn}||19800101|F`,
     obr,
-    ...lines.map(([code, name, value, unit], i) => `OBX|${i + 1}|NM|${code}^${name}^L||${value}|${unit}|||||F|||${taken}`),
+    ...lines.map(([code, name, value, unit], i) => `OBX|${i + 1}|NM|${code}^${name}^L||${value}|${unit}|||||F|||${taken}${performer ? `|||||||||${performer}` : ''}`),
+    ...(specimenType ? [`SPM|1|S${seq}||${specimenType}|||||||||||||${taken}`] : []),
   );
   expect(ack).toBe('AA');
 }
@@ -84,7 +88,7 @@ async function patientAtB(name: string): Promise<{ patient: Patient; encounter: 
   return { patient, encounter };
 }
 
-async function orderAtB(patient: Patient, encounter: Encounter, localCode: string): Promise<ServiceRequest> {
+async function orderAtB(patient: Patient, encounter: Encounter, localCode: string, specimen?: string): Promise<ServiceRequest> {
   return post<ServiceRequest>(
     'ServiceRequest',
     {
@@ -97,6 +101,7 @@ async function orderAtB(patient: Patient, encounter: Encounter, localCode: strin
       encounter: { reference: `Encounter/${encounter.id}` },
       requester: { reference: 'PractitionerRole/doc-b-im' },
       authoredOn: new Date().toISOString(),
+      ...(specimen ? { specimen: [{ reference: specimen }] } : {}),
     },
     'b-system',
   );
@@ -146,7 +151,10 @@ beforeAll(async () => {
   }
   // B's internal medicine department and its doctor.
   const fhir = (body: object) => request(p.server.app).put(`/fhir/${(body as { resourceType: string }).resourceType}/${(body as { id: string }).id}`).set('Content-Type', JSON_TYPE).send(body).expect((r) => expect([200, 201]).toContain(r.status));
-  await fhir({ resourceType: 'Organization', id: 'HOSP-A-LAB', name: 'Hospital A laboratory', partOf: { reference: 'Organization/HOSP-A' } });
+  // A's departments, registered with the codes A's LIS sends in OBX-23: the laboratory (the grant holder) and the
+  // emergency laboratory (no grant).
+  await fhir({ resourceType: 'Organization', id: 'HOSP-A-LAB', name: 'Hospital A laboratory', identifier: [{ system: 'urn:huimin:hosp-a:department', value: 'LAB01' }], partOf: { reference: 'Organization/HOSP-A' } });
+  await fhir({ resourceType: 'Organization', id: 'HOSP-A-ER', name: 'Hospital A emergency laboratory', identifier: [{ system: 'urn:huimin:hosp-a:department', value: 'ELAB' }], partOf: { reference: 'Organization/HOSP-A' } });
   await fhir({ resourceType: 'Organization', id: 'HOSP-B-IM', name: 'Hospital B internal medicine', partOf: { reference: 'Organization/HOSP-B' } });
   await fhir({ resourceType: 'Practitioner', id: 'doc-b', name: [{ family: '李' }] });
   await fhir({ resourceType: 'PractitionerRole', id: 'doc-b-im', practitioner: { reference: 'Practitioner/doc-b' }, organization: { reference: 'Organization/HOSP-B-IM' } });
@@ -235,6 +243,39 @@ describe('an order from hospital B for a test the resident had at hospital A', (
     expect(await advisoryOf(await orderAtB(patient, encounter, 'XK'))).toBeUndefined();
   });
 
+  it('follows the performing department (OBX-23): the granted laboratory qualifies, another department of the same hospital does not', async () => {
+    await sendResults('HOSP-A', 'R6-A', 1, [['K', '血钾', '4.3', 'mmol/L']], '检验科^^^^^HOSP-A^XX^^^LAB01');
+    await sendResults('HOSP-A', 'R7-A', 1, [['K', '血钾', '4.4', 'mmol/L']], '急诊检验科^^^^^HOSP-A^XX^^^ELAB');
+    const lab = (await p.search<Observation>('Observation', `subject=Patient/${(await patientByMrn('R6-A')).id}`))[0];
+    expect(lab.performer).toEqual([{ reference: 'Organization/HOSP-A-LAB', display: '检验科' }]);
+    const er = (await p.search<Observation>('Observation', `subject=Patient/${(await patientByMrn('R7-A')).id}`))[0];
+    expect(er.performer).toEqual([{ reference: 'Organization/HOSP-A-ER', display: '急诊检验科' }]);
+
+    const six = await patientAtB('R6');
+    await link(await patientByMrn('R6-A'), six.patient);
+    const advised = await advisoryOf(await orderAtB(six.patient, six.encounter, 'XK'));
+    expect(advised?.implicated?.map((r) => r.reference)).toContain(`Observation/${lab.id}`);
+
+    // The emergency laboratory is part of hospital A too, but the grant is the laboratory's.
+    const seven = await patientAtB('R7');
+    await link(await patientByMrn('R7-A'), seven.patient);
+    expect(await advisoryOf(await orderAtB(seven.patient, seven.encounter, 'XK'))).toBeUndefined();
+  });
+
+  it('compares specimen types only in a code system both sides use (SPM with a local table says nothing to B)', async () => {
+    const serum = await post<{ id: string }>('Specimen', { resourceType: 'Specimen', type: { coding: [{ system: 'http://snomed.info/sct', code: '119364003', display: 'Serum specimen' }] } }, 'b-system');
+    // A's LIS names the specimen in its own table: not comparable with B's SNOMED type, LOINC decides.
+    await sendResults('HOSP-A', 'R8-A', 1, [['K', '血钾', '4.2', 'mmol/L']], '', 'SER^血清^L');
+    const eight = await patientAtB('R8');
+    await link(await patientByMrn('R8-A'), eight.patient);
+    expect(await advisoryOf(await orderAtB(eight.patient, eight.encounter, 'XK', `Specimen/${serum.id}`))).toBeDefined();
+    // Both in SNOMED, and different: plasma is not the serum the order asks for.
+    await sendResults('HOSP-A', 'R9-A', 1, [['K', '血钾', '4.2', 'mmol/L']], '', '119361006^Plasma specimen^SCT');
+    const nine = await patientAtB('R9');
+    await link(await patientByMrn('R9-A'), nine.patient);
+    expect(await advisoryOf(await orderAtB(nine.patient, nine.encounter, 'XK', `Specimen/${serum.id}`))).toBeUndefined();
+  });
+
   it('finds every linked record of the resident, from any of them', async () => {
     const a = await patientByMrn('R1-A');
     const fromB = await residentPatients(p.server.repository, r1.patient);
@@ -295,7 +336,7 @@ describe('the ordering doctor decides', () => {
 });
 
 describe('orders by HL7 and prescriptions', () => {
-  it('advises an ORM^O01 from hospital B and sends the prior result to its HIS as ORU^R01', async () => {
+  it('advises an ORM^O01 from hospital B, answers the order with ORR^O02 and sends the prior result to its HIS as ORU^R01', async () => {
     await post('Endpoint', {
       resourceType: 'Endpoint',
       status: 'active',
@@ -319,6 +360,8 @@ describe('orders by HL7 and prescriptions', () => {
     expect(issue).toBeDefined();
     const report = (await p.search<DiagnosticReport>('DiagnosticReport', `subject=Patient/${(await patientByMrn('R5-A')).id}`))[0];
     expect(p.outbound).toContainEqual(expect.objectContaining({ kind: 'result', resource: `DiagnosticReport/${report.id}`, facility: 'HOSP-B', facilityKey: 'HOSP-B' }));
+    // The order is answered as an order: ORR^O02 (the adapters' outbound builds it from the ORM^O01 it came in).
+    expect(p.outbound).toContainEqual(expect.objectContaining({ kind: 'order-response', resource: `ServiceRequest/${order.id}`, advisory: `DetectedIssue/${issue?.id}`, facility: 'HOSP-B' }));
   });
 
   it('advises a prescription whose ingredient is active at another hospital (WS/T 790.18)', async () => {

@@ -2,7 +2,8 @@
  * Document sharing's rules on writes (IHE MHD on FHIR R4, Document Recipient side), inside each write's transaction:
  *
  * - Binary: inline `data` (a JSON body, an ITI-65 bundle) moves into the content store, so that every Binary is
- *   stored once by hash and read back as a stream. A CDA document (application/hl7-cda+xml) has its header read and
+ *   stored once by hash and read back as a stream; which Binary uses which content is recorded in the same
+ *   transaction (and dropped when the Binary is deleted), for the collector of unused content. A CDA document (application/hl7-cda+xml) has its header read and
  *   checked; one uploaded as raw content on its own (POST /Binary, no securityContext) gets a DocumentReference made
  *   from its header, which becomes the Binary's securityContext.
  * - DocumentReference: metadata a CDA attachment's header gives (subject, type, date, author, custodian, document
@@ -10,7 +11,8 @@
  *   `relatesTo` replaces supersedes the replaced document in the same transaction (ITI-65 replacement).
  *
  * In an ITI-65 bundle a DocumentReference may come before or after its Binary: what one of them learnt is kept for
- * the other in per-transaction state, so whichever comes second does the checking.
+ * the other in per-transaction state, so whichever comes second does the checking, and a DocumentReference that came
+ * first is filled from the header when its Binary arrives (its queued write is revised).
  */
 import type { Binary, CodeableConcept, DocumentReference, Identifier, Organization, Patient, Reference, Resource } from '@medplum/fhirtypes';
 import { unprocessable, type WriteInterceptor, type WriteSession } from '../../fhir-server';
@@ -220,22 +222,28 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
     async beforeWrite(session, write) {
       const input = write.resource as Binary | undefined;
       if (!input) {
+        if (write.interaction === 'delete') {
+          // Its content may now be used by no Binary: the collector removes it after its grace period.
+          await store.release(session.tx, write.id);
+        }
         return undefined;
       }
       const where = `Binary/${write.id}`;
       let binary: Binary;
       if (input.data !== undefined) {
         binary = withContentRef(input, await store.storeBytes(session.tx, Buffer.from(input.data, 'base64')));
+        await store.use(session.tx, write.id, (contentRefOf(binary) as { hash: string }).hash);
       } else {
         const ref = contentRefOf(input);
         if (!ref) {
+          await store.release(session.tx, write.id);
           return undefined;
         }
         const previousRef = write.previous ? contentRefOf(write.previous as Binary) : undefined;
         if (!isIssuedRef(input) && previousRef?.hash !== ref.hash) {
           throw problem(`${where}: a Binary refers to stored content only as uploaded (raw content, or base64 data); the reference to sha256:${ref.hash} was not produced by an upload`, 'Binary.meta.extension');
         }
-        const size = await store.sizeOf(ref.hash, session.tx);
+        const size = await store.use(session.tx, write.id, ref.hash);
         if (size === undefined) {
           throw problem(`${where} refers to stored content sha256:${ref.hash}, which this server does not hold`, 'Binary.meta.extension');
         }
@@ -261,8 +269,13 @@ export function binaryContentRule(store: ChunkedContentStore): WriteInterceptor 
       state.facts.set(write.id, facts);
       const claim = state.claims.get(write.id);
       if (claim) {
-        // The DocumentReference came first in this transaction: it must agree with the document.
-        completeFrom(claim, facts, `DocumentReference/${claim.id} (for ${where})`);
+        // The DocumentReference came first in this transaction: it must agree with the document, and is filled from
+        // it as when the Binary comes first (its write is still queued: the transaction flushes at its end).
+        const completed = completeFrom(claim, facts, `DocumentReference/${claim.id} (for ${where})`);
+        if (!session.revise(completed)) {
+          throw new Error(`DocumentReference/${claim.id} was written before its Binary/${write.id} but is no longer queued in the transaction`);
+        }
+        state.claims.delete(write.id);
         return binary;
       }
       // A CDA uploaded on its own as raw content: it gets its DocumentReference here.

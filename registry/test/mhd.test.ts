@@ -209,6 +209,21 @@ describe('ITI-65 provide document bundle', () => {
     expect(doc.masterIdentifier?.value).toBe('HM-DOC-0102');
   });
 
+  it('completes the metadata the same way when the DocumentReference comes before its Binary, stored and indexed', async () => {
+    const res = await send(bundle(cdaSample({ 'HM-DOC-0001': 'HM-DOC-0107' }), {}));
+    expect(res.status).toBe(200);
+    const answered = (res.body as Bundle).entry?.map((e) => e.resource).find((r) => r?.resourceType === 'DocumentReference') as DocumentReference;
+    const stored = await readDoc(answered.id as string);
+    for (const doc of [answered, stored]) {
+      expect(doc.subject?.reference).toBe(`Patient/${patient.id}`);
+      expect(doc.type?.coding?.[0].code).toBe('C0001');
+      expect(doc.masterIdentifier?.value).toBe('HM-DOC-0107');
+    }
+    // Indexed as completed: found by the patient and the document id the header gave.
+    const found = await request(server.app).get('/fhir/DocumentReference').query({ patient: `Patient/${patient.id}`, identifier: 'urn:oid:2.16.156.10011.1.1|HM-DOC-0107' });
+    expect(found.body.entry?.map((e: { resource: DocumentReference }) => e.resource.id)).toEqual([answered.id]);
+  });
+
   it('refuses a DocumentReference whose patient is not the document\'s, whichever comes first', async () => {
     const other = await create(server, { resourceType: 'Patient', name: [{ text: '另一位' }] });
     for (const binaryFirst of [false, true]) {

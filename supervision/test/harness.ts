@@ -10,6 +10,7 @@ import type { Database } from '../../fhir-server';
 import { createTestDatabase } from '../../test/databases';
 import { deleteKeysWithPrefix } from '../../test/redis-keys';
 import { createTestServer, type TestServer } from '../../test/server';
+import { loadWorkflowConfig, workflowStoreExtensions } from '../../referral-workflow';
 import { createSupervision, loadSupervisionConfig, supervisionMigrations, type RaisedFinding, type Supervision, type SupervisionOptions } from '..';
 
 export interface Harness {
@@ -40,7 +41,9 @@ export async function createHarness(env: NodeJS.ProcessEnv = {}, options: Superv
   const prefix = `${process.env.TEST_REDIS_PREFIX ?? 'huimin-test'}-sv-${randomBytes(4).toString('hex')}`;
   const clock = { offset: 0 };
   const supervision = createSupervision(config, { now: () => Date.now() + clock.offset, ...options });
-  const server = await createTestServer('postgres', { redisUrl, redisPrefix: prefix, operations: supervision.operations, eventQueues: supervision.eventQueues }, db);
+  // The platform's Task write rules (the referral workflow's state machine) hold for the review Tasks too.
+  const taskRules = workflowStoreExtensions(loadWorkflowConfig({})).writeInterceptors;
+  const server = await createTestServer('postgres', { redisUrl, redisPrefix: prefix, operations: supervision.operations, eventQueues: supervision.eventQueues, writeInterceptors: taskRules }, db);
   const errors: Error[] = [];
   const findings: RaisedFinding[] = [];
   const seen = new Set<string>();

@@ -129,7 +129,7 @@ describe('review workflow', () => {
     expect(tasks[2].output?.find((o) => o.type.coding?.[0]?.code === 'decision')?.valueCodeableConcept?.coding?.[0]?.code).toBe('no-answer');
     const [first] = await steps(supervisor, late.id as string);
     expect(first.businessStatus?.coding?.[0]?.code).toBe('overdue');
-    expect(first.status).toBe('requested');
+    expect(first.status).toBe('ready');
     expect(h.errors).toEqual([]);
   });
 });

@@ -193,6 +193,56 @@ describe('ValueSet/$expand', () => {
     expect((all.body as ValueSet).expansion?.contains?.find((c) => c.code === 'OLD')).toMatchObject({ inactive: true });
   });
 
+  it('takes the expansion parameters: excludeNotForUI, excludeNested=false, property, includeDefinition, designation', async () => {
+    const expand = async (...parameter: NonNullable<Parameters['parameter']>): Promise<ValueSet> =>
+      (await post('ValueSet/$expand', [{ name: 'url', valueUri: 'http://huimin.health/fhir/test/ValueSet/all' }, ...parameter]).expect(200)).body as ValueSet;
+    expect((await expand({ name: 'excludeNotForUI', valueBoolean: true })).expansion?.contains?.map((c) => c.code)).not.toContain('CHEM');
+    const nested = await expand({ name: 'excludeNested', valueBoolean: false });
+    expect(nested.expansion?.contains?.map((c) => c.code)).toEqual(['CHEM', 'HB', 'OLD']);
+    expect(nested.expansion?.contains?.[0].contains?.map((c) => c.code)).toEqual(['GLU', 'LIVER']);
+    expect(nested.expansion?.contains?.[0].contains?.[1].contains?.map((c) => c.code)).toEqual(['ALT', 'AST']);
+    expect(nested.expansion?.total).toBe(7);
+    const props = await expand({ name: 'property', valueString: 'specimen' }, { name: 'includeDefinition', valueBoolean: true }, { name: 'includeDesignations', valueBoolean: true }, { name: 'designation', valueString: 'urn:ietf:bcp:47|zh' });
+    const glu = props.expansion?.contains?.find((c) => c.code === 'GLU');
+    // R4 has no contains.property: R5's cross-version extension carries it.
+    expect(glu?.extension).toEqual([
+      {
+        url: 'http://hl7.org/fhir/5.0/StructureDefinition/extension-ValueSet.expansion.contains.property',
+        extension: [{ url: 'code', valueCode: 'specimen' }, { url: 'value', valueCode: 'serum' }],
+      },
+    ]);
+    expect(glu?.designation).toEqual([{ language: 'zh', value: '血糖' }]);
+    expect(props.expansion?.extension?.map((e) => e.extension?.[0].valueCode)).toEqual(['specimen', 'definition']);
+    expect(props.expansion?.parameter).toEqual(expect.arrayContaining([{ name: 'property', valueString: 'specimen' }, { name: 'includeDefinition', valueBoolean: true }]));
+  });
+
+  it('chooses code system versions with system-version, check-system-version and force-system-version', async () => {
+    const v2: CodeSystem = { ...codeSystem, id: 'test-lab-2', version: '2.0.0', concept: [{ code: 'GLU', display: 'Glucose (v2)' }, { code: 'NEW', display: 'New in v2' }] };
+    const pinned = vs('pinned-1', { include: [{ system: LAB, version: '1.0.0', concept: [{ code: 'GLU' }] }] });
+    const open = vs('versionless', { include: [{ system: LAB, concept: [{ code: 'GLU' }] }] });
+    const run = (valueSet: ValueSet, ...parameter: NonNullable<Parameters['parameter']>) =>
+      post('ValueSet/$expand', [{ name: 'valueSet', resource: valueSet }, { name: 'tx-resource', resource: v2 }, ...parameter]);
+    const display = async (res: Promise<{ body: ValueSet }>): Promise<string | undefined> => (await res).body.expansion?.contains?.[0].display;
+    // Without a version the latest is used; system-version only where the value set names none.
+    expect(await display(run(open).expect(200))).toBe('Glucose (v2)');
+    expect(await display(run(open, { name: 'system-version', valueCanonical: `${LAB}|1.0.0` }).expect(200))).toBe('Glucose');
+    expect(await display(run(pinned, { name: 'system-version', valueCanonical: `${LAB}|2.0.0` }).expect(200))).toBe('Glucose');
+    // force-system-version overrides the value set; a wildcard picks the latest that matches.
+    expect(await display(run(pinned, { name: 'force-system-version', valueCanonical: `${LAB}|2.x` }).expect(200))).toBe('Glucose (v2)');
+    // check-system-version refuses an expansion over another version, and $validate-code answers false.
+    const refused = await run(pinned, { name: 'check-system-version', valueCanonical: `${LAB}|2.0.x` }).expect(400);
+    expect(refused.body.issue[0].diagnostics).toBe(`The version '1.0.0' is not allowed for system '${LAB}': required to be '2.0.x' by a version-check parameter`);
+    const checked = await post('ValueSet/$validate-code', [
+      { name: 'valueSet', resource: pinned },
+      { name: 'tx-resource', resource: v2 },
+      { name: 'coding', valueCoding: { system: LAB, code: 'GLU' } },
+      { name: 'check-system-version', valueCanonical: `${LAB}|2.0.x` },
+    ]).expect(200);
+    expect(param(checked.body, 'result')).toBe(false);
+    // A pinned version that does not exist (no prefix matching: '1' is not 1.0.0) cannot be expanded.
+    await run(vs('bad-pin', { include: [{ system: LAB, version: '1', concept: [{ code: 'GLU' }] }] })).expect(404);
+  });
+
   it('expands at instance level and a value set supplied in the body', async () => {
     const res = await request(server.app).get('/fhir/ValueSet/liver/$expand').expect(200);
     expect(res.body.expansion.contains.map((c: { code: string }) => c.code)).toEqual(['LIVER', 'ALT', 'AST']);
@@ -278,6 +328,29 @@ describe('ConceptMap/$translate', () => {
     await server.terminology.recordUnmapped({ conceptMap: conceptMap.url, system: LOCAL, code: 'K' });
     const report = await server.terminology.unmappedCodes(conceptMap.url);
     expect(report).toEqual([expect.objectContaining({ code: 'K', display: '血钾', source: 'HIS-A', occurrences: 2 })]);
+  });
+
+  it('reports unmapped codes over REST (ConceptMap/$unmapped) to admins and supervisors only', async () => {
+    // As the HL7 adapters record a miss: against the local code system, without a ConceptMap.
+    await server.terminology.recordUnmapped({ system: LOCAL, code: 'NA', source: 'Organization/h1' });
+    await server.terminology.recordUnmapped({ system: 'http://example.org/other-hospital/lab', code: 'X1', source: 'Organization/h2' });
+    const codes = (p: Parameters): string[] =>
+      (p.parameter ?? []).filter((x) => x.name === 'unmapped').map((x) => x.part?.find((y) => y.name === 'code')?.valueCode as string);
+    const all = await request(server.app).get('/fhir/ConceptMap/$unmapped').expect(200);
+    expect(codes(all.body).sort()).toEqual(['K', 'NA', 'X1']);
+    expect(param(all.body, 'total')).toBe(3);
+    const k = (all.body as Parameters).parameter?.find((x) => x.part?.some((y) => y.valueCode === 'K'));
+    expect(k?.part?.find((y) => y.name === 'occurrences')?.valueInteger).toBe(2);
+    // The hospital's map: its own misses and those recorded against the local code system it maps from.
+    const mine = await request(server.app).get('/fhir/ConceptMap/h1-lab-loinc/$unmapped').expect(200);
+    expect(codes(mine.body).sort()).toEqual(['K', 'NA']);
+    const bySystem = await request(server.app).get(`/fhir/ConceptMap/$unmapped?system=${encodeURIComponent(LOCAL)}&_count=1`).expect(200);
+    expect(codes(bySystem.body)).toEqual(['K']);
+    await request(server.app).get('/fhir/ConceptMap/$unmapped?_count=0').expect(400);
+    const { token: supervisor } = await server.tokenFor({ role: 'supervisor', scope: 'system/*.rs' });
+    await request(server.rawApp).get('/fhir/ConceptMap/$unmapped').set('Authorization', `Bearer ${supervisor}`).expect(200);
+    const { token: hospital } = await server.tokenFor({ role: 'facility-system', organization: 'Organization/h1', scope: 'system/*.cruds' });
+    await request(server.rawApp).get('/fhir/ConceptMap/$unmapped').set('Authorization', `Bearer ${hospital}`).expect(403);
   });
 });
 

@@ -8,8 +8,10 @@
  * catalogue (OperationOutcome `issues` with message ids and tx-issue-type codes), which an R4 server with its own
  * wording does not reproduce. What is compared, per operation:
  *   - every test: the HTTP status class (2xx, or 4xx when the test says `http-code: 4xx` or expects an OperationOutcome);
- *   - $expand: the set of system|code in the expansion (nested contains flattened), each expected display, and total;
- *   - $validate-code: result, and display, code and system when the expected response requires them;
+ *   - $expand: the set of system|code (|version, when the expected entry has one) in the expansion (nested contains
+ *     flattened), each expected display, designation and abstract/inactive flag, the properties the request asked for, total, and the code
+ *     system and value set versions used (`used-codesystem`, `used-valueset`);
+ *   - $validate-code: result, and display, code, system, version and inactive when the expected response requires them;
  *   - $lookup: display, and each required designation value and property code/value;
  *   - $translate: result and the set of matched target codes.
  * Values written as `$…$` placeholders and items marked `$optional$` are not required.
@@ -38,6 +40,10 @@ interface TestCase {
   response?: string;
   mode?: string;
   'http-code'?: string;
+  /** Parameters (an expansion profile: system-version, check-system-version, …) added to the request. */
+  profile?: string;
+  /** The Accept-Language header the request is sent with. */
+  'Accept-Language'?: string;
 }
 
 interface Suite {
@@ -79,6 +85,9 @@ export function outOfScope(suite: Suite, test: TestCase): string | undefined {
 }
 
 const isPlaceholder = (v: unknown): boolean => typeof v === 'string' && /^\$.*\$$/.test(v);
+/** Whether a value matches an expected one that may hold placeholders inside it (`http://…|$version$`). */
+const matchesTemplate = (expected: string, actual: string): boolean =>
+  new RegExp(`^${expected.split(/\$[a-z-]*\$/).map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.+')}$`).test(actual);
 const isOptional = (v: unknown): boolean => typeof v === 'object' && v !== null && '$optional$' in v;
 
 /** R5 → R4 request conversion for $translate (sourceCode/targetCode), as the official runner converts. */
@@ -122,23 +131,83 @@ function value(p: ParametersParameter | undefined): unknown {
   return p && Object.entries(p).find(([k]) => k.startsWith('value'))?.[1];
 }
 
-function compareExpand(expected: ValueSet, actual: ValueSet, problems: string[]): void {
-  const want = flatten(expected.expansion?.contains).filter((c) => !isOptional(c) && c.code);
-  const optional = new Set(flatten(expected.expansion?.contains).filter((c) => isOptional(c)).map((c) => `${c.system}|${c.code}`));
-  const got = flatten(actual.expansion?.contains);
-  const gotKeys = new Map(got.map((c) => [`${c.system}|${c.code}`, c]));
-  for (const c of want) {
-    const found = gotKeys.get(`${c.system}|${c.code}`);
-    if (!found) {
-      problems.push(`missing ${c.system}|${c.code}`);
-    } else if (c.display !== undefined && !isPlaceholder(c.display) && found.display !== c.display) {
-      problems.push(`display of ${c.code}: expected "${c.display}", got "${found.display}"`);
+/** R4 carries R5's ValueSet.expansion.contains.property as this cross-version extension (the official runner's conversion). */
+const CONTAINS_PROPERTY = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-ValueSet.expansion.contains.property';
+
+/** code → values (as text) of the properties of an expansion entry, R5 `property` or the R4 extension. */
+function entryProperties(c: ValueSetExpansionContains): Array<{ code: string; value: string }> {
+  const r5 = ((c as { property?: Array<Record<string, unknown>> }).property ?? []).map((p) => ({ code: String(p.code), value: String(Object.entries(p).find(([k]) => k.startsWith('value'))?.[1]) }));
+  const r4 = (c.extension ?? [])
+    .filter((e) => e.url === CONTAINS_PROPERTY)
+    .map((e) => ({
+      code: String(e.extension?.find((x) => x.url === 'code')?.valueCode),
+      value: String(Object.entries(e.extension?.find((x) => x.url === 'value') ?? {}).find(([k]) => k.startsWith('value'))?.[1]),
+    }));
+  return [...r5, ...r4];
+}
+
+/**
+ * What an expansion entry must carry besides its code: the designations the expected entry has, and the properties
+ * the request asked for (`property`, and `definition` with includeDefinition). Properties tx.fhir.org adds unasked
+ * (status, label, order, itemWeight) are not required.
+ */
+function compareEntryDetails(want: ValueSetExpansionContains, candidates: ValueSetExpansionContains[], asked: Set<string>, problems: string[]): void {
+  for (const flag of ['abstract', 'inactive'] as const) {
+    if (want[flag] === true && !candidates.some((g) => g[flag] === true)) {
+      problems.push(`${flag} of ${want.code}: expected true`);
     }
   }
-  const wantKeys = new Set(want.map((c) => `${c.system}|${c.code}`));
-  for (const key of gotKeys.keys()) {
-    if (!wantKeys.has(key) && !optional.has(key)) {
-      problems.push(`unexpected ${key}`);
+  for (const d of want.designation ?? []) {
+    if (isOptional(d) || !d.value) continue;
+    if (!candidates.some((g) => g.designation?.some((x) => x.value === d.value && (!d.language || x.language === d.language)))) {
+      problems.push(`designation of ${want.code}: missing ${d.language ? `${d.language} ` : ''}"${d.value}"`);
+    }
+  }
+  for (const p of entryProperties(want)) {
+    const optional = ((want as { property?: Array<Record<string, unknown>> }).property ?? []).some((x) => x.code === p.code && isOptional(x));
+    if (optional || !asked.has(p.code)) continue;
+    if (!candidates.some((g) => entryProperties(g).some((x) => x.code === p.code && x.value === p.value))) {
+      problems.push(`property ${p.code} of ${want.code}: expected ${p.value}, got ${candidates.flatMap((g) => entryProperties(g).filter((x) => x.code === p.code).map((x) => x.value)).join(', ') || 'none'}`);
+    }
+  }
+}
+
+function compareExpand(expected: ValueSet, actual: ValueSet, request: Parameters, problems: string[]): void {
+  const asked = new Set((request.parameter ?? []).filter((p) => p.name === 'property').map((p) => String(value(p))));
+  if ((request.parameter ?? []).some((p) => p.name === 'includeDefinition' && p.valueBoolean)) asked.add('definition');
+  const key = (c: ValueSetExpansionContains): string => `${c.system}|${c.code}`;
+  const want = flatten(expected.expansion?.contains).filter((c) => !isOptional(c) && c.code);
+  const optional = new Set(flatten(expected.expansion?.contains).filter((c) => isOptional(c)).map(key));
+  const got = flatten(actual.expansion?.contains);
+  // A code may be in an expansion once per code system version (several versions of one code system).
+  const gotByKey = new Map<string, ValueSetExpansionContains[]>();
+  for (const c of got) gotByKey.set(key(c), [...(gotByKey.get(key(c)) ?? []), c]);
+  for (const c of want) {
+    const candidates = (gotByKey.get(key(c)) ?? []).filter((g) => !c.version || isPlaceholder(c.version) || !g.version || g.version === c.version);
+    if (candidates.length === 0) {
+      problems.push(`missing ${key(c)}${c.version ? ` version ${c.version}` : ''}`);
+    } else {
+      if (c.display !== undefined && !isPlaceholder(c.display) && !candidates.some((g) => g.display === c.display)) {
+        problems.push(`display of ${c.code}${c.version ? ` (${c.version})` : ''}: expected "${c.display}", got "${candidates.map((g) => g.display).join('", "')}"`);
+      }
+      compareEntryDetails(c, candidates, asked, problems);
+    }
+  }
+  const wantCount = new Map<string, number>();
+  for (const c of want) wantCount.set(key(c), (wantCount.get(key(c)) ?? 0) + 1);
+  for (const [k, list] of gotByKey) {
+    if (!optional.has(k) && list.length > (wantCount.get(k) ?? 0)) {
+      problems.push(`unexpected ${k}${list.length > 1 ? ` (${list.length} times)` : ''}`);
+    }
+  }
+  // The code system versions the expansion used (what system-version, check- and force-system-version decide).
+  for (const name of ['used-codesystem', 'used-valueset']) {
+    const used = (vs: ValueSet): string[] => (vs.expansion?.parameter ?? []).filter((p) => p.name === name && !isOptional(p)).map((p) => p.valueUri as string);
+    const usedGot = used(actual);
+    for (const u of used(expected)) {
+      if (!isPlaceholder(u) && !usedGot.some((g) => matchesTemplate(u, g))) {
+        problems.push(`${name} ${u} missing (got ${usedGot.join(', ')})`);
+      }
     }
   }
   const total = expected.expansion?.total;
@@ -195,13 +264,24 @@ function compareParameters(operation: string, expected: Parameters, actual: Para
   checkValue('display');
   checkValue('code');
   checkValue('system');
+  checkValue('version');
+  checkValue('inactive');
 }
 
 /** Runs one test against the server; returns what differed (empty: passed). */
 async function runTest(app: HttpHandler, test: TestCase, setup: Resource[]): Promise<string[]> {
   const params = toR4(test.operation, readJson<Parameters>(test.request as string));
-  const body: Parameters = { resourceType: 'Parameters', parameter: [...(params.parameter ?? []), ...setup.map((resource) => ({ name: 'tx-resource', resource }))] };
-  const res = await request(app).post(`/fhir/${ENDPOINTS[test.operation]}`).set('Content-Type', 'application/fhir+json').send(body);
+  // As the official runner does: the test's profile (or the suite's default one) joins the request's parameters.
+  const profile = readJson<Parameters>(test.profile ?? 'parameters-default.json');
+  const body: Parameters = {
+    resourceType: 'Parameters',
+    parameter: [...(params.parameter ?? []), ...(profile.parameter ?? []), ...setup.map((resource) => ({ name: 'tx-resource', resource }))],
+  };
+  const call = request(app).post(`/fhir/${ENDPOINTS[test.operation]}`).set('Content-Type', 'application/fhir+json');
+  if (test['Accept-Language']) {
+    call.set('Accept-Language', test['Accept-Language']);
+  }
+  const res = await call.send(body);
   const expected = readJson<Resource>(test.response as string);
   const wantError = test['http-code']?.startsWith('4') || expected.resourceType === 'OperationOutcome';
   if (wantError) {
@@ -212,7 +292,7 @@ async function runTest(app: HttpHandler, test: TestCase, setup: Resource[]): Pro
   }
   const problems: string[] = [];
   if (test.operation === 'expand') {
-    compareExpand(expected as ValueSet, res.body as ValueSet, problems);
+    compareExpand(expected as ValueSet, res.body as ValueSet, params, problems);
   } else {
     compareParameters(test.operation, expected as Parameters, res.body as Parameters, problems);
   }

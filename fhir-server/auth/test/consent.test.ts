@@ -110,6 +110,23 @@ describe.each<Backend>(['postgres', 'pglite'])('patient consent on %s', (backend
     expect((await as('supervisor').get(`/fhir/${hivObs}`)).status).toBe(404);
   });
 
+  it('tells a viewer that part of the record is withheld ($consent-notice), never what, and a denied one nothing', async () => {
+    const notice = async (who: string): Promise<{ status: number; withheld?: boolean; extent?: string }> => {
+      const res = await as(who).get(`/fhir/${patientRef}/$consent-notice`);
+      const param = (name: string) => (res.body.parameter ?? []).find((p: { name: string }) => p.name === name);
+      return { status: res.status, withheld: param('withheld')?.valueBoolean, extent: param('extent')?.valueCode };
+    };
+    // The HIV label is denied to everyone: another hospital and the bureau are told part is withheld.
+    expect(await notice('d')).toEqual({ status: 200, withheld: true, extent: 'part' });
+    expect(await notice('supervisor')).toEqual({ status: 200, withheld: true, extent: 'part' });
+    // Administrators see everything; the denied hospital cannot see the patient at all, notice included.
+    expect(await notice('admin')).toEqual({ status: 200, withheld: false, extent: undefined });
+    expect((await notice('b')).status).toBe(404);
+    const text = JSON.stringify((await as('d').get(`/fhir/${patientRef}/$consent-notice`)).body);
+    expect(text).not.toContain(consentId);
+    expect(text).not.toContain('HIV');
+  });
+
   it('leaves the owner its own data, and administrators everything', async () => {
     expect((await as('a').get(`/fhir/${hivObs}`)).status).toBe(200);
     expect((await as('a').get(`/fhir/Observation?subject=${patientRef}&_total=accurate`)).body.total).toBe(2);

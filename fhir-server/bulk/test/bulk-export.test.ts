@@ -51,7 +51,8 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
   // Setting up a server and its data takes long on a busy machine: 5 minutes, not the default minute.
   beforeAll(async () => {
     // Small parts and files, so that a few resources already span several of each.
-    server = await createTestServer(backend, { bulkExport: { partSize: 2, resourcesPerFile: 3, pollIntervalMs: 60_000 } });
+    // A small clock margin: every export waits that long past its kick-off (consistency.ts).
+    server = await createTestServer(backend, { bulkExport: { partSize: 2, resourcesPerFile: 3, pollIntervalMs: 60_000, clockMarginMs: 20 } });
     admin = new BulkClient(server, server.adminToken);
     for (const id of ['hosp-a', 'hosp-b']) {
       await put({ resourceType: 'Organization', id, name: id });
@@ -74,12 +75,15 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
       member: [{ entity: { reference: 'Patient/p1' } }, { entity: { reference: 'Patient/p2' } }, { entity: { reference: 'Practitioner/dr1' } }, { entity: { reference: 'Patient/p3' }, inactive: true }],
     });
     await put({ ...denyHospB('Patient/p2'), id: 'c2' });
+    await put(obs('o6', 'p1', '8867-4'));
     await new Promise((r) => setTimeout(r, 20));
     since = new Date().toISOString();
     await new Promise((r) => setTimeout(r, 20));
     // Changed after `since`: o5 and p3.
     await put({ ...obs('o5', 'p3', '8867-4'), valueString: 'changed' });
     await put({ resourceType: 'Patient', id: 'p3', name: [{ family: 'p3-changed' }] });
+    // Deleted after `since`: o6.
+    expect((await request(server.app).delete('/fhir/Observation/o6')).status).toBe(200);
   }, 300_000);
   afterAll(async () => {
     await server.close();
@@ -96,11 +100,13 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
       expect(manifest.request).toBe('http://127.0.0.1:8080/fhir/$export?_type=Patient%2CObservation%2CPractitioner%2CGroup');
       expect(Date.parse(manifest.transactionTime)).toBeGreaterThan(Date.parse(since));
       expect(manifest.error).toEqual([]);
-      // Types in the order asked; Observation (5) in two files of at most 3.
+      // Deletions are reported by _since exports only.
+      expect(manifest).not.toHaveProperty('deleted');
+      // Types in the order asked; Observation (5, in parts of 2) in two files of at most 3.
       expect(manifest.output.map((o) => [o.type, o.count])).toEqual([
         ['Patient', 3],
-        ['Observation', 3],
         ['Observation', 2],
+        ['Observation', 3],
         ['Practitioner', 1],
         ['Group', 1],
       ]);
@@ -170,9 +176,35 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
       expect(await admin.exported(manifest)).toEqual(['Practitioner/dr1']);
     });
 
-    it('_since keeps what changed at or after the instant', async () => {
+    it('_since keeps what changed at or after the instant, and lists what was deleted since as DELETE Bundles', async () => {
       const manifest = await admin.export(`/fhir/$export?_type=Patient,Observation&_since=${encodeURIComponent(since)}`);
       expect(await admin.exported(manifest)).toEqual(['Observation/o5', 'Patient/p3']);
+      expect(manifest.deleted).toEqual([{ type: 'Bundle', url: expect.stringContaining('file=deleted-Bundle-1.ndjson'), count: 1 }]);
+      const [bundle] = await admin.lines(manifest.deleted![0].url);
+      expect(bundle).toEqual({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        meta: { lastUpdated: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/) },
+        entry: [{ request: { method: 'DELETE', url: 'Observation/o6' } }],
+      });
+      expect(Date.parse((bundle.meta as { lastUpdated: string }).lastUpdated)).toBeGreaterThanOrEqual(Date.parse(since));
+      // Not at patient level: a deleted resource keeps no compartments to check; the error file says so.
+      const patientLevel = await admin.export(`/fhir/Patient/$export?_type=Observation&_since=${encodeURIComponent(since)}`);
+      expect(patientLevel.deleted).toEqual([]);
+      const [note] = await admin.lines(patientLevel.error[0].url);
+      expect(JSON.stringify(note)).toContain('Deleted resources are not reported');
+    });
+
+    it('_elements keeps the listed and mandatory elements, per type when prefixed, marked SUBSETTED', async () => {
+      const manifest = await admin.export('/fhir/$export?_type=Observation,Patient&_elements=subject,Patient.gender');
+      const observations = await admin.lines(manifest.output.find((o) => o.type === 'Observation')!.url);
+      const o1 = observations.find((o) => o.id === 'o1')!;
+      // status and code are mandatory; subject was asked; valueString and the rest are not.
+      expect(Object.keys(o1).sort()).toEqual(['code', 'id', 'meta', 'resourceType', 'status', 'subject']);
+      expect((o1.meta as { tag: Array<{ code: string }> }).tag).toContainEqual(expect.objectContaining({ code: 'SUBSETTED' }));
+      const patients = await admin.lines(manifest.output.find((o) => o.type === 'Patient')!.url);
+      // subject is no element of Patient, and gender is absent: a Patient keeps id and meta only.
+      expect(patients.map((p) => Object.keys(p).sort())).toEqual(patients.map(() => ['id', 'meta', 'resourceType']));
     });
 
     it('_typeFilter runs the store\'s search on its type; several filters of one type are alternatives', async () => {
@@ -200,7 +232,10 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
       ['/fhir/$export?_typeFilter=Observation%3F_sort%3Ddate', /_sort is not a search parameter/],
       ['/fhir/$export?_typeFilter=Observation%3Fbogus%3D1', /bogus is not a search parameter of Observation/],
       ['/fhir/$export?_typeFilter=Observation%3Fdate%3Dxx2020', /./],
-      ['/fhir/$export?_elements=id', /_elements .* is not supported/],
+      ['/fhir/$export?_type=Patient&_elements=Observation.code', /_elements "Observation.code" is on Observation, which is not exported/],
+      ['/fhir/$export?_elements=name.given', /must be a root element/],
+      ['/fhir/$export?includeAssociatedData=LatestProvenanceResources', /LatestProvenanceResources is not supported/],
+      ['/fhir/$export?includeAssociatedData=_custom', /_custom is not supported/],
       ['/fhir/$export?foo=bar', /"foo" is not a parameter of \$export/],
       ['/fhir/$export?_since=2024-01-01T00:00:00Z&_since=2025-01-01T00:00:00Z', /_since may be given once/],
     ])('%s is a 400 OperationOutcome', async (path, message) => {
@@ -210,10 +245,13 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
       expect(res.body.issue[0].diagnostics).toMatch(message);
     });
 
-    it('ignores unsupported parameters under Prefer: handling=lenient', async () => {
-      const res = await admin.kickOff('/fhir/$export?_type=Practitioner&_elements=id', { Prefer: 'respond-async, handling=lenient' });
+    it('ignores unsupported parameters under Prefer: handling=lenient, saying so in the error file', async () => {
+      const res = await admin.kickOff('/fhir/$export?_type=Practitioner&includeAssociatedData=LatestProvenanceResources', { Prefer: 'respond-async, handling=lenient' });
       expect(res.status).toBe(202);
-      await server.bulkExport.idle();
+      const manifest = await admin.manifest(res.headers['content-location']);
+      expect(await admin.exported(manifest)).toEqual(['Practitioner/dr1']);
+      const [note] = await admin.lines(manifest.error[0].url);
+      expect(note.issue).toEqual([expect.objectContaining({ severity: 'warning', diagnostics: expect.stringContaining('LatestProvenanceResources is not supported') })]);
     });
 
     it('requires Prefer: respond-async', async () => {
@@ -287,6 +325,34 @@ describe.each<Backend>(['postgres', 'pglite'])('$export on %s', (backend) => {
       } finally {
         await busy.close();
       }
+    });
+  });
+  describe('consistency point', () => {
+    // PGlite runs one transaction at a time: no write can be in flight while an export reads.
+    (backend === 'postgres' ? it : it.skip)('never loses a write that began before the kick-off and commits after the export read', async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let began!: () => void;
+      const open = new Promise<void>((resolve) => (began = resolve));
+      // The write takes its lastUpdated as its transaction starts, then stays open while the export runs.
+      const write = server.repository.write(async (session) => {
+        await session.update('Patient', 'late', { resourceType: 'Patient', id: 'late', name: [{ family: 'Late' }] });
+        began();
+        await gate;
+      });
+      await open;
+      const kickedOff = Date.now();
+      const first = await admin.export('/fhir/$export?_type=Patient');
+      release();
+      await write;
+      const { lastUpdated } = await server.repository.read('Patient', 'late');
+      // The gap: stamped before the kick-off, committed after the export's snapshot.
+      expect(lastUpdated.getTime()).toBeLessThan(kickedOff);
+      expect(await admin.exported(first)).not.toContain('Patient/late');
+      // transactionTime went back to before that write began, so the next _since export has it.
+      expect(Date.parse(first.transactionTime)).toBeLessThanOrEqual(lastUpdated.getTime());
+      const next = await admin.export(`/fhir/$export?_type=Patient&_since=${encodeURIComponent(first.transactionTime)}`);
+      expect(await admin.exported(next)).toContain('Patient/late');
     });
   });
 });

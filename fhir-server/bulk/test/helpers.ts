@@ -8,6 +8,7 @@ export interface Manifest {
   requiresAccessToken: boolean;
   output: Array<{ type: string; url: string; count: number }>;
   error: Array<{ type: string; url: string; count: number }>;
+  deleted?: Array<{ type: string; url: string; count: number }>;
 }
 
 /** The path and query of an absolute URL of the test server (supertest takes paths). */

@@ -4,7 +4,7 @@
  * recognition advisories. A clinician without a care relationship is refused by the platform; the page then offers
  * break-the-glass with a stated reason, which the platform audits and flags for review.
  */
-import type { DetectedIssue, DocumentReference, Observation, Patient } from '@medplum/fhirtypes';
+import type { DetectedIssue, DocumentReference, Observation, Parameters, Patient } from '@medplum/fhirtypes';
 import { Alert, Badge, Button, Card, Chip, Group, Loader, Modal, Select, Stack, Table, Tabs, Text, Textarea, Timeline, Title } from '@mantine/core';
 import { LineChart } from '@mantine/charts';
 import { useQuery } from '@tanstack/react-query';
@@ -27,6 +27,18 @@ export function PatientRecord(): ReactNode {
   // (known once the Patient is read) are added then.
   const ids = patient.data ? recordIds(patient.data) : [id];
   const record = useQuery({ queryKey: ['record', ids.join(','), breakGlass], queryFn: () => loadRecord(ids, options), enabled: !patient.error });
+  // Whether the resident's consent withholds part of the record from us: said, where the platform offers it, so that
+  // nobody takes an incomplete record for a whole one (the platform never says what is withheld).
+  const withheld = useQuery({
+    queryKey: ['consent-notice', id, breakGlass],
+    queryFn: async () => {
+      if (!(await hasOperation('consent-notice'))) return undefined;
+      const notice = await call<Parameters>(`Patient/${id}/$consent-notice`, options);
+      const extent = notice.parameter?.find((p) => p.name === 'extent')?.valueCode;
+      return extent === 'whole' || extent === 'part' ? extent : undefined;
+    },
+    enabled: !!patient.data,
+  });
 
   if (patient.isLoading) return <Loader aria-label={t('loading')} />;
   if (patient.error) {
@@ -62,6 +74,11 @@ export function PatientRecord(): ReactNode {
         </Group>
         {record.data && <Sources record={record.data} />}
       </Card>
+      {withheld.data && (
+        <Alert color="yellow" role="note">
+          {t(withheld.data === 'whole' ? 'doctor.withheldWhole' : 'doctor.withheldPart')}
+        </Alert>
+      )}
       {record.isLoading && <Loader aria-label={t('loading')} />}
       {record.error && <Alert color="red" role="alert">{(record.error as Error).message}</Alert>}
       {record.data && (

@@ -61,6 +61,9 @@ export function valueText(o: Observation): string {
   return quantity(o);
 }
 
+const ADVISORY_SYSTEM = 'http://huimin.health/fhir/CodeSystem/recognition-issue';
+const ADVISORY_CODES = `${ADVISORY_SYSTEM}|duplicate-test,${ADVISORY_SYSTEM}|duplicate-medication`;
+
 export async function loadRecord(ids: string[], options: RequestOptions): Promise<SharedRecord> {
   const patient = ids.map((id) => `Patient/${id}`).join(',');
   const s = <T extends Resource>(type: string, count = 200, extra: Record<string, string> = {}): Promise<T[]> =>
@@ -77,7 +80,9 @@ export async function loadRecord(ids: string[], options: RequestOptions): Promis
     s<AllergyIntolerance>('AllergyIntolerance', 50),
     s<Immunization>('Immunization', 100),
     s<ServiceRequest>('ServiceRequest', 100),
-    s<DetectedIssue>('DetectedIssue', 50).catch(() => [] as DetectedIssue[]),
+    // Only the recognition module's advisories: supervision's findings about the same resident are the bureau's
+    // business, shown on the supervisor's pages.
+    s<DetectedIssue>('DetectedIssue', 50, { code: ADVISORY_CODES }).catch(() => [] as DetectedIssue[]),
   ]);
   const encounterOrg = new Map(encounters.map((e) => [`Encounter/${e.id}`, e.serviceProvider?.reference]));
   /** Where a resource came from: its owner tag, else its encounter's provider. */

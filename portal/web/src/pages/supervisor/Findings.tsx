@@ -1,5 +1,6 @@
 /**
- * The findings worklist: supervision's DetectedIssues (suspicions, not verdicts) with their review Tasks. The
+ * The findings worklist: supervision's DetectedIssues (suspicions, not verdicts) with their review Tasks, newest
+ * first (the periodic rules raise many). The
  * review decisions are the supervision module's operation; while the platform does not offer it, the page says so.
  */
 import type { CapabilityStatement, DetectedIssue, Task } from '@medplum/fhirtypes';
@@ -9,8 +10,20 @@ import { useState, type ReactNode } from 'react';
 import { call, codeText, displayNames, formatDate, operation, search } from '../../fhir';
 import { useI18n } from '../../i18n';
 
+/**
+ * The decisions each review step takes (supervision's review workflow, as its operation documents them); the
+ * operation refuses any other, so the dialog offers only these.
+ */
+const STEP_DECISIONS: Record<string, string[]> = {
+  'first-review': ['proceed', 'dismiss'],
+  'second-review': ['proceed', 'dismiss'],
+  appeal: ['appeal', 'accept'],
+  verification: ['proceed', 'dismiss'],
+  disposition: ['confirmed', 'dismissed', 'corrected'],
+};
+
 async function loadFindings(): Promise<{ findings: DetectedIssue[]; tasks: Task[]; names: Record<string, string>; review?: string }> {
-  const found = await search<DetectedIssue>('DetectedIssue', { _count: '100', _revinclude: 'Task:focus' });
+  const found = await search<DetectedIssue>('DetectedIssue', { _count: '100', _sort: '-_lastUpdated', _revinclude: 'Task:focus' });
   const tasks = found.included.filter((r): r is Task => r.resourceType === 'Task');
   const names = await displayNames([...tasks.map((t) => t.owner?.reference), ...found.resources.flatMap((f) => f.implicated?.map((i) => i.reference) ?? []).filter((r) => r?.startsWith('Organization/'))]);
   const cs = await call<CapabilityStatement>('metadata');
@@ -22,7 +35,7 @@ export function Findings(): ReactNode {
   const { t } = useI18n();
   const client = useQueryClient();
   const data = useQuery({ queryKey: ['findings'], queryFn: loadFindings });
-  const [deciding, setDeciding] = useState<DetectedIssue>();
+  const [deciding, setDeciding] = useState<{ issue: DetectedIssue; step?: string }>();
   const [decision, setDecision] = useState<string | null>(null);
   const [note, setNote] = useState('');
   const [message, setMessage] = useState<{ ok: boolean; text: string }>();
@@ -31,7 +44,7 @@ export function Findings(): ReactNode {
   const { findings = [], tasks = [], names = {}, review } = data.data ?? {};
   const decide = async (): Promise<void> => {
     try {
-      await operation(`DetectedIssue/${deciding?.id}/$${review}`, [{ name: 'decision', valueCode: decision }, ...(note ? [{ name: 'note', valueString: note }] : [])]);
+      await operation(`DetectedIssue/${deciding?.issue.id}/$${review}`, [{ name: 'decision', valueCode: decision }, ...(note ? [{ name: 'note', valueString: note }] : [])]);
       setMessage({ ok: true, text: t('done') });
       setDeciding(undefined);
       void client.invalidateQueries({ queryKey: ['findings'] });
@@ -84,7 +97,7 @@ export function Findings(): ReactNode {
                       )}
                     </Table.Td>
                     <Table.Td>
-                      <Button size="xs" disabled={!review || !step} title={review ? undefined : t('unavailableOperation')} onClick={() => setDeciding(f)}>
+                      <Button size="xs" disabled={!review || !step} title={review ? undefined : t('unavailableOperation')} onClick={() => { setDecision(null); setDeciding({ issue: f, step: step?.code?.coding?.[0]?.code }); }}>
                         {t('sup.review')}
                       </Button>
                     </Table.Td>
@@ -99,7 +112,7 @@ export function Findings(): ReactNode {
         <Stack>
           <Select
             label={t('sup.decision')}
-            data={['proceed', 'dismiss', 'confirmed', 'dismissed', 'corrected'].map((d) => ({ value: d, label: d }))}
+            data={(STEP_DECISIONS[deciding?.step ?? ''] ?? []).map((d) => ({ value: d, label: d }))}
             value={decision}
             onChange={setDecision}
           />
