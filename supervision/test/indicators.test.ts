@@ -2,7 +2,7 @@
  * Indicators as MeasureReports, checked against numbers computed by hand from the seeded data; the antimicrobial
  * rule over a period; silent data feeds; the monthly reports.
  */
-import type { MeasureReport, MeasureReportGroup, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { CarePlan, DocumentReference, MeasureReport, MeasureReportGroup, ServiceRequest, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { localDate, localMonth, startOfLocalDay } from '../../referral-workflow';
 import { createHarness, DAY, iso, JSON_TYPE, type Harness } from './harness';
@@ -115,7 +115,18 @@ describe('referral figures', () => {
     const p = await patient(h, A, 'male', '1960-01-01');
     const authored = Date.now() - 5 * 3600_000;
     const referral = async (from: string, to: string, direction: 'up' | 'down'): Promise<Task> => {
+      // A downward referral travels with its follow-up CarePlan and discharge summary (the referral workflow's rule).
+      const supportingInfo =
+        direction === 'down'
+          ? [
+              { reference: `CarePlan/${(await h.write<CarePlan>(from, { resourceType: 'CarePlan', status: 'active', intent: 'plan', subject: { reference: p } })).id}` },
+              {
+                reference: `DocumentReference/${(await h.write<DocumentReference>(from, { resourceType: 'DocumentReference', status: 'current', subject: { reference: p }, content: [{ attachment: { contentType: 'text/plain', data: 'ZGlzY2hhcmdlZA==' } }] })).id}`,
+              },
+            ]
+          : undefined;
       const sr = await h.write<ServiceRequest>(from, {
+        ...(supportingInfo ? { supportingInfo } : {}),
         resourceType: 'ServiceRequest',
         status: 'active',
         intent: 'order',
