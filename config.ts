@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { loadWorkflowConfig, type WorkflowConfig } from './referral-workflow/config';
+import { checkTimeZone, DEFAULT_TIME_ZONE } from './referral-workflow/local-time';
 import { loadSupervisionConfig, type SupervisionConfig } from './supervision/config';
 import { loadRegistryConfig, type RegistryConfig } from './registry/config';
 import { loadMpiConfig, type MpiConfig } from './mpi/config';
@@ -89,8 +90,8 @@ export interface PlatformConfig {
   supervisionWorkers: boolean;
   /** The bureau, review deadlines, tick, rule parameter overrides (SUPERVISION_*). */
   supervision: SupervisionConfig;
-  /** Result recognition: the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES). */
-  recognition: { authorities: string[] };
+  /** Result recognition: the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES); the time zone of its report's months (HUIMIN_TIME_ZONE). */
+  recognition: { authorities: string[]; timeZone: string };
   /** Registries and document sharing (DOCUMENT_MAX_BYTES). */
   registry: RegistryConfig;
   /** Master patient index: match thresholds, candidates, linking worker (MPI_*). */
@@ -228,7 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): PlatformConfig
     workflow: loadWorkflowConfig(env),
     supervisionWorkers: boolFromEnv(env, 'SUPERVISION_WORKERS', true),
     supervision: loadSupervisionConfig(env),
-    recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES') },
+    recognition: { authorities: organizationList(env, 'RECOGNITION_AUTHORITIES'), timeZone: checkTimeZone(env.HUIMIN_TIME_ZONE || DEFAULT_TIME_ZONE) },
     registry: loadRegistryConfig(env),
     mpi: loadMpiConfig(env),
     conformance: loadConformanceConfig(env),

@@ -162,6 +162,7 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
     terminology,
     consent: new ConsentDecisions(db),
     authorities: config.recognition.authorities,
+    timeZone: config.recognition.timeZone,
   });
   const registry = registryStoreExtensions(db, config.registry);
   // The master patient index: its Patient write rule, event queue, operations and linked-patient search expansion.
@@ -171,6 +172,8 @@ async function serve(config: PlatformConfig, logger: pino.Logger, db: Awaited<Re
   const supervision = createSupervision(config.supervision, {
     windows: recognitionWindows(new FhirRepository(db, { enforceReferentialIntegrity: config.enforceReferentialIntegrity, baseUrl: fhirBaseUrl(config) })),
     indicators: [recognitionIndicator],
+    // Locally coded drugs get their ATC ingredient through the hospitals' ConceptMaps.
+    terminology,
   });
   const server = createFhirServer({
     ...config,

@@ -42,6 +42,8 @@ export interface RecognitionOptions {
   /** `Organization/…` of the health bureau(s) whose recognition grants count (RECOGNITION_AUTHORITIES). */
   authorities: readonly string[];
   now?: () => Date;
+  /** The time zone of `$recognition-report`'s months (HUIMIN_TIME_ZONE; unset: Asia/Shanghai). */
+  timeZone?: string;
 }
 
 export interface RecognitionStoreExtensions {
@@ -58,7 +60,7 @@ function finderOf(options: RecognitionOptions): RecognitionFinder {
 export function recognitionStoreExtensions(options: RecognitionOptions): RecognitionStoreExtensions {
   const finder = finderOf(options);
   return {
-    operations: [lookupOperation(finder, options.db, options.now), ...decisionOperations(finder), ...itemOperations(options.db), reportOperation(options.db)],
+    operations: [lookupOperation(finder, options.db, options.now), ...decisionOperations(finder), ...itemOperations(options.db), reportOperation(options.db, options.timeZone)],
     eventQueues: RECOGNITION_EVENT_CONSUMERS,
     finder,
   };

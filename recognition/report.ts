@@ -11,10 +11,12 @@
  * - tests-avoided (recognised test advisories) and cost-saved (their prices in the item table when decided, CNY);
  * - duplicate-medication advisories accepted and overridden are counted apart (medication-recognised/-not-recognised).
  *
- * Months are calendar months in UTC, like the referral figures.
+ * Months are calendar months in the deployment's time zone (HUIMIN_TIME_ZONE, default Asia/Shanghai), like the
+ * referral figures and supervision's indicators: a month and the period's dates begin at local midnight.
  */
 import type { Bundle, Measure, MeasureReport, MeasureReportGroup, MeasureReportGroupStratifier, Reference } from '@medplum/fhirtypes';
 import { badRequest, operationParameters, parameterValue, type FhirOperation, type FhirRequest, type Queryable } from '../fhir-server';
+import { DEFAULT_TIME_ZONE, localMonth, startOfLocalDate } from '../referral-workflow';
 import { BASE, EXCEPTION_REASON_SYSTEM } from './fhir';
 
 export const RECOGNITION_MEASURE = `${BASE}/Measure/result-recognition`;
@@ -34,20 +36,20 @@ interface Row {
 }
 
 const DECISIONS_SQL = `
-  SELECT institution, department, doctor, to_char(decided_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+  SELECT institution, department, doctor, to_char(decided_at AT TIME ZONE $3, 'YYYY-MM') AS month,
          CASE WHEN kind = 'medication' THEN 'medication-' || outcome
               WHEN outcome = 'recognised' THEN 'recognised'
               WHEN counted THEN 'not-recognised' ELSE 'not-recognised-uncounted' END AS figure,
          reason_code AS reason, count(*) AS n, sum(price) AS amount
     FROM recognition_decision
-   WHERE decided_at >= $1 AND decided_at < $2
+   WHERE decided_at >= $1::timestamptz AND decided_at < $2::timestamptz
    GROUP BY 1, 2, 3, 4, 5, 6`;
 
 const LOOKUPS_SQL = `
-  SELECT institution, department, doctor, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+  SELECT institution, department, doctor, to_char(at AT TIME ZONE $3, 'YYYY-MM') AS month,
          CASE WHEN found > 0 THEN 'lookups-found' ELSE 'lookups-none' END AS figure, NULL AS reason, count(*) AS n, NULL AS amount
     FROM recognition_lookup
-   WHERE at >= $1 AND at < $2
+   WHERE at >= $1::timestamptz AND at < $2::timestamptz
    GROUP BY 1, 2, 3, 4, 5`;
 
 class Tally {
@@ -163,8 +165,11 @@ function toMeasureReport(r: Report): MeasureReport {
   };
 }
 
-export async function recognitionFigures(db: Queryable, start: string, end: string): Promise<MeasureReport[]> {
-  const rows = [...(await db.query<Row>(DECISIONS_SQL, [start, end])), ...(await db.query<Row>(LOOKUPS_SQL, [start, end]))];
+/** The figures of [start, end): local dates (`YYYY-MM-DD`, from their local midnight) or instants. */
+export async function recognitionFigures(db: Queryable, start: string, end: string, timeZone = DEFAULT_TIME_ZONE): Promise<MeasureReport[]> {
+  const instant = (d: string): string => (/^\d{4}-\d{2}-\d{2}$/.test(d) ? new Date(startOfLocalDate(d, timeZone)).toISOString() : d);
+  const params = [instant(start), instant(end), timeZone];
+  const rows = [...(await db.query<Row>(DECISIONS_SQL, params)), ...(await db.query<Row>(LOOKUPS_SQL, params))];
   const reports = new Map<string, Report>();
   for (const row of rows) {
     const institution = row.institution ?? 'unattributed';
@@ -216,11 +221,12 @@ export const recognitionIndicator = {
       { code: { coding: [{ system: GROUP_SYSTEM, code: 'not-recognised-by-reason', display: 'Ordered again, by reason' }] } }],
   } as Measure,
   async evaluate(q: Queryable, period: { start: string; end: string }, subject: RecognitionSubject): Promise<MeasureReportGroup[]> {
-    const params: unknown[] = [period.start, period.end];
+    // The period is instants (supervision's, already in local time); the zone only names the rows' months.
+    const params: unknown[] = [period.start, period.end, DEFAULT_TIME_ZONE];
     let filter = '';
     if (subject.kind !== 'city') {
       params.push(subject.reference);
-      filter = ` AND ${SUBJECT_COLUMN[subject.kind]} = $3`;
+      filter = ` AND ${SUBJECT_COLUMN[subject.kind]} = $4`;
     }
     const [decisions, lookups] = await Promise.all([
       q.query<Row>(`SELECT * FROM (${DECISIONS_SQL}) d WHERE true${filter}`, params),
@@ -247,7 +253,7 @@ function monthParam(request: FhirRequest, name: string, fallback: string): strin
   return value.length === 7 ? `${value}-01` : value;
 }
 
-export function reportOperation(db: Queryable): FhirOperation {
+export function reportOperation(db: Queryable, timeZone = DEFAULT_TIME_ZONE): FhirOperation {
   return {
     name: 'recognition-report',
     definition: `${BASE}/OperationDefinition/recognition-report`,
@@ -256,9 +262,10 @@ export function reportOperation(db: Queryable): FhirOperation {
     roles: ['admin', 'supervisor'],
     async invoke(_ctx, request) {
       const now = new Date();
-      const start = monthParam(request, 'period-start', new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10));
-      const end = monthParam(request, 'period-end', new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString().slice(0, 10));
-      const reports = await recognitionFigures(db, start, end);
+      // By default this local month.
+      const start = monthParam(request, 'period-start', `${localMonth(now.getTime(), timeZone).month}-01`);
+      const end = monthParam(request, 'period-end', `${localMonth(now.getTime(), timeZone, 1).month}-01`);
+      const reports = await recognitionFigures(db, start, end, timeZone);
       const body: Bundle = { resourceType: 'Bundle', type: 'collection', timestamp: now.toISOString(), entry: reports.map((resource) => ({ resource })) };
       return { status: 200, body };
     },

@@ -2,6 +2,7 @@
  * The workflow's configuration, read from the environment by the platform's `config.ts`. Durations are ISO 8601
  * (`PT30M`, `P2D`), as FHIR writes them.
  */
+import { checkTimeZone, DEFAULT_TIME_ZONE } from './local-time';
 
 export interface WorkflowConfig {
   /** Response deadline of a routed referral by priority (`routine`, `urgent`, `asap`, `stat`) and for the green channel (`green`), in ms. */
@@ -18,6 +19,8 @@ export interface WorkflowConfig {
   subscriptionTimeoutMs: number;
   /** How long after a change its notification waits, so that notifications matched out of order go out in order, in ms. */
   subscriptionReorderMs: number;
+  /** The time zone of the report's months (HUIMIN_TIME_ZONE; unset: Asia/Shanghai). */
+  timeZone?: string;
 }
 
 export const DEFAULT_DEADLINES = 'green=PT15M,stat=PT30M,asap=PT2H,urgent=PT12H,routine=P2D';
@@ -82,5 +85,6 @@ export function loadWorkflowConfig(env: NodeJS.ProcessEnv = process.env): Workfl
     subscriptionBackoffMs: number(env, 'SUBSCRIPTION_DELIVERY_BACKOFF_MS', 1000, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
     subscriptionTimeoutMs: number(env, 'SUBSCRIPTION_DELIVERY_TIMEOUT_MS', 10_000, (n) => Number.isInteger(n) && n > 0, 'a positive integer'),
     subscriptionReorderMs: number(env, 'SUBSCRIPTION_REORDER_WINDOW_MS', 100, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
+    timeZone: checkTimeZone(env.HUIMIN_TIME_ZONE || DEFAULT_TIME_ZONE),
   };
 }

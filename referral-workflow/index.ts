@@ -17,6 +17,7 @@ import type { WorkflowConfig } from './config';
 import { ReferralEngine, type ConsentChecker, type ReferralMessageSender, type StepName } from './engine';
 import { EVENT_CONSUMERS, type QueueSettings } from './queues';
 import { referralReportOperation } from './report';
+import { DEFAULT_TIME_ZONE } from './local-time';
 import { SubscriptionService } from './subscriptions';
 import { subscriptionOwnerRule } from './subscription-owner';
 import { referralRequestRule, taskOperations, taskStateRule } from './tasks';
@@ -36,6 +37,7 @@ export { installReferralContent, referralReasons } from './content';
 export { referralFigures, REFERRAL_MEASURE } from './report';
 export * as codes from './fhir';
 export { readResource, searchAll } from './fhir';
+export { checkTimeZone, DEFAULT_TIME_ZONE, localDate, localMonth, localMonthOf, startOfLocalDate, startOfLocalDay, type LocalDate } from './local-time';
 
 export interface WorkflowStoreExtensions {
   writeInterceptors: WriteInterceptor[];
@@ -48,7 +50,7 @@ export interface WorkflowStoreExtensions {
 export function workflowStoreExtensions(config: WorkflowConfig): WorkflowStoreExtensions {
   return {
     writeInterceptors: [appointmentSlotRule(), slotReservationRule(config.referralSlotShare), taskStateRule(), referralRequestRule(), subscriptionOwnerRule()],
-    operations: [...taskOperations, bookOperation, referralReportOperation],
+    operations: [...taskOperations, bookOperation, referralReportOperation(config.timeZone ?? DEFAULT_TIME_ZONE)],
     eventQueues: EVENT_CONSUMERS,
   };
 }

@@ -10,11 +10,13 @@
  *   overdue count (went overdue at any time).
  * - Reserved slots (by the Schedule's actor): reserved, used by referrals, released to the public.
  *
- * Months are calendar months in UTC of Task.authoredOn (slots: Slot.start).
+ * Months are calendar months of Task.authoredOn (slots: Slot.start) in the deployment's time zone (HUIMIN_TIME_ZONE,
+ * default Asia/Shanghai): a month and the period's dates begin at local midnight.
  */
 import type { Bundle, MeasureReport, MeasureReportGroup, Reference, Schedule, ServiceRequest, Slot, Task } from '@medplum/fhirtypes';
 import { badRequest, operationParameters, parameterValue, type FhirOperation, type FhirRepository, type RouteContext, type FhirRequest } from '../fhir-server';
 import { businessStatusOf, directionOf, isReferral, localRef, RESERVATION_SYSTEM, searchAll } from './fhir';
+import { DEFAULT_TIME_ZONE, localDate, localMonth, startOfLocalDate } from './local-time';
 
 export const REFERRAL_MEASURE = 'http://huimin.health/fhir/Measure/referral-figures';
 const GROUP_SYSTEM = 'http://huimin.health/fhir/CodeSystem/referral-measure-group';
@@ -28,8 +30,10 @@ interface Figures {
   acceptMinutes: number[];
 }
 
-function monthOf(instant: string): string {
-  return instant.slice(0, 7);
+/** The local month (`YYYY-MM`) of an instant. */
+function monthOf(instant: string, timeZone: string): string {
+  const { year, month } = localDate(Date.parse(instant), timeZone);
+  return `${year}-${String(month).padStart(2, '0')}`;
 }
 
 function settingOf(sr: ServiceRequest): string {
@@ -82,9 +86,13 @@ async function historyFacts(repo: FhirRepository, id: string): Promise<{ accepte
   return { acceptedAt, everOverdue };
 }
 
-export async function referralFigures(repo: FhirRepository, start: string, end: string): Promise<MeasureReport[]> {
+/** The figures of the local dates [start, end) (`YYYY-MM-DD`), per institution and local month. */
+export async function referralFigures(repo: FhirRepository, start: string, end: string, timeZone = DEFAULT_TIME_ZONE): Promise<MeasureReport[]> {
   const tally = new Tally();
-  const tasks = await searchAll<Task>(repo, 'Task', `authored-on=ge${start}&authored-on=lt${end}`, 100_000);
+  // The local dates as instants (their local midnight), so that the search and the months agree.
+  const from = new Date(startOfLocalDate(start, timeZone)).toISOString();
+  const to = new Date(startOfLocalDate(end, timeZone)).toISOString();
+  const tasks = await searchAll<Task>(repo, 'Task', `authored-on=ge${from}&authored-on=lt${to}`, 100_000);
   const requests = new Map<string, ServiceRequest | undefined>();
   for (const task of tasks) {
     const focus = localRef(task.focus);
@@ -99,7 +107,7 @@ export async function referralFigures(repo: FhirRepository, start: string, end: 
     if (!sr || !isReferral(sr)) {
       continue;
     }
-    const month = monthOf(task.authoredOn);
+    const month = monthOf(task.authoredOn, timeZone);
     const sender = task.requester?.reference;
     const receiver = task.owner?.reference;
     const direction = directionOf(sr) ?? 'up';
@@ -119,11 +127,11 @@ export async function referralFigures(repo: FhirRepository, start: string, end: 
       tally.add(receiver, month, 'overdue');
     }
   }
-  await tallySlots(repo, tally, start, end);
+  await tallySlots(repo, tally, from, to, timeZone);
   return [...tally.byKey.values()].map((f) => toReport(f));
 }
 
-async function tallySlots(repo: FhirRepository, tally: Tally, start: string, end: string): Promise<void> {
+async function tallySlots(repo: FhirRepository, tally: Tally, start: string, end: string, timeZone: string): Promise<void> {
   const actors = new Map<string, string | undefined>();
   for (const state of ['reserved', 'used', 'released']) {
     const slots = await searchAll<Slot>(repo, 'Slot', `_tag=${encodeURIComponent(`${RESERVATION_SYSTEM}|${state}`)}&start=ge${start}&start=lt${end}`, 100_000);
@@ -136,7 +144,7 @@ async function tallySlots(repo: FhirRepository, tally: Tally, start: string, end
         const found = await searchAll<Schedule>(repo, 'Schedule', `_id=${schedule.id}`, 1);
         actors.set(schedule.id, found[0]?.actor?.[0]?.reference);
       }
-      const month = monthOf(slot.start);
+      const month = monthOf(slot.start, timeZone);
       tally.add(actors.get(schedule.id), month, 'slots-reserved');
       tally.add(actors.get(schedule.id), month, `slots-${state === 'reserved' ? 'unused' : state}`);
     }
@@ -204,18 +212,16 @@ function dateParam(request: FhirRequest, name: string, fallback: string): string
   return value.length === 7 ? `${value}-01` : value;
 }
 
-export const referralReportOperation: FhirOperation = {
+export const referralReportOperation = (timeZone: string): FhirOperation => ({
   name: 'referral-report',
   definition: 'http://huimin.health/fhir/OperationDefinition/referral-report',
   levels: ['system'],
   affectsState: false,
   invoke: async (ctx: RouteContext, request: FhirRequest) => {
-    const now = new Date();
-    const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10);
-    const nextMonth = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)).toISOString().slice(0, 10);
-    const start = dateParam(request, 'period-start', monthStart);
-    const end = dateParam(request, 'period-end', nextMonth);
-    const reports = await referralFigures(ctx.repo, start, end);
+    // By default this local month.
+    const start = dateParam(request, 'period-start', `${localMonth(Date.now(), timeZone).month}-01`);
+    const end = dateParam(request, 'period-end', `${localMonth(Date.now(), timeZone, 1).month}-01`);
+    const reports = await referralFigures(ctx.repo, start, end, timeZone);
     const body: Bundle = {
       resourceType: 'Bundle',
       type: 'collection',
@@ -224,4 +230,4 @@ export const referralReportOperation: FhirOperation = {
     };
     return { status: 200, body };
   },
-};
+});

@@ -2,7 +2,7 @@
  * Supervision's configuration, read from the environment by the platform's config.ts. Durations are ISO 8601.
  */
 import { readFileSync } from 'node:fs';
-import { parseDuration } from '../referral-workflow';
+import { checkTimeZone, DEFAULT_TIME_ZONE, parseDuration } from '../referral-workflow';
 import type { RuleParams } from './rules/catalogue';
 
 export const REVIEW_STEPS = ['first-review', 'second-review', 'appeal', 'verification', 'disposition'] as const;
@@ -17,6 +17,10 @@ export interface SupervisionConfig {
   tickMs: number;
   /** Parameter overrides of the shipped rules, applied when they are first installed. */
   ruleOverrides: Record<string, RuleParams>;
+  /** The time zone of days and months (indicators, the monthly run, the data feed's days): HUIMIN_TIME_ZONE. */
+  timeZone: string;
+  /** The most change events handled together (and the event worker's concurrency): SUPERVISION_EVENT_BATCH. */
+  eventBatch: number;
 }
 
 export const DEFAULT_REVIEW_DEADLINES = 'first-review=P10D,second-review=P10D,appeal=P15D,verification=P10D,disposition=P10D';
@@ -54,5 +58,15 @@ export function loadSupervisionConfig(env: NodeJS.ProcessEnv = process.env): Sup
     reviewDeadlines: parseReviewDeadlines(env.SUPERVISION_REVIEW_DEADLINES ?? ''),
     tickMs: parseDuration(env.SUPERVISION_TICK || 'PT1M'),
     ruleOverrides,
+    timeZone: checkTimeZone(env.HUIMIN_TIME_ZONE || DEFAULT_TIME_ZONE),
+    eventBatch: eventBatch(env.SUPERVISION_EVENT_BATCH),
   };
+}
+
+function eventBatch(text: string | undefined): number {
+  const n = Number(text || 500);
+  if (!Number.isInteger(n) || n < 1 || n > 5000) {
+    throw new Error(`Configuration error: SUPERVISION_EVENT_BATCH must be an integer from 1 to 5000, got "${text}"`);
+  }
+  return n;
 }

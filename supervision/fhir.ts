@@ -20,6 +20,8 @@ export const RULE_EXTENSION = `${BASE}/StructureDefinition/supervision-rule`;
 /** DetectedIssue extension with what was measured against which threshold, and about which institution. */
 export const FINDING_EXTENSION = `${BASE}/StructureDefinition/supervision-finding`;
 /** DetectedIssue extension with the review's current step and, once closed, its outcome. */
+/** A note on a finding whose records changed after it was raised: when, whether the rule still holds, and why. */
+export const FACTS_CHANGED_EXTENSION = `${BASE}/StructureDefinition/supervision-facts-changed`;
 export const REVIEW_EXTENSION = `${BASE}/StructureDefinition/supervision-review`;
 export const MEASURE_REPORT_ID = `${BASE}/sid/supervision-measure-report`;
 

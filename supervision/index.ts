@@ -14,6 +14,7 @@ import type { Job } from 'bullmq';
 import type { Database, EventQueueTarget, FhirOperation, FhirRepository, ResourceChangeJob } from '../fhir-server';
 import type { SupervisionConfig } from './config';
 import { SUPERVISION_EVENT_QUEUE, SupervisionEngine, type QueueSettings } from './engine';
+import type { IngredientTranslation } from './facts';
 import type { RaisedFinding } from './findings';
 import { antimicrobialIndicator, feedIndicator, findingsIndicator, referralIndicator, type IndicatorProvider } from './indicators';
 import { MeasureCatalogue } from './measures';
@@ -31,6 +32,7 @@ export { DECISIONS, type ReviewOutcome } from './review';
 export { MEASURE_BASE, type IndicatorProvider, type Period, type Subject } from './indicators';
 export type { ValidityWindowSource } from './rules/kinds';
 export type { RaisedFinding } from './findings';
+export type { IngredientTranslation } from './facts';
 export * as supervisionCodes from './fhir';
 
 /** The event queue the store's relay fills for supervision: every resource type (each write counts for the data feed). */
@@ -66,6 +68,8 @@ export interface SupervisionOptions {
   indicators?: readonly IndicatorProvider[];
   /** The clock (tests move it). */
   now?: () => number;
+  /** ConceptMap `$translate` (the terminology module's TerminologyService): locally coded drugs get their ATC ingredient. */
+  terminology?: IngredientTranslation;
 }
 
 export interface WorkerCallbacks {
@@ -107,7 +111,7 @@ export class Supervision {
   async attach(store: { db: Database; repository: FhirRepository }, callbacks: WorkerCallbacks = {}, install = true): Promise<void> {
     const rules = new RuleStore(store.db, this.now);
     const antimicrobialParams = async () => (await rules.latest()).find((r) => r.kind === 'antimicrobial-indicators')?.params ?? {};
-    const measures = new MeasureCatalogue([findingsIndicator, referralIndicator, antimicrobialIndicator(antimicrobialParams), feedIndicator, ...(this.options.indicators ?? [])]);
+    const measures = new MeasureCatalogue([findingsIndicator, referralIndicator, antimicrobialIndicator(antimicrobialParams), feedIndicator(this.config.timeZone), ...(this.options.indicators ?? [])]);
     const engine = new SupervisionEngine({
       db: store.db,
       repository: store.repository,
@@ -116,6 +120,7 @@ export class Supervision {
       windows: this.options.windows ?? ruleParameterWindows(rules),
       measures,
       now: this.now,
+      terminology: this.options.terminology,
       ...callbacks,
     });
     if (install) {

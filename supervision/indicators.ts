@@ -241,7 +241,7 @@ export function antimicrobialIndicator(params: () => Promise<Rule['params']>): I
  * institution-days with data over institution-days expected, with one stratum per day. For an institution, the
  * share of days on which it sent data.
  */
-export const feedIndicator: IndicatorProvider = {
+export const feedIndicator = (timeZone: string): IndicatorProvider => ({
   measure: measure('supervision-data-feed', 'Data-feed completeness', 'Which institutions sent data on each day of the period (the 100% connection target).', [
     ['feed-completeness', 'Institution-days with data received'],
   ]),
@@ -249,10 +249,11 @@ export const feedIndicator: IndicatorProvider = {
     if (subject.kind === 'department' || subject.kind === 'practitioner') {
       return [];
     }
-    const params: unknown[] = [period.start, period.end];
+    // Days are local days (sv_feed's are, see facts.ts).
+    const params: unknown[] = [period.start, period.end, timeZone];
     const only = subject.kind === 'institution' ? (params.push(subject.reference), `AND x.institution = $${params.length}`) : '';
     const rows = await q.query<{ day: string; expected: string; sent: string }>(
-      `WITH days AS (SELECT d::date AS day FROM generate_series(($1::timestamptz AT TIME ZONE 'UTC')::date, (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date, interval '1 day') d),
+      `WITH days AS (SELECT d::date AS day FROM generate_series(($1::timestamptz AT TIME ZONE $3)::date, (($2::timestamptz - interval '1 microsecond') AT TIME ZONE $3)::date, interval '1 day') d),
        expected AS (
          SELECT id AS institution FROM sv_organization WHERE provider AND active AND part_of IS NULL
          UNION SELECT DISTINCT institution FROM sv_feed)
@@ -280,4 +281,4 @@ export const feedIndicator: IndicatorProvider = {
       },
     ];
   },
-};
+});

@@ -6,6 +6,7 @@
  */
 import type { MeasureReport } from '@medplum/fhirtypes';
 import { badRequest, notFound, type FhirRepository, type Queryable } from '../fhir-server';
+import { startOfLocalDate, startOfLocalDay } from '../referral-workflow';
 import { MEASURE_REPORT_ID } from './fhir';
 import { findingSecurity } from './findings';
 import type { IndicatorProvider, Period, Subject } from './indicators';
@@ -62,14 +63,21 @@ export class MeasureCatalogue {
   }
 }
 
-/** `periodStart`/`periodEnd` (dates or instants; a date end is inclusive, as $evaluate-measure defines) → [start, end). */
-export function parsePeriod(start: string | undefined, end: string | undefined): Period {
+/**
+ * `periodStart`/`periodEnd` (dates or instants; a date end is inclusive, as $evaluate-measure defines) → [start, end).
+ * Dates are local calendar days in `timeZone` (the bureau's months begin at local midnight).
+ */
+export function parsePeriod(start: string | undefined, end: string | undefined, timeZone: string): Period {
   if (!start || !end) {
     throw badRequest('$evaluate-measure needs periodStart and periodEnd (dates such as 2026-11-01 and 2026-11-30, or instants)');
   }
   const date = /^\d{4}-\d{2}-\d{2}$/;
-  const s = date.test(start) ? Date.parse(`${start}T00:00:00Z`) : Date.parse(start);
-  const e = date.test(end) ? Date.parse(`${end}T00:00:00Z`) + 86_400_000 : Date.parse(end);
+  const dayAfter = (d: string): number => {
+    const [y, m, day] = d.split('-').map(Number);
+    return startOfLocalDay(y, m, day + 1, timeZone);
+  };
+  const s = date.test(start) && !Number.isNaN(Date.parse(start)) ? startOfLocalDate(start, timeZone) : Date.parse(start);
+  const e = date.test(end) && !Number.isNaN(Date.parse(end)) ? dayAfter(end) : Date.parse(end);
   if (Number.isNaN(s) || Number.isNaN(e)) {
     throw badRequest(`periodStart and periodEnd must be dates or instants, got "${start}" and "${end}"`);
   }

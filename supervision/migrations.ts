@@ -205,4 +205,41 @@ export const supervisionMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5001,
+    name: 'supervision: dependent facts refreshed, tombstones, findings whose facts changed',
+    sql: `
+      -- The Encounter an order or result was recorded under (its department comes from it), and the Conditions an
+      -- encounter's principal diagnosis was read from: a change of either refreshes the facts derived from it.
+      ALTER TABLE sv_order ADD COLUMN encounter text;
+      CREATE INDEX sv_order_encounter ON sv_order (encounter) WHERE encounter IS NOT NULL;
+      ALTER TABLE sv_encounter ADD COLUMN conditions text[] NOT NULL DEFAULT '{}';
+      CREATE INDEX sv_encounter_conditions ON sv_encounter USING gin (conditions);
+      CREATE INDEX sv_referral_service_request ON sv_referral (service_request);
+      CREATE INDEX sv_order_patient ON sv_order (patient) WHERE kind <> 'result';
+
+      -- The version at which a resource was deleted: an older version's event handled late (another batch, another
+      -- process, a retry) must not bring its facts back.
+      CREATE TABLE sv_tombstone (
+        res_type text NOT NULL,
+        id text NOT NULL,
+        version integer NOT NULL,
+        PRIMARY KEY (res_type, id)
+      );
+
+      -- The records a finding implicates (to find the findings a change of their facts concerns), and when its facts
+      -- changed so that the rule no longer holds (the finding stays for review, with a note).
+      ALTER TABLE sv_finding ADD COLUMN implicated text[];
+      ALTER TABLE sv_finding ADD COLUMN facts_changed_at timestamptz;
+      CREATE INDEX sv_finding_implicated ON sv_finding USING gin (implicated) WHERE closed_at IS NULL;
+
+      -- Each worker process's evaluation lag, published at most once a second, so that $supervision-status answers
+      -- for every process and not only the one it reached.
+      CREATE TABLE sv_worker (
+        worker text PRIMARY KEY,
+        lag jsonb NOT NULL,
+        updated_at timestamptz NOT NULL
+      );
+    `,
+  },
 ];

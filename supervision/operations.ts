@@ -6,8 +6,9 @@
  * - `POST [base]/$supervision-reevaluate`: re-evaluate rules over a period; supervisors and admins;
  * - `POST [base]/DetectedIssue/[id]/$supervision-review`: the decision of the finding's current review step;
  * - `[base]/Measure/[id]/$evaluate-measure` (and `Measure/$evaluate-measure?measure=`): an indicator's MeasureReport;
- * - `[base]/$supervision-status`: this process's evaluation lag (p50/p99 since start or the last `resetLag`), the
- *   queues' backlog and the last batch re-evaluation; supervisors and admins.
+ * - `[base]/$supervision-status`: this process's evaluation lag (p50/p99 since start or the last `resetLag`), each
+ *   worker process's (`worker`, as published in the last two minutes), the queues' backlog and the last batch
+ *   re-evaluation; supervisors and admins.
  *
  * Rules are kept in supervision's own table rather than as FHIR resources: a rule's parameters are typed per kind
  * and checked on every change, and versions are dense and never rewritten, which a generic resource type (Library,
@@ -194,7 +195,7 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
     authorizesCaller: true,
     async invoke(_ctx, request) {
       const params = operationParameters(request);
-      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'));
+      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'), runtime.attached().config.timeZone);
       const ruleIds = (params.parameter ?? []).filter((p) => p.name === 'rule').map((p) => p.valueCode ?? p.valueString ?? '');
       const { engine, rules } = runtime.attached();
       const known = new Set((await rules.latest()).map((r) => r.id));
@@ -253,7 +254,7 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
       if (reportType && reportType !== 'summary' && reportType !== 'population') {
         throw new FhirError(400, outcome([issue('error', 'not-supported', `reportType ${reportType} is not supported: supervision reports are summaries (reportType=summary)`)]));
       }
-      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'));
+      const period = parsePeriod(parameterValue(params, 'periodStart'), parameterValue(params, 'periodEnd'), runtime.attached().config.timeZone);
       const subject = await parseSubject(db, parameterValue(params, 'subject'));
       const caller = ctx.caller;
       if (caller && !BUREAU_ROLES.includes(caller.role)) {
@@ -280,9 +281,10 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
       const { engine } = runtime.attached();
       // Resetting the lag samples changes no data (only this process's measurement), so GET stays allowed.
       if (request.method === 'POST' && parameterValue(operationParameters(request), 'resetLag') === 'true') {
-        engine.resetLag();
+        await engine.resetLag();
       }
       const lag = engine.lag();
+      const workers = await engine.workersLag();
       const backlog = await engine.backlog();
       const last = engine.lastReevaluation;
       const parameter: ParametersParameter[] = [
@@ -295,6 +297,18 @@ export function supervisionOperations(runtime: SupervisionRuntime): FhirOperatio
             ...(lag.max !== undefined ? [{ name: 'max', valueDecimal: lag.max }] : []),
           ],
         },
+        // Every worker process's own lag (published at most once a second; this process's as of now).
+        ...workers.map((w) => ({
+          name: 'worker',
+          part: [
+            { name: 'name', valueString: w.worker },
+            { name: 'updatedAt', valueDateTime: w.updatedAt },
+            { name: 'count', valueInteger: w.lag.count },
+            ...(w.lag.p50 !== undefined ? [{ name: 'p50', valueDecimal: w.lag.p50 }] : []),
+            ...(w.lag.p99 !== undefined ? [{ name: 'p99', valueDecimal: w.lag.p99 }] : []),
+            ...(w.lag.max !== undefined ? [{ name: 'max', valueDecimal: w.lag.max }] : []),
+          ],
+        })),
         ...(backlog ? [{ name: 'backlog', part: [{ name: 'events', valueInteger: backlog.events }, { name: 'jobs', valueInteger: backlog.jobs }] }] : []),
         ...(last
           ? [{ name: 'lastReevaluation', part: [{ name: 'periodStart', valueDateTime: last.period.start }, { name: 'periodEnd', valueDateTime: last.period.end }, { name: 'ms', valueInteger: last.ms }, { name: 'findings', valueInteger: last.findings }, { name: 'at', valueDateTime: last.at }] }]

@@ -2,8 +2,9 @@
  * Indicators as MeasureReports, checked against numbers computed by hand from the seeded data; the antimicrobial
  * rule over a period; silent data feeds; the monthly reports.
  */
-import type { MeasureReport, MeasureReportGroup, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { CarePlan, DocumentReference, MeasureReport, MeasureReportGroup, ServiceRequest, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
+import { localDate, localMonth, startOfLocalDay } from '../../referral-workflow';
 import { createHarness, DAY, iso, JSON_TYPE, type Harness } from './harness';
 import { encounter, organization, patient, rx } from './fixtures';
 
@@ -66,7 +67,8 @@ describe('antimicrobial indicators', () => {
   it('per institution: A 2/4 outpatient, 1/2 inpatient, 40 DDDs per 100 bed-days; B 1/5 outpatient', async () => {
     const a = await evaluate('supervision-antimicrobials', '2026-09-01', '2026-09-30', A);
     expect(a.subject?.reference).toBe(A);
-    expect(a.period).toEqual({ start: '2026-09-01T00:00:00.000Z', end: '2026-10-01T00:00:00.000Z' });
+    // September in China Standard Time (the default HUIMIN_TIME_ZONE): from local midnight, 16:00 UTC the day before.
+    expect(a.period).toEqual({ start: '2026-08-31T16:00:00.000Z', end: '2026-09-30T16:00:00.000Z' });
     expect(groupOf(a, 'outpatient-rate').measureScore?.value).toBe(0.5);
     expect(count(groupOf(a, 'outpatient-rate'), 'denominator')).toBe(4);
     expect(groupOf(a, 'inpatient-rate').measureScore?.value).toBe(0.5);
@@ -113,7 +115,18 @@ describe('referral figures', () => {
     const p = await patient(h, A, 'male', '1960-01-01');
     const authored = Date.now() - 5 * 3600_000;
     const referral = async (from: string, to: string, direction: 'up' | 'down'): Promise<Task> => {
+      // A downward referral travels with its follow-up CarePlan and discharge summary (the referral workflow's rule).
+      const supportingInfo =
+        direction === 'down'
+          ? [
+              { reference: `CarePlan/${(await h.write<CarePlan>(from, { resourceType: 'CarePlan', status: 'active', intent: 'plan', subject: { reference: p } })).id}` },
+              {
+                reference: `DocumentReference/${(await h.write<DocumentReference>(from, { resourceType: 'DocumentReference', status: 'current', subject: { reference: p }, content: [{ attachment: { contentType: 'text/plain', data: 'ZGlzY2hhcmdlZA==' } }] })).id}`,
+              },
+            ]
+          : undefined;
       const sr = await h.write<ServiceRequest>(from, {
+        ...(supportingInfo ? { supportingInfo } : {}),
         resourceType: 'ServiceRequest',
         status: 'active',
         intent: 'order',
@@ -157,8 +170,11 @@ describe('referral figures', () => {
 
 describe('data feeds', () => {
   it('completeness per day: A and B sent data today, the quiet hospital never', async () => {
-    const today = new Date().toISOString().slice(0, 10);
-    const start = iso(Date.parse(`${today}T00:00:00Z`) - 2 * DAY).slice(0, 10);
+    // Days of the data feed are local days (Asia/Shanghai): "today" is the local date.
+    const { year, month, day } = localDate(Date.now(), 'Asia/Shanghai');
+    const localIso = (ms: number): string => iso(ms + 8 * 3600_000).slice(0, 10);
+    const today = localIso(startOfLocalDay(year, month, day, 'Asia/Shanghai'));
+    const start = localIso(startOfLocalDay(year, month, day - 2, 'Asia/Shanghai'));
     const city = await evaluate('supervision-data-feed', start, today);
     const g = groupOf(city, 'feed-completeness');
     expect(count(g, 'denominator')).toBe(9);
@@ -192,6 +208,42 @@ describe('data feeds', () => {
     await evaluate('supervision-referrals', '2026-09-01', '2026-09-30', A, hospital);
     await evaluate('supervision-referrals', '2026-09-01', '2026-09-30', B, hospital, 403);
     await evaluate('recognition-rate', '2026-09-01', '2026-09-30', A, undefined, 404);
+    expect(h.errors).toEqual([]);
+  });
+});
+
+describe('the monthly run', () => {
+  const lastMonth = (): ReturnType<typeof localMonth> => localMonth(Date.now(), 'Asia/Shanghai', -1);
+  const reportsFor = async (start: string): Promise<MeasureReport[]> => {
+    const bundle = (await request(h.server.app).get(`/fhir/MeasureReport?subject=${A}&_count=100`).expect(200)).body as { entry?: Array<{ resource: MeasureReport }> };
+    return (bundle.entry ?? []).map((e) => e.resource).filter((r) => r.period?.start === start);
+  };
+
+  it('is claimed once: a run in progress is left alone, one whose process died (no progress for 10 minutes) is run again', async () => {
+    const month = lastMonth();
+    const name = `monthly:${month.month}`;
+    expect((await h.db.query<{ position: number }>('SELECT position FROM sv_cursor WHERE name = $1', [name]))[0].position).toEqual(1);
+    expect(await h.supervision.engine.monthly()).toEqual([]);
+    // Interrupted: claimed, never finished, and the claim is recent: another process is still on it.
+    await h.db.query(`UPDATE sv_cursor SET position = 0, updated_at = now() WHERE name = $1`, [name]);
+    expect(await h.supervision.engine.monthly()).toEqual([]);
+    // No progress for an hour: the process died. The next tick runs the month again; reports are not duplicated.
+    await h.db.query(`UPDATE sv_cursor SET updated_at = now() - interval '1 hour' WHERE name = $1`, [name]);
+    expect(await h.supervision.engine.monthly()).toEqual([month.month]);
+    expect((await h.db.query<{ position: number }>('SELECT position FROM sv_cursor WHERE name = $1', [name]))[0].position).toEqual(1);
+    expect(await reportsFor(month.start)).toHaveLength(4);
+  });
+
+  it('a month missed altogether (the platform was down) is run when data reach into it', async () => {
+    const before = localMonth(Date.now(), 'Asia/Shanghai', -2);
+    const day = `${before.month}-15`;
+    await h.db.query(`INSERT INTO sv_feed (institution, day, resources, last_at) VALUES ($1, $2::date, 1, $3) ON CONFLICT DO NOTHING`, [A, day, `${day}T04:00:00Z`]);
+    expect(await reportsFor(before.start)).toHaveLength(0);
+    expect(await h.supervision.engine.monthly()).toEqual([before.month]);
+    const reports = await reportsFor(before.start);
+    expect(reports).toHaveLength(4);
+    expect(reports[0].period).toEqual({ start: before.start, end: before.end });
+    expect(await h.supervision.engine.monthly()).toEqual([]);
     expect(h.errors).toEqual([]);
   });
 });
