@@ -299,7 +299,7 @@ export class WriteSession {
         const types = p.add(referenced.map((r) => r.resourceType));
         return `SELECT 1 FROM resource cur WHERE cur.res_type = ${p.add(expected.resourceType)} AND cur.id = ${p.add(expected.id)}
           AND cur.version_id = ${p.add(expected.versionId)} AND NOT cur.deleted
-          AND (SELECT count(*) FROM resource r JOIN unnest(${types}::text[], ${p.add(referenced.map((r) => r.id))}::text[]) AS k(res_type, id)
+          AND (SELECT count(*) FROM resource r JOIN unnest((SELECT ${types}::text[]), ${p.array(referenced.map((r) => r.id), 'text')}) AS k(res_type, id)
             ON r.res_type = k.res_type AND r.id = k.id WHERE NOT r.deleted) = cardinality(${types}::text[])
           FOR UPDATE OF cur`;
       });
