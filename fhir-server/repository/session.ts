@@ -38,7 +38,10 @@ export interface InterceptedWrite {
   id: string;
   /** What is about to be written (absent for a delete). */
   resource?: Resource;
-  /** The current version, locked for this transaction (absent for a create). */
+  /**
+   * The current version (absent for a create): locked for this transaction, or, for a pure rule on the If-Match
+   * path, the expected version, which the write statement then requires to be still current.
+   */
   previous?: Resource;
   /** The caller the write is made for; absent for the platform's own writes and an administrator's. */
   actor?: CallerIdentity;
