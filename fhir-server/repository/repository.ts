@@ -109,7 +109,7 @@ export class FhirRepository {
   /**
    * An update with If-Match, outside any bundle: one guarded statement in autocommit (the version check, the row
    * lock and the reference check are part of it) instead of a transaction of four round trips; a read of the
-   * expected version goes first when the caller's access rules or a pure interceptor look at it. When the expected
+   * expected version goes first when the caller's stamp or a pure interceptor looks at it. When the expected
    * version is not current, or a reference is missing, nothing was written, and the ordinary transactional update
    * answers with the right 412, 404, 422 or re-creation.
    */
@@ -117,7 +117,8 @@ export class FhirRepository {
     await runtimeParams.refresh(this.db);
     const session = new WriteSession(this.db, this.options, this.access);
     if (!session.mayUpdateExpecting(resourceType)) {
-      // An interceptor that reads or writes through its session needs a transaction: take the ordinary path.
+      // An interceptor that reads or writes through its session, or the caller's change check (which reads in the
+      // write's transaction), needs a transaction: take the ordinary path.
       return this.write((s) => s.update(resourceType, id, input, ifMatch));
     }
     const resource = await session.updateExpecting(resourceType, id, input, ifMatch);

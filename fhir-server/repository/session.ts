@@ -131,7 +131,7 @@ export class WriteSession {
   /**
    * An If-Match update without a transaction of its own: the write statement itself checks (and locks) the expected
    * version, and that the resources it refers to exist, so that the whole update is one statement in autocommit.
-   * When the caller's access rules or a (pure) interceptor need the current content, the expected version is read
+   * When the caller's stamp or a (pure) interceptor needs the current content, the expected version is read
    * first without a lock: versions never change, and the statement's guard makes sure it is still the current one.
    * Returns undefined when the expected version is not current (nothing is queued); `flush()` then says whether the
    * guard held. In both cases the caller takes the ordinary path to find out why (412, 404, 410, 422 or
@@ -146,12 +146,11 @@ export class WriteSession {
       throw new Error('An update that expects a version must be the only write of its session');
     }
     let previous: Resource | undefined;
-    if (this.access?.checkChange || this.access?.stamp || this.intercepts(resourceType)) {
+    if (this.access?.stamp || this.intercepts(resourceType)) {
       const current = await readCurrent(this.tx, resourceType, id);
       if (!current || current.deleted || current.content === null || current.versionId !== ifMatch) {
         return undefined;
       }
-      this.access?.checkChange?.(resourceType, id, current.content);
       previous = JSON.parse(current.content) as Resource;
     }
     const intercepted = await this.intercept({ interaction: 'update', resourceType, id, resource: input, previous });
@@ -161,8 +160,14 @@ export class WriteSession {
     return resource;
   }
 
-  /** Whether every interceptor of this type is pure, so that updateExpecting may write it without a transaction. */
+  /**
+   * Whether updateExpecting may write this type without a transaction: every interceptor of the type is pure, and
+   * the caller's access policy has no change check (which reads other resources in the write's transaction).
+   */
   mayUpdateExpecting(resourceType: string): boolean {
+    if (this.access?.checkChange) {
+      return false;
+    }
     return !(this.options.interceptors?.some((i) => !i.pure && i.resourceTypes.includes(resourceType)) ?? false);
   }
 
