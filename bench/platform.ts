@@ -14,6 +14,8 @@ export interface BenchPlatform {
   databaseUrl: string;
   /** An administrator's access token (valid for an hour), for the harness's requests. */
   token: string;
+  /** The platform's (primary) process, for benchmarks that read its CPU time. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function startPlatform(port: number): Promise<BenchPlatform> {
     baseUrl: `http://127.0.0.1:${port}/fhir`,
     token,
     databaseUrl: dbUrl.toString(),
+    pid: child.pid as number,
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

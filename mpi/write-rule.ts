@@ -44,6 +44,8 @@ export function normalisePatientIdentifiers(patient: Patient): { patient: Patien
 export function patientWriteRule(): WriteInterceptor {
   return {
     resourceTypes: ['Patient'],
+    // Decides from the written resource and the version it replaces alone, so If-Match updates need no transaction.
+    pure: true,
     async beforeWrite(_session, write) {
       const input = write.resource as Patient | undefined;
       if (!input || isGolden(input)) return undefined;

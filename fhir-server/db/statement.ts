@@ -14,6 +14,18 @@ export class SqlParams {
     this.values.push(value);
     return `$${this.values.length}`;
   }
+
+  /**
+   * An array parameter for `unnest(…)` in a statement kept prepared: `(SELECT $n::type[])`. PostgreSQL plans a
+   * prepared statement for its values (a custom plan) until a plan for any values (the generic one) looks no
+   * dearer; a bare array parameter lets the custom plans see each array's length, so they always look cheaper and
+   * the write statement was planned again on every execution (1.2-2 ms of planning against 0.3-1 ms of execution
+   * for one resource). Behind a sub-select the length is unknown to both kinds of plan, so the generic plan is
+   * chosen after five executions and the statement is planned once per connection, as intended.
+   */
+  array(values: unknown[], sqlType: string): string {
+    return `(SELECT ${this.add(values)}::${sqlType}[])`;
+  }
 }
 
 export class CompositeWrite {

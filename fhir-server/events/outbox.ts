@@ -43,9 +43,9 @@ export function addChangeEvents(statement: CompositeWrite, events: ResourceChang
   statement.add(
     (p) => `INSERT INTO outbox (res_type, res_id, version_id, interaction, occurred_at)
      SELECT res_type, res_id, version_id, interaction, occurred_at
-     FROM ${statement.rows(`unnest(${p.add(events.map((e) => e.resourceType))}::text[], ${p.add(events.map((e) => e.id))}::text[],
-       ${p.add(events.map((e) => e.versionId))}::integer[], ${p.add(events.map((e) => e.interaction))}::text[],
-       ${p.add(events.map((e) => e.occurredAt))}::timestamptz[])
+     FROM ${statement.rows(`unnest(${p.array(events.map((e) => e.resourceType), 'text')}, ${p.array(events.map((e) => e.id), 'text')},
+       ${p.array(events.map((e) => e.versionId), 'integer')}, ${p.array(events.map((e) => e.interaction), 'text')},
+       ${p.array(events.map((e) => e.occurredAt), 'timestamptz')})
        WITH ORDINALITY AS e0(res_type, res_id, version_id, interaction, occurred_at, ord)`, 'e')}
      ORDER BY ord`,
   );

@@ -107,29 +107,32 @@ export class FhirRepository {
   }
 
   /**
-   * An update with If-Match, outside any bundle: one guarded statement in autocommit (the version check and the row
-   * lock are part of it) instead of a transaction of four round trips. When the expected version is not current,
-   * nothing was written, and the ordinary transactional update answers with the right 412, 404 or re-creation.
+   * An update with If-Match, outside any bundle: one guarded statement in autocommit (the version check, the row
+   * lock and the reference check are part of it) instead of a transaction of four round trips; a read of the
+   * expected version goes first when the caller's stamp or a pure interceptor looks at it. When the expected
+   * version is not current, or a reference is missing, nothing was written, and the ordinary transactional update
+   * answers with the right 412, 404, 422 or re-creation.
    */
   async updateIfMatch(resourceType: string, id: string, input: Resource, ifMatch: number): Promise<WriteOutcome> {
     await runtimeParams.refresh(this.db);
-    if (this.access?.checkChange || this.options.interceptors?.some((i) => i.resourceTypes.includes(resourceType))) {
-      // The caller's right to change the resource is checked against its current content, and an interceptor needs
-      // the current version and a transaction; this path reads neither: take the ordinary one.
+    const session = new WriteSession(this.db, this.options, this.access);
+    if (!session.mayUpdateExpecting(resourceType)) {
+      // An interceptor that reads or writes through its session, or the caller's change check (which reads in the
+      // write's transaction), needs a transaction: take the ordinary path.
       return this.write((s) => s.update(resourceType, id, input, ifMatch));
     }
-    const session = new WriteSession(this.db, this.options);
-    const resource = session.updateExpecting(resourceType, id, input, ifMatch);
-    let written: boolean;
-    try {
-      written = await session.flush();
-    } catch (err) {
-      if (!isRetryableConflict(err)) {
-        throw err;
+    const resource = await session.updateExpecting(resourceType, id, input, ifMatch);
+    let written = false;
+    if (resource) {
+      try {
+        written = await session.flush();
+      } catch (err) {
+        if (!isRetryableConflict(err)) {
+          throw err;
+        }
       }
-      written = false;
     }
-    if (!written) {
+    if (!resource || !written) {
       return this.write((s) => s.update(resourceType, id, input, ifMatch));
     }
     await this.committed(session.events);

@@ -107,15 +107,15 @@ export function addVersionWrites(statement: CompositeWrite, writes: VersionWrite
   statement.add(
     (p) => `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, content, compartments)
      SELECT t, i, v, u, c IS NULL, c, ARRAY(SELECT jsonb_array_elements_text(comp::jsonb))
-     FROM ${statement.rows(`unnest(${p.add(types)}::text[], ${p.add(ids)}::text[], ${p.add(versions)}::int[], ${p.add(times)}::timestamptz[],
-       ${p.add(contents)}::text[], ${p.add(writes.map((w) => JSON.stringify(w.compartments)))}::text[]) AS x0(t, i, v, u, c, comp)`, 'x')}
+     FROM ${statement.rows(`unnest(${p.array(types, 'text')}, ${p.array(ids, 'text')}, ${p.array(versions, 'int')}, ${p.array(times, 'timestamptz')},
+       ${p.array(contents, 'text')}, ${p.array(writes.map((w) => JSON.stringify(w.compartments)), 'text')}) AS x0(t, i, v, u, c, comp)`, 'x')}
      ON CONFLICT (res_type, id) DO UPDATE SET version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated,
        deleted = EXCLUDED.deleted, content = EXCLUDED.content, compartments = EXCLUDED.compartments`,
   );
   statement.add(
     (p) => `INSERT INTO resource_version (res_type, id, version_id, last_updated, interaction, content)
-     SELECT * FROM ${statement.rows(`unnest(${p.add(types)}::text[], ${p.add(ids)}::text[], ${p.add(versions)}::int[], ${p.add(times)}::timestamptz[],
-       ${p.add(writes.map((w) => w.interaction))}::text[], ${p.add(contents)}::text[]) AS h0`, 'h')}`,
+     SELECT * FROM ${statement.rows(`unnest(${p.array(types, 'text')}, ${p.array(ids, 'text')}, ${p.array(versions, 'int')}, ${p.array(times, 'timestamptz')},
+       ${p.array(writes.map((w) => w.interaction), 'text')}, ${p.array(contents, 'text')}) AS h0`, 'h')}`,
   );
 }
 

@@ -72,7 +72,7 @@ export function addIndexWrites(statement: CompositeWrite, inserted: IndexedItem[
 function addDeletes(statement: CompositeWrite, owners: ResourceRef[]): Record<IndexKind, string> {
   const doomed = statement.add(
     (p) =>
-      `SELECT * FROM ${statement.rows(`unnest(${p.add(owners.map((r) => r.resourceType))}::text[], ${p.add(owners.map((r) => r.id))}::text[]) AS u0(res_type, res_id)`, 'u')}`,
+      `SELECT * FROM ${statement.rows(`unnest(${p.array(owners.map((r) => r.resourceType), 'text')}, ${p.array(owners.map((r) => r.id), 'text')}) AS u0(res_type, res_id)`, 'u')}`,
   );
   const names = {} as Record<IndexKind, string>;
   for (const kind of KINDS) {
@@ -118,7 +118,7 @@ function addInsert<K extends IndexKind>(statement: CompositeWrite, kind: K, item
   const types = ['text', 'text', 'text', 'integer', ...columns.map(([, sqlType]) => sqlType)];
   statement.add(
     (p) =>
-      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM ${statement.rows(`unnest(${types.map((type, i) => `${p.add(arrays[i])}::${type}[]`).join(', ')}) AS r0`, 'r')}` +
+      `INSERT INTO ${INDEX_TABLES[kind]} (${names.join(', ')}) SELECT * FROM ${statement.rows(`unnest(${types.map((type, i) => p.array(arrays[i], type)).join(', ')}) AS r0`, 'r')}` +
       ` WHERE (SELECT count(*) FROM ${deleted}) >= 0`,
   );
 }

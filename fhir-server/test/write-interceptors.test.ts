@@ -1,5 +1,5 @@
 /** Other modules' write rules (createFhirServer's writeInterceptors) run inside each write's transaction. */
-import type { Basic, Bundle, Patient } from '@medplum/fhirtypes';
+import type { Basic, Bundle, Patient, Practitioner } from '@medplum/fhirtypes';
 import request from 'supertest';
 import { conflict, type WriteInterceptor } from '..';
 import { createTestServer, type TestServer } from '../../test/server';
@@ -17,9 +17,20 @@ const patientRule: WriteInterceptor = {
   },
 };
 
+/** A pure rule (it looks at the write alone): a practitioner keeps its gender when an update leaves it out. */
+const practitionerRule: WriteInterceptor = {
+  resourceTypes: ['Practitioner'],
+  pure: true,
+  async beforeWrite(_session, write) {
+    const practitioner = write.resource as Practitioner | undefined;
+    const previous = write.previous as Practitioner | undefined;
+    return practitioner && !practitioner.gender && previous?.gender ? { ...practitioner, gender: previous.gender } : undefined;
+  },
+};
+
 let server: TestServer;
 beforeAll(async () => {
-  server = await createTestServer('postgres', { writeInterceptors: [patientRule] });
+  server = await createTestServer('postgres', { writeInterceptors: [patientRule, practitionerRule] });
 });
 afterAll(() => server.close());
 
@@ -49,5 +60,23 @@ describe('write interceptors', () => {
     expect(JSON.stringify(res.body)).toContain('A patient needs a name here');
     expect((await audits()).length).toBe(before);
     expect(((await request(server.app).get('/fhir/Patient?family=李').expect(200)).body as Bundle).entry ?? []).toHaveLength(0);
+  });
+
+  it('a pure rule sees the expected version on the If-Match fast path; stale versions and missing references are still refused', async () => {
+    const created = (await request(server.app).post('/fhir/Practitioner').set('Content-Type', json).send({ resourceType: 'Practitioner', gender: 'male' }).expect(201)).body as Practitioner;
+    const { gender: _gender, ...withoutGender } = created;
+    const updated = await request(server.app).put(`/fhir/Practitioner/${created.id}`).set('Content-Type', json).set('If-Match', 'W/"1"').send({ ...withoutGender, active: true }).expect(200);
+    expect(updated.body).toMatchObject({ gender: 'male', active: true, meta: { versionId: '2' } });
+    const stale = await request(server.app).put(`/fhir/Practitioner/${created.id}`).set('Content-Type', json).set('If-Match', 'W/"1"').send(created);
+    expect(stale.status).toBe(412);
+    const dangling = await request(server.app)
+      .put(`/fhir/Practitioner/${created.id}`)
+      .set('Content-Type', json)
+      .set('If-Match', 'W/"2"')
+      .send({ ...updated.body, qualification: [{ code: { text: 'MD' }, issuer: { reference: 'Organization/nowhere' } }] });
+    expect(dangling.status).toBe(422);
+    expect(JSON.stringify(dangling.body)).toContain('Organization/nowhere');
+    const current = await request(server.app).get(`/fhir/Practitioner/${created.id}`).expect(200);
+    expect(current.body.meta.versionId).toBe('2');
   });
 });
