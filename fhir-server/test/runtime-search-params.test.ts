@@ -121,7 +121,7 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
 
   it('takes updates and deletions into account, and other processes see them through the database', async () => {
     // Another process's view: its own registry, reading the same database.
-    const other = new RuntimeSearchParams({ searchTypes: SEARCH_TYPES, isBuiltIn: () => false, allTypes: () => [] }, 0);
+    const other = new RuntimeSearchParams({ searchTypes: SEARCH_TYPES, isBuiltIn: () => false, r4Definition: () => undefined, allTypes: () => [] }, 0);
     await other.refresh(server.db);
     expect(other.forType('Patient').map((p) => p.code)).toEqual(['ethnicity']);
 
