@@ -7,8 +7,8 @@
  * A parameter is pending on a type when the type has current resources written before the parameter's
  * `meta.lastUpdated` (plus the time other processes may take to load it, REFRESH_INTERVAL_MS, and a second for
  * clocks and commits) and no finished `$reindex` of the type took its SearchParameters after that moment
- * (reindex_state, migration 70). Once covered, a parameter version stays covered, so the answer is kept in memory
- * for good; a pending answer is asked again at most once per REFRESH_INTERVAL_MS.
+ * (reindex_state, migration 70). Once covered, a parameter version stays covered, so that answer is kept in memory
+ * for good.
  */
 import type { Queryable } from '../db';
 import { REFRESH_INTERVAL_MS, type UsedRuntimeParam } from '../search';
@@ -17,8 +17,8 @@ import { REFRESH_INTERVAL_MS, type UsedRuntimeParam } from '../search';
 const LOAD_MARGIN_MS = REFRESH_INTERVAL_MS + 1000;
 
 export class ReindexState {
-  /** Per type, code and parameter version: covered for good, or pending as of a check made then. */
-  private readonly known = new Map<string, { covered: boolean; at: number }>();
+  /** Parameter versions (type, code, id, lastUpdated) known to be covered: they stay covered. */
+  private readonly covered = new Set<string>();
 
   constructor(private readonly db: Queryable) {}
 
@@ -31,19 +31,21 @@ export class ReindexState {
         continue; // not a stored resource (every stored SearchParameter has meta.lastUpdated)
       }
       const key = `${use.resourceType}\u0000${use.code}\u0000${use.param.id ?? ''}\u0000${updated}`;
-      let known = this.known.get(key);
-      if (!known || (!known.covered && Date.now() - known.at >= REFRESH_INTERVAL_MS)) {
-        known = { covered: await this.covered(q, use.resourceType, updated), at: Date.now() };
-        this.known.set(key, known);
+      if (this.covered.has(key)) {
+        continue;
       }
-      if (!known.covered) {
+      // Pending is asked again on every search that uses it (two index probes): a reindex finishing in any
+      // process must end the warning at once.
+      if (await this.isCovered(q, use.resourceType, updated)) {
+        this.covered.add(key);
+      } else {
         result.push(use);
       }
     }
     return result;
   }
 
-  private async covered(q: Queryable, resourceType: string, updated: string): Promise<boolean> {
+  private async isCovered(q: Queryable, resourceType: string, updated: string): Promise<boolean> {
     const [row] = await q.query<{ reindexed: boolean | null; older: boolean }>(
       `SELECT (SELECT indexed_at >= $2::timestamptz FROM reindex_state WHERE res_type = $1) AS reindexed,
               EXISTS (SELECT 1 FROM resource WHERE res_type = $1 AND last_updated < $2::timestamptz + make_interval(secs => $3) AND NOT deleted) AS older`,
