@@ -4,7 +4,7 @@
  * the type is indexed (jobs.ts). Stopping, cancelling or losing the job rolls back only the batch in flight.
  */
 import type { OperationOutcome } from '@medplum/fhirtypes';
-import type { Database, Queryable } from '../db';
+import { isRetryableConflict, type Database, type Queryable } from '../db';
 import { describeError, issue, outcome } from '../errors';
 import { reindexBatch } from '../repository';
 import { runtimeParams } from '../search';
@@ -32,7 +32,7 @@ export async function estimateResources(q: Queryable, resourceType: string): Pro
 }
 
 /**
- * Runs `job` from its recorded position to the end. `owned` is asked before each batch whether to go on (false
+ * Runs `job` from its recorded position to the end. `goOn` is asked before each batch whether to go on (false
  * when this process is stopping).
  */
 export async function runReindex(
@@ -58,7 +58,7 @@ export async function runReindex(
       }
       // A SearchParameter stored while the job runs applies to the batches after it (see runtime-params.ts).
       await runtimeParams.refresh(db);
-      const result = await db.transaction(async (tx) => {
+      const result = await withRetries(() => db.transaction(async (tx) => {
         const { count, lastId } = await reindexBatch(tx, resourceType, afterId, settings.batchSize);
         const done = count < settings.batchSize;
         const next = count > 0 ? { ...counts, [resourceType]: (counts[resourceType] ?? 0) + count } : counts;
@@ -72,10 +72,26 @@ export async function runReindex(
           throw new JobLost('the job was cancelled or taken over by another process');
         }
         return { done, lastId, next };
-      });
+      }));
       counts = result.next;
       afterId = result.lastId ?? afterId;
       last = result.done;
+    }
+  }
+}
+
+/** How often a batch that lost a race (a deadlock with a writer locking the same resources) is tried again. */
+const MAX_ATTEMPTS = 5;
+
+/** Runs `batch` again when it lost a race: it changed nothing, and its position advances only when it commits. */
+async function withRetries<T>(batch: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await batch();
+    } catch (err) {
+      if (attempt >= MAX_ATTEMPTS || !isRetryableConflict(err)) {
+        throw err;
+      }
     }
   }
 }
