@@ -79,6 +79,11 @@ export class RuntimeSearchParams {
     return this.byType.get(resourceType) ?? [];
   }
 
+  /** Whether any stored parameter applies at all (nearly never on a store without regional extensions). */
+  any(): boolean {
+    return this.byType.size > 0 || this.compositesByType.size > 0;
+  }
+
   /** The runtime composite parameters of `resourceType`. */
   compositesFor(resourceType: string): readonly RuntimeCompositeParam[] {
     return this.compositesByType.get(resourceType) ?? [];

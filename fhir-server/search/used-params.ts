@@ -8,7 +8,7 @@ import type { SearchRequest } from '@medplum/core';
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { compileSearch } from './compile';
 import { SqlParams } from './index-rows';
-import { runtimeParameter } from './indexed-params';
+import { runtimeParameter, runtimeParams } from './indexed-params';
 
 export interface UsedRuntimeParam {
   /** The type the parameter is used on. */
@@ -22,6 +22,9 @@ export interface UsedRuntimeParam {
  * its own filters and sort keys apply to; a type search's are its resourceType's.
  */
 export function runtimeParamsUsed(request: SearchRequest, types: readonly string[] = []): UsedRuntimeParam[] {
+  if (!runtimeParams.any()) {
+    return []; // nothing stored at runtime: no second compilation on the hot path
+  }
   const used = new Map<string, UsedRuntimeParam>();
   const note = (resourceType: string, code: string, own: boolean) => {
     for (const type of own && types.length > 0 ? types : [resourceType]) {
