@@ -14,6 +14,8 @@ import { loadFhirDefinitions } from './definitions';
 import { OutboxRelay, type EventQueueTarget } from './events';
 import { createHttpHandler, type HttpHandler } from './http/app';
 import { FhirRepository, type WriteInterceptor } from './repository';
+import { addLocalBaseUrl } from './search';
+import { DEFAULT_REINDEX, ReindexWorker, reindexOperations, type ReindexSettings } from './reindex';
 import { OperationRegistry, storeOperations, type BinaryContentStore, type FhirOperation, type RouteContext } from './rest';
 import { registerCodeValidator, type CodeValidator } from './validation';
 
@@ -63,6 +65,7 @@ export {
 } from './auth';
 export { AuditLog, verifyAuditChain, recoverJournals, readAuditLog, type AuditEntry, type StoredAuditFacts, type ChainReport } from './audit';
 export { BulkExportWorker, DEFAULT_BULK_EXPORT, type BulkExportSettings } from './bulk';
+export { ReindexWorker, DEFAULT_REINDEX, type ReindexSettings } from './reindex';
 
 /** Security settings (see README, Configuration). */
 export interface SecuritySettings {
@@ -128,6 +131,8 @@ export interface FhirServerOptions {
   binaryStore?: BinaryContentStore;
   /** Bulk Data `$export`: file lifetime, limits, and whether this process runs export jobs (see bulk/worker.ts). */
   bulkExport?: Partial<BulkExportSettings>;
+  /** Asynchronous `$reindex`: batch size, polling, and whether this process runs reindex jobs (see reindex/worker.ts). */
+  reindex?: Partial<ReindexSettings>;
   /** Other modules' routes outside the FHIR base (the portal's web pages under /app), behind the same security headers. */
   routes?: readonly Router[];
   /**
@@ -147,6 +152,8 @@ export interface FhirServer {
   audit: AuditLog;
   /** This process's bulk export claim loop (tests wait for it with `idle()`). */
   bulkExport: BulkExportWorker;
+  /** This process's `$reindex` claim loop (tests wait for it with `idle()`). */
+  reindex: ReindexWorker;
   stop(): Promise<void>;
 }
 
@@ -157,6 +164,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     registerCodeValidator(options.codeValidator);
   }
   const baseUrl = `${options.publicBaseUrl}${options.fhirBasePath}`;
+  addLocalBaseUrl(baseUrl);
   const relay = new OutboxRelay(options.db, { redisUrl: options.redisUrl, prefix: options.redisPrefix, logger: options.logger, queues: options.eventQueues });
   const repository = new FhirRepository(
     options.db,
@@ -172,6 +180,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   );
   const bulkSettings: BulkExportSettings = { ...DEFAULT_BULK_EXPORT, ...options.bulkExport };
   const bulkExport = new BulkExportWorker(options.db, { ...bulkSettings, baseUrl }, options.logger);
+  const reindex = new ReindexWorker(options.db, { ...DEFAULT_REINDEX, ...options.reindex }, options.logger);
   const ctx: RouteContext = {
     repo: repository,
     baseUrl,
@@ -179,11 +188,13 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     maxPageSize: options.maxPageSize,
     operations: new OperationRegistry([
       ...storeOperations,
+      ...reindexOperations(reindex),
       ...bulkExportOperations(bulkExport, bulkSettings),
       ...(options.security?.consentNotice === false ? [] : [consentNoticeOperation(options.db)]),
       ...(options.operations ?? []),
     ]),
     binaryStore: options.binaryStore,
+    reindexState: reindex.state,
   };
   const audit = new AuditLog(options.db, {
     journalDir: options.auditJournalDir ?? path.join(os.tmpdir(), 'huimin-audit-journal'),
@@ -220,6 +231,7 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
   relay.start();
   audit.start();
   bulkExport.start();
+  reindex.start();
   return {
     app,
     repository,
@@ -227,7 +239,9 @@ export function createFhirServer(options: FhirServerOptions): FhirServer {
     security,
     audit,
     bulkExport,
+    reindex,
     stop: async () => {
+      await reindex.stop();
       await bulkExport.stop();
       await relay.stop();
       await audit.stop();

@@ -268,6 +268,52 @@ const MIGRATIONS: Migration[] = [
       END $$;
     `,
   },
+  {
+    version: 70,
+    name: 'asynchronous $reindex jobs; when each type was last reindexed; token displays normalised for :text',
+    sql: `
+      -- One row per system- or type-level $reindex (fhir-server/reindex). Worker processes claim accepted jobs, and
+      -- jobs whose claimant stopped beating, with FOR UPDATE SKIP LOCKED. The position (type_index into types, and
+      -- the last id done in that type) is written in the same transaction as each batch's index rows, so a job
+      -- taken over after a crash resumes exactly after the last committed batch.
+      CREATE TABLE reindex_job (
+        id text PRIMARY KEY,
+        -- accepted, in-progress, completed, failed
+        status text NOT NULL,
+        -- JSON array of the resource types, in the order they are walked
+        types text NOT NULL,
+        request_url text NOT NULL,
+        client_id text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        -- When the job first took the stored SearchParameters: every type it finishes is indexed as of this moment.
+        params_at timestamptz,
+        claimed_by text,
+        heartbeat_at timestamptz,
+        type_index integer NOT NULL DEFAULT 0,
+        after_id text NOT NULL DEFAULT '',
+        -- JSON object: resources reindexed per type
+        counts text NOT NULL DEFAULT '{}',
+        -- The planner's estimate of the current type's resources, for progress
+        type_estimate bigint,
+        failure text,
+        finished_at timestamptz
+      );
+      CREATE INDEX reindex_job_claim ON reindex_job (status, created_at);
+
+      -- Per type, the moment as of which every resource's index rows were last recomputed by a finished $reindex:
+      -- a search on a SearchParameter stored after it may miss older resources, and says so.
+      CREATE TABLE reindex_state (res_type text PRIMARY KEY, indexed_at timestamptz NOT NULL);
+
+      -- :text compares Coding.display and CodeableConcept.text as string search compares (lower case, Latin
+      -- accents removed), so extraction now stores them normalised; the rows written before are normalised here
+      -- the same way (NFD, combining marks U+0300-U+036F removed, NFC, lower()). lower() follows the database's
+      -- collation, which under the C locale leaves non-ASCII capitals without an accent to strip (Ø, Greek,
+      -- Cyrillic) as they are; $reindex rewrites those rows exactly.
+      UPDATE search_token
+        SET display = lower(normalize(regexp_replace(normalize(display, NFD), '[\\u0300-\\u036f]', '', 'g'), NFC))
+        WHERE display IS NOT NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -5,3 +5,4 @@ export type { CompartmentQuery, RowFilter, SearchPage, SearchScope } from './sea
 export type { CallerAccessResolver, CallerIdentity, RepositoryAccess, ResourceReader } from './access';
 export type { HistoryQuery, VersionRow } from './store';
 export type { ResourcePatch } from './patch';
+export { reindexBatch, reindexResource, REINDEX_BATCH_SIZE } from './reindex';

@@ -12,7 +12,6 @@ import type { ResourceChangeEvent } from '../events';
 import { isVisible, type CallerAccessResolver, type CallerIdentity, type RepositoryAccess } from './access';
 import { assertValidId, WriteSession, type SessionOptions, type WriteOutcome } from './session';
 import { resolveIncludes, type IncludedRow } from './includes';
-import { reindexTypes, type ReindexResult } from './reindex';
 import { expandPatientReferences, linkedPatients } from './linked-patients';
 import {
   compartmentPage,
@@ -230,12 +229,6 @@ export class FhirRepository {
   private async withLinkedPatients(q: Queryable, request: SearchRequest, scope: SearchScope): Promise<SearchRequest> {
     const code = this.options.patientLinkParameter;
     return code ? expandPatientReferences(q, request, code, this.options.baseUrl, scope.filter) : request;
-  }
-
-  /** `$reindex`: recomputes the index rows of every resource of `types` (see reindex.ts). */
-  async reindex(types: readonly string[]): Promise<ReindexResult[]> {
-    await runtimeParams.refresh(this.db, true);
-    return reindexTypes(this.db, types);
   }
 
   async compartment(query: CompartmentQuery, q: Queryable = this.db): ReturnType<typeof compartmentPage> {

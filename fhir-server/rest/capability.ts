@@ -42,11 +42,12 @@ const RESULT_PARAMETERS = [
 ] as const;
 
 function resourceEntry(type: string, operations: OperationRegistry): CapabilityStatementRestResource {
-  // What is indexed is what can be searched: the R4 parameters and those stored at runtime, and the R4 composites
-  // whose components all have an indexed type (search/composite.ts).
-  const composites = Object.values(getSearchParameters(type) ?? {}).filter(
-    (p) => p.type === 'composite' && isSearchableComposite(type, p.code as string),
-  );
+  // What is indexed is what can be searched: the R4 parameters and those stored at runtime, and the composites (R4
+  // and stored) whose components all have an indexed type (search/composite.ts).
+  const composites = [
+    ...Object.values(getSearchParameters(type) ?? {}).filter((p) => p.type === 'composite' && isSearchableComposite(type, p.code as string)),
+    ...runtimeParams.compositesFor(type).map((p) => p.param),
+  ];
   const params = [
     ...indexedParams(type).map(({ code, param }) => ({ name: code, definition: param.url, type: param.type })),
     ...composites.map((p) => ({ name: p.code as string, definition: p.url, type: p.type })),

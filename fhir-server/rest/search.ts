@@ -4,11 +4,11 @@
  * `_elements`, and an OperationOutcome entry for the parameters it ignored.
  */
 import { randomUUID } from 'node:crypto';
-import { getSearchParameter, type Filter, type SearchRequest } from '@medplum/core';
+import type { Filter, SearchRequest } from '@medplum/core';
 import type { BundleLink, OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { badRequest } from '../errors';
 import type { SearchScope } from '../repository';
-import { indexedParams, parseSearch, queryRecord } from '../search';
+import { findSearchParameter, indexedParams, parseSearch, queryRecord, runtimeParamsUsed } from '../search';
 import { searchsetBundle, type SearchEntry } from './bundles';
 import { assertResourceType } from './interactions';
 import { pageOf } from './paging';
@@ -33,7 +33,7 @@ function parameterSupport(resourceType: string, code: string): 'supported' | 'un
   if (BUILT_IN_PARAMS.has(code) || code.includes('.') || code.startsWith('_has') || indexedParams(resourceType).some((p) => p.code === code)) {
     return 'supported';
   }
-  const definition = getSearchParameter(resourceType, code);
+  const definition = findSearchParameter(resourceType, code);
   if (!definition) {
     return 'unknown';
   }
@@ -84,6 +84,29 @@ function dropIgnoredParameters(request: FhirRequest, search: SearchRequest, type
   return issues;
 }
 
+/**
+ * Warnings for the SearchParameters stored at runtime that the search uses while older resources of their type are
+ * not reindexed with them yet: the answer may miss those resources, and says so rather than looking complete.
+ */
+async function notYetReindexed(ctx: RouteContext, search: SearchRequest, scope: SearchScope): Promise<OperationOutcomeIssue[]> {
+  if (!ctx.reindexState) {
+    return [];
+  }
+  const used = runtimeParamsUsed(search, scope.types);
+  if (used.length === 0) {
+    return [];
+  }
+  const pending = await ctx.reindexState.pending(used, ctx.session?.tx);
+  return pending.map(({ resourceType, code, param }) => ({
+    severity: 'warning',
+    code: 'incomplete',
+    diagnostics:
+      `The search parameter "${code}" (SearchParameter/${param.id ?? '?'}) was stored or changed after some ${resourceType} resources were ` +
+      `written, and no $reindex of ${resourceType} has finished since: those resources are not found by it yet, so the results may be incomplete`,
+    expression: [code],
+  }));
+}
+
 /** self, first and (when more follow) next. Next carries a keyset cursor instead of an offset. */
 function searchLinks(selfUrl: URL, count: number, next: string | undefined): BundleLink[] {
   const first = new URL(selfUrl);
@@ -119,6 +142,7 @@ async function answer(
   const cursor = request.query.get('_cursor') ?? undefined;
   const subset = subsetOf(request.query);
   const q = ctx.session?.tx;
+  issues.push(...(await notYetReindexed(ctx, search, scope)));
   const outcomeEntry: SearchEntry[] =
     issues.length > 0
       ? [{ fullUrl: `urn:uuid:${randomUUID()}`, json: JSON.stringify({ resourceType: 'OperationOutcome', issue: issues }), mode: 'outcome' }]

@@ -1,7 +1,6 @@
-/** The store's own operations, registered like any other module's. */
+/** The store's own operations, registered like any other module's (`$reindex` is in fhir-server/reindex). */
 import { everything } from './everything';
 import type { FhirOperation } from './operations';
-import { reindexOperation, REINDEX_DEFINITION } from './reindex';
 import { validateOperation } from './validate';
 
 export const storeOperations: readonly FhirOperation[] = [
@@ -19,14 +18,5 @@ export const storeOperations: readonly FhirOperation[] = [
     resourceTypes: ['Patient'],
     affectsState: false,
     invoke: (ctx, request, target) => everything(ctx, request, target.id as string),
-  },
-  {
-    name: 'reindex',
-    definition: REINDEX_DEFINITION,
-    levels: ['system', 'type'],
-    affectsState: true,
-    // Rewrites every resource's index rows under a lock: a platform operation, not a facility's.
-    roles: ['admin'],
-    invoke: reindexOperation,
   },
 ];

@@ -3,7 +3,9 @@
  * bundles are both turned into a FhirRequest and go through the same router.
  */
 import type { Resource } from '@medplum/fhirtypes';
+import type { Queryable } from '../db';
 import type { CallerIdentity, FhirRepository, WriteSession } from '../repository';
+import type { UsedRuntimeParam } from '../search';
 import type { BinaryContentStore } from './binary';
 import type { OperationRegistry } from './operations';
 
@@ -66,6 +68,11 @@ export interface RouteContext {
   caller?: CallerIdentity;
   /** Where Binary content too big for a resource's JSON is kept (a module's); none: Binaries hold their data inline. */
   binaryStore?: BinaryContentStore;
+  /**
+   * Which of the runtime SearchParameters a search uses older resources are not indexed with yet (a `$reindex`
+   * has not covered them, see fhir-server/reindex/state.ts): the search warns about them.
+   */
+  reindexState?: { pending(used: readonly UsedRuntimeParam[], q?: Queryable): Promise<UsedRuntimeParam[]> };
 }
 
 export interface RequestGuard {

@@ -29,6 +29,7 @@ export function compileChain(filter: Filter, ctx: FilterContext, compileFilter: 
     }
     const [code, explicitType, ...extra] = links[i].split(':');
     const param = findSearchParameter(at.resourceType, code);
+    at.onParam?.(at.resourceType, code);
     if (!param || param.type !== 'reference' || extra.length > 0) {
       throw searchError(`Cannot chain through '${links[i]}' in '${filter.code}': ${at.resourceType} has no reference search parameter '${code}'`);
     }

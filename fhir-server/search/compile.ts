@@ -26,6 +26,8 @@ export interface CompileOptions {
    * lookups repeat on their own res_id, so that their range starts there (see `indexMatch`).
    */
   idAfter?: string;
+  /** Told of every parameter the search uses, with the type it is used on (see used-params.ts). */
+  onParam?: (resourceType: string, code: string) => void;
 }
 
 export interface CompiledSearch {
@@ -44,6 +46,7 @@ export function compileSearch(request: SearchRequest, params: SqlParams, options
     baseUrl: options.baseUrl,
     idAfter: options.idAfter === undefined ? undefined : { alias: options.alias, param: options.idAfter },
     nextAlias: () => `${options.alias}_${++aliasCount}`,
+    onParam: options.onParam,
   };
   return {
     where: (request.filters ?? []).map((filter) => compileFilter(filter, ctx)),
@@ -59,6 +62,7 @@ function compileFilter(filter: Filter, ctx: FilterContext): string {
   if (filter.code.includes('.')) {
     return compileChain(filter, ctx, compileFilter);
   }
+  ctx.onParam?.(ctx.resourceType, filter.code);
   const r = ctx.alias;
   if (filter.operator === Operator.MISSING) {
     return compileMissing(filter, ctx);

@@ -11,11 +11,13 @@ import { evalFhirPathTyped, getSearchParameters, Operator, parseFhirPath, type F
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { splitUnescaped } from './escape';
 import { emptyIndexRows, newGroup, type IndexRows } from './index-rows';
-import { SEARCH_TYPES } from './indexed-params';
+import { runtimeParams, SEARCH_TYPES } from './indexed-params';
 import { INDEX_TABLES, indexMatch, invalidValue, orValuesEscaped, unsupportedModifier, type FilterContext, type IndexKind, type SearchType } from './search-type';
 
 export interface CompositeParam {
   readonly code: string;
+  /** Set for a composite stored at runtime: its expressions may use what the evaluator lacks. */
+  readonly runtime?: boolean;
   /**
    * The full expression, not the one cut down to the type as indexed-params.ts does: `combo-code-value-*` is
    * `Observation | Observation.component`, and the cut-down form loses its bare `Observation` branch.
@@ -26,8 +28,16 @@ export interface CompositeParam {
 
 const cache = new Map<string, CompositeParam[]>();
 
-/** The composite parameters of `resourceType` whose components all have an indexed type. */
-export function compositeParams(resourceType: string): CompositeParam[] {
+/**
+ * The composite parameters of `resourceType` whose components all have an indexed type: the R4 ones, then those
+ * stored at runtime (runtime-params.ts).
+ */
+export function compositeParams(resourceType: string): readonly CompositeParam[] {
+  const runtime = runtimeParams.compositesFor(resourceType);
+  return runtime.length === 0 ? r4Composites(resourceType) : [...r4Composites(resourceType), ...runtime];
+}
+
+function r4Composites(resourceType: string): CompositeParam[] {
   let list = cache.get(resourceType);
   if (!list) {
     list = [];
@@ -82,11 +92,27 @@ export function extractComposites(resourceType: string, input: TypedValue[], row
   // Some component expressions read the resource itself (MolecularSequence: %resource.referenceSeq.chromosome).
   const variables = { '%resource': input[0] };
   for (const param of compositeParams(resourceType)) {
-    for (const element of evalFhirPathTyped(param.expression, input, variables)) {
+    let elements: TypedValue[];
+    try {
+      elements = evalFhirPathTyped(param.expression, input, variables);
+    } catch (err) {
+      if (!param.runtime) {
+        throw err;
+      }
+      continue; // as extract.ts: a stored parameter the evaluator cannot run indexes nothing
+    }
+    for (const element of elements) {
       const scratch = emptyIndexRows();
-      param.components.forEach(({ expression, type }, i) => {
-        type.extract(componentCode(param.code, i), evalFhirPathTyped(expression, [element], variables), scratch);
-      });
+      try {
+        param.components.forEach(({ expression, type }, i) => {
+          type.extract(componentCode(param.code, i), evalFhirPathTyped(expression, [element], variables), scratch);
+        });
+      } catch (err) {
+        if (!param.runtime) {
+          throw err;
+        }
+        continue;
+      }
       // An element without a value for some component can never match: it gets no rows.
       const present = param.components.every((c, i) => scratch[c.type.kind].some((row) => row.code === componentCode(param.code, i)));
       if (present) {

@@ -8,11 +8,13 @@ import type { CompartmentDefinition, Resource } from '@medplum/fhirtypes';
 import { extractComposites } from './composite';
 import { emptyIndexRows, type IndexRows, type ReferenceRow, type TokenRow } from './index-rows';
 import { indexedParams } from './indexed-params';
+import { withLocalReferencesRelative } from './local-base';
 
 /** Evaluates every indexed search parameter of the resource's type. Call loadFhirDefinitions() first. */
 export function extractIndexRows(resource: Resource): IndexRows {
   const rows = emptyIndexRows();
-  const input = [toTypedValue(resource)];
+  // Absolute references to this server are evaluated as the relative ones they are (local-base.ts).
+  const input = [toTypedValue(withLocalReferencesRelative(resource))];
   for (const { code, expression, type, runtime } of indexedParams(resource.resourceType)) {
     let values: TypedValue[];
     try {

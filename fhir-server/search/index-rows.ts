@@ -15,7 +15,10 @@ export interface TokenRow extends Grouped {
   code: string;
   system?: string;
   value?: string;
-  /** Coding.display or CodeableConcept.text, for the `:text` modifier. */
+  /**
+   * Coding.display, CodeableConcept.text or Identifier.type.text, for the `:text` modifier: normalised as
+   * StringRow.valueNorm is (lower case, accents removed), since nothing else reads it.
+   */
   display?: string;
 }
 

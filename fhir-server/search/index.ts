@@ -4,9 +4,11 @@ export { addIndexWrites, deleteIndexRows, replaceIndexRows, type ResourceRef } f
 export { compileSearch, type CompiledSearch, type CompileOptions } from './compile';
 export { parseSearch, queryRecord } from './parse';
 export { ALL_REFERENCE_PARAMS } from './include-parse';
+export { addLocalBaseUrl } from './local-base';
 export { isSearchableComposite } from './composite';
 export { findSearchParameter, indexedParams, runtimeParams } from './indexed-params';
-export { RuntimeSearchParams } from './runtime-params';
+export { RuntimeSearchParams, REFRESH_INTERVAL_MS } from './runtime-params';
+export { runtimeParamsUsed, type UsedRuntimeParam } from './used-params';
 export { orderByClause, type SortKey, type SortSqlType } from './sort';
 export {
   SqlParams,

@@ -70,9 +70,24 @@ const cache = new Map<string, IndexedParam[]>();
  */
 export const runtimeParams = new RuntimeSearchParams({
   searchTypes: SEARCH_TYPES,
-  isBuiltIn: (resourceType, code) => RESOURCE_COLUMN_PARAMS.has(code) || r4Params(resourceType).some((p) => p.code === code),
+  isBuiltIn: (resourceType, code) =>
+    RESOURCE_COLUMN_PARAMS.has(code) || r4Params(resourceType).some((p) => p.code === code) || isR4Composite(resourceType, code),
+  r4Definition: (url, bases) => {
+    for (const base of bases) {
+      const found = Object.values(getSearchParameters(base) ?? {}).find((p) => p.url === url && isStandard(p));
+      if (found) {
+        return found;
+      }
+    }
+    return undefined;
+  },
   allTypes: () => ['Resource', ...r4ResourceTypes()],
 });
+
+function isR4Composite(resourceType: string, code: string): boolean {
+  const param = getSearchParameter(resourceType, code);
+  return param !== undefined && param.type === 'composite' && isStandard(param);
+}
 
 /**
  * The indexed parameters of `resourceType` (empty for an unknown type): the R4 ones, then those stored at runtime.
@@ -106,7 +121,15 @@ function r4Params(resourceType: string): IndexedParam[] {
  * chained through like an R4 one.
  */
 export function findSearchParameter(resourceType: string, code: string): SearchParameter | undefined {
-  return getSearchParameter(resourceType, code) ?? runtimeParams.forType(resourceType).find((p) => p.code === code)?.param;
+  return getSearchParameter(resourceType, code) ?? runtimeParameter(resourceType, code);
+}
+
+/** The stored SearchParameter that defines `code` on `resourceType`, when no R4 parameter does. */
+export function runtimeParameter(resourceType: string, code: string): SearchParameter | undefined {
+  return (
+    runtimeParams.forType(resourceType).find((p) => p.code === code)?.param ??
+    runtimeParams.compositesFor(resourceType).find((p) => p.code === code)?.param
+  );
 }
 
 /** The indexed parameter named `code`, or a 400 that says why the search cannot use it. */
@@ -118,7 +141,7 @@ export function findIndexedParam(resourceType: string, code: string): IndexedPar
   if (code.includes('.') || code === '_has') {
     throw new OperationOutcomeError(badRequest(`Chained and reverse-chained search ('${code}') is not supported`, code));
   }
-  const param = getSearchParameter(resourceType, code);
+  const param = findSearchParameter(resourceType, code);
   if (param && (param.type === 'composite' || param.type === 'special')) {
     throw new OperationOutcomeError(
       badRequest(`Search parameter '${code}' of ${resourceType} is of type ${param.type}, which is not supported`, code),

@@ -1,6 +1,7 @@
 /**
- * Reference parameters: Reference.reference values that name a resource on this server (`Type/id`) are indexed as
- * (target_type, target_id), which chaining and includes join on; absolute URLs, URNs and canonicals as target_url.
+ * Reference parameters: Reference.reference values that name a resource on this server (`Type/id`, or an absolute
+ * URL under this server's base, local-base.ts) are indexed as (target_type, target_id), which chaining and includes
+ * join on; other absolute URLs, URNs and canonicals as target_url (absolute local ones keep their URL there too).
  * Reference.identifier is indexed as a token row under `{code}:identifier`, for the `:identifier` modifier.
  */
 import { getSearchParameter, Operator, type Filter, type TypedValue } from '@medplum/core';
@@ -8,6 +9,7 @@ import type { Reference } from '@medplum/fhirtypes';
 import { isR4ResourceType } from '../definitions';
 import { unescape } from './escape';
 import type { IndexRows } from './index-rows';
+import { underLocalBase } from './local-base';
 import { tokenCondition } from './param-token';
 import {
   indexMatch,
@@ -50,8 +52,15 @@ export const referenceType: SearchType = {
         continue;
       }
       const local = parseLocalReference(reference);
-      // A canonical or uri written as "Type/id" keeps its text too, so that it is found both ways.
-      rows.reference.push(local ? { code, ...local, ...(type === 'Reference' ? {} : { targetUrl: reference }) } : { code, targetUrl: reference });
+      if (local) {
+        // A canonical or uri written as "Type/id" keeps its text too, so that it is found both ways.
+        rows.reference.push({ code, ...local, ...(type === 'Reference' ? {} : { targetUrl: reference }) });
+        continue;
+      }
+      // An absolute URL under this server's base is a local reference too (joined on like one), and keeps its text.
+      const path = underLocalBase(reference);
+      const atBase = path === undefined ? undefined : parseLocalReference(path);
+      rows.reference.push(atBase ? { code, ...atBase, targetUrl: reference } : { code, targetUrl: reference });
     }
   },
 

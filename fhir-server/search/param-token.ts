@@ -8,7 +8,7 @@ import { Operator, type Filter, type TypedValue } from '@medplum/core';
 import type { CodeableConcept, Coding, ContactPoint, Identifier } from '@medplum/fhirtypes';
 import { splitEscaped, splitUnescaped, unescape } from './escape';
 import { newGroup, type IndexRows, type TokenRow } from './index-rows';
-import { escapeLike } from './normalize';
+import { escapeLike, normalizeString } from './normalize';
 import {
   indexMatch,
   invalidValue,
@@ -37,7 +37,7 @@ export const tokenType: SearchType = {
             pushCoding(code, coding, rows.token);
           }
           if (concept.text) {
-            rows.token.push({ code, display: concept.text });
+            rows.token.push({ code, display: normalizeString(concept.text) });
           }
           break;
         }
@@ -69,10 +69,11 @@ export const tokenType: SearchType = {
         // search.html: :not matches resources that have no matching token, including those with no value at all.
         return `NOT ${indexMatch(ctx, 'token', filter.code, (t) => anyValue(filter, ctx, t))}`;
       case Operator.TEXT:
-        // Coding.display and CodeableConcept.text that start with the text, whatever the case.
+        // Coding.display, CodeableConcept.text and Identifier.type.text that start with the text, compared as a
+        // string search's default compares (both sides lower-cased, accents removed: normalize.ts).
         return indexMatch(ctx, 'token', filter.code, (t) =>
           orValues(filter)
-            .map((v) => `lower(${t}.display) LIKE ${ctx.params.add(escapeLike(v.toLowerCase()) + '%')}`)
+            .map((v) => `${t}.display LIKE ${ctx.params.add(escapeLike(normalizeString(v)) + '%')}`)
             .join(' OR '),
         );
       case Operator.OF_TYPE:
@@ -99,7 +100,7 @@ export const tokenType: SearchType = {
 
 function pushCoding(code: string, coding: Coding, rows: TokenRow[]): void {
   if (coding.system !== undefined || coding.code !== undefined || coding.display !== undefined) {
-    rows.push({ code, system: coding.system, value: coding.code, display: coding.display });
+    rows.push({ code, system: coding.system, value: coding.code, display: coding.display === undefined ? undefined : normalizeString(coding.display) });
   }
 }
 
@@ -108,14 +109,16 @@ function pushIdentifier(code: string, identifier: Identifier, rows: IndexRows): 
   if (system === undefined && value === undefined) {
     return;
   }
+  // Identifier.type.text is what `:text` searches on an identifier (search.html).
+  const display = type?.text ? normalizeString(type.text) : undefined;
   const typeCodings = (type?.coding ?? []).filter((c) => c.code !== undefined);
   if (typeCodings.length === 0) {
-    rows.token.push({ code, system, value });
+    rows.token.push({ code, system, value, display });
     return;
   }
   // The ordinary row serves every other search; the grouped copy ties the value to this Identifier's type codings
   // for :of-type, which alone reads grouped rows (search-type.ts, indexMatch).
-  rows.token.push({ code, system, value });
+  rows.token.push({ code, system, value, display });
   const group = newGroup(rows);
   rows.token.push({ code, system, value, group });
   for (const coding of typeCodings) {

@@ -21,6 +21,7 @@ export function compileReverseChain(filter: Filter, ctx: FilterContext, compileF
     throw searchError(`Invalid reverse chain '${filter.code}': '${sourceType}' is not a FHIR R4 resource type`);
   }
   const param = findSearchParameter(sourceType, code);
+  ctx.onParam?.(sourceType, code);
   if (!param || param.type !== 'reference') {
     throw searchError(`Invalid reverse chain '${filter.code}': ${sourceType} has no reference search parameter '${code}'`);
   }

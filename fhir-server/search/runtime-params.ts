@@ -10,8 +10,8 @@
  * reloads at once; the others within that interval. Resources written before a parameter existed (or by another
  * process within that interval) are brought up to date by `$reindex`.
  *
- * Rules: a stored parameter applies when its status is not `retired`, its type is one this server indexes, and its
- * expression parses; its full FHIRPath expression is evaluated with @medplum/core's evaluator on each resource of
+ * Rules: a stored parameter applies when its status is not `retired`, its type is one this server indexes (or it is
+ * a composite whose components' definitions are, see `RuntimeCompositeParam`), and its expression parses; its full FHIRPath expression is evaluated with @medplum/core's evaluator on each resource of
  * its base types. A stored parameter whose code an R4 parameter of that type already has is ignored: the R4
  * definition, which the store's own rows were written with, wins. A parameter on `Resource` or `DomainResource`
  * applies to every type.
@@ -36,11 +36,25 @@ export interface RuntimeParam {
   readonly runtime: true;
 }
 
+/**
+ * A stored composite parameter (type `composite`): its components are indexed through their own types, the rows
+ * of each element its expression yields sharing a group number, exactly like an R4 composite (composite.ts).
+ */
+export interface RuntimeCompositeParam {
+  readonly code: string;
+  readonly param: SearchParameter;
+  readonly expression: FhirPathAtom;
+  readonly components: ReadonlyArray<{ readonly expression: FhirPathAtom; readonly type: SearchType }>;
+  readonly runtime: true;
+}
+
 export interface RuntimeParamsSource {
   /** The handler of each indexed SearchParameter.type. */
   searchTypes: Partial<Record<SearchParameter['type'], SearchType>>;
   /** Whether `resourceType` already has an R4 parameter named `code`. */
   isBuiltIn(resourceType: string, code: string): boolean;
+  /** The R4 parameter of one of `bases` with this canonical URL (a composite's component definition). */
+  r4Definition(url: string, bases: readonly string[]): SearchParameter | undefined;
   /** Every resource type, for parameters defined on Resource or DomainResource (and `Resource`, for system search). */
   allTypes(): Iterable<string>;
 }
@@ -48,6 +62,7 @@ export interface RuntimeParamsSource {
 /** The stored SearchParameters as one process knows them. */
 export class RuntimeSearchParams {
   private byType = new Map<string, RuntimeParam[]>();
+  private compositesByType = new Map<string, RuntimeCompositeParam[]>();
   private version: string | undefined;
   private checkedAt = 0;
   private inFlight: Promise<void> | undefined;
@@ -62,6 +77,16 @@ export class RuntimeSearchParams {
   /** The runtime parameters of `resourceType`. */
   forType(resourceType: string): readonly RuntimeParam[] {
     return this.byType.get(resourceType) ?? [];
+  }
+
+  /** Whether any stored parameter applies at all (nearly never on a store without regional extensions). */
+  any(): boolean {
+    return this.byType.size > 0 || this.compositesByType.size > 0;
+  }
+
+  /** The runtime composite parameters of `resourceType`. */
+  compositesFor(resourceType: string): readonly RuntimeCompositeParam[] {
+    return this.compositesByType.get(resourceType) ?? [];
   }
 
   /**
@@ -101,9 +126,16 @@ export class RuntimeSearchParams {
   /** Replaces the known parameters with those among `params` that apply (see the module's rules). */
   load(params: SearchParameter[]): void {
     const byType = new Map<string, RuntimeParam[]>();
+    const compositesByType = new Map<string, RuntimeCompositeParam[]>();
+    const byUrl = new Map(params.filter((p) => p.url && p.status !== 'retired').map((p) => [p.url as string, p]));
+    const taken = (base: string, code: string) =>
+      this.source.isBuiltIn(base, code) || byType.get(base)?.some((p) => p.code === code) || compositesByType.get(base)?.some((p) => p.code === code);
     for (const param of params) {
+      if (param.status === 'retired' || !param.code || !param.expression) {
+        continue;
+      }
       const type = this.source.searchTypes[param.type];
-      if (param.status === 'retired' || !type || !param.code || !param.expression) {
+      if (!type && param.type !== 'composite') {
         continue;
       }
       let expression: FhirPathAtom;
@@ -113,15 +145,55 @@ export class RuntimeSearchParams {
         continue; // a stored parameter with an expression that does not parse cannot index anything
       }
       const declared: readonly string[] = param.base ?? [];
-      const bases = declared.includes('Resource') || declared.includes('DomainResource') ? this.source.allTypes() : declared;
+      const bases = declared.includes('Resource') || declared.includes('DomainResource') ? [...this.source.allTypes()] : declared;
+      const composite = type ? undefined : this.composite(param, expression, bases, byUrl);
+      if (!type && !composite) {
+        continue;
+      }
       for (const base of bases) {
-        if (this.source.isBuiltIn(base, param.code) || byType.get(base)?.some((p) => p.code === param.code)) {
+        if (taken(base, param.code)) {
           continue;
         }
-        byType.set(base, [...(byType.get(base) ?? []), { code: param.code, param, expression, type, runtime: true as const }]);
+        if (type) {
+          byType.set(base, [...(byType.get(base) ?? []), { code: param.code, param, expression, type, runtime: true as const }]);
+        } else if (composite) {
+          compositesByType.set(base, [...(compositesByType.get(base) ?? []), composite]);
+        }
       }
     }
     this.byType = byType;
+    this.compositesByType = compositesByType;
     this.generation++;
+  }
+
+  /**
+   * A stored composite whose every component has an expression that parses and a definition (an R4 parameter of
+   * one of its bases, or another stored one) of an indexed type; undefined otherwise, and it is not searchable.
+   */
+  private composite(
+    param: SearchParameter,
+    expression: FhirPathAtom,
+    bases: readonly string[],
+    stored: ReadonlyMap<string, SearchParameter>,
+  ): RuntimeCompositeParam | undefined {
+    if (!param.component?.length) {
+      return undefined;
+    }
+    const components: Array<RuntimeCompositeParam['components'][number]> = [];
+    for (const component of param.component) {
+      const definition = component.definition
+        ? (stored.get(component.definition) ?? this.source.r4Definition(component.definition, bases))
+        : undefined;
+      const type = definition && this.source.searchTypes[definition.type];
+      if (!type || !component.expression) {
+        return undefined;
+      }
+      try {
+        components.push({ expression: parseFhirPath(component.expression), type });
+      } catch {
+        return undefined;
+      }
+    }
+    return { code: param.code as string, param, expression, components, runtime: true };
   }
 }

@@ -31,11 +31,13 @@ export interface FilterContext {
   readonly idAfter?: { alias: string; param: string };
   /** A fresh alias for an index table, so nested subqueries never shadow each other. */
   nextAlias(): string;
+  /** Told of every parameter the search uses, with the type it is used on (see used-params.ts). */
+  readonly onParam?: (resourceType: string, code: string) => void;
 }
 
 /** The context for conditions on another resource row (a chain's target, a `_has` source), sharing the rest. */
 export function contextFor(ctx: FilterContext, alias: string, resourceType: string): FilterContext {
-  return { params: ctx.params, baseUrl: ctx.baseUrl, nextAlias: () => ctx.nextAlias(), alias, resourceType };
+  return { params: ctx.params, baseUrl: ctx.baseUrl, nextAlias: () => ctx.nextAlias(), onParam: ctx.onParam, alias, resourceType };
 }
 
 export interface SearchType {

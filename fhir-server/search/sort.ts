@@ -47,6 +47,7 @@ export function compileSort(resourceType: string, rules: SortRule[], ctx: Filter
       keys.push({ expr: `${r}.last_updated`, descending, sqlType: 'timestamptz', nullable: false });
       continue;
     }
+    ctx.onParam?.(resourceType, code);
     const { type } = findIndexedParam(resourceType, code);
     if (!type.sort) {
       throw new OperationOutcomeError(badRequest(`Cannot sort by '${code}': ${type.kind} parameters are not sortable`, code));

@@ -226,7 +226,7 @@ describe.each<Backend>(['postgres', 'pglite'])('FHIR REST interactions on %s', (
     expect(types.length).toBe(146);
     const patientEntry = res.body.rest[0].resource.find((r: { type: string }) => r.type === 'Patient');
     expect(patientEntry.searchParam.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['identifier', 'name', 'birthdate', '_id']));
-    expect(patientEntry.operation.map((o: { name: string }) => o.name)).toEqual(['validate', 'everything', 'reindex', 'export']);
+    expect(patientEntry.operation.map((o: { name: string }) => o.name)).toEqual(['validate', 'everything', 'reindex', 'export', 'consent-notice']);
   });
 
   it('has health endpoints', async () => {

@@ -7,7 +7,7 @@ import request from 'supertest';
 import type { Bundle, CapabilityStatement, Parameters, Patient, SearchParameter } from '@medplum/fhirtypes';
 import { RuntimeSearchParams, indexedParams } from '../search';
 import { SEARCH_TYPES } from '../search/indexed-params';
-import { createTestServer, type TestServer } from '../../test/server';
+import { createTestServer, TEST_PUBLIC_URL, type TestServer } from '../../test/server';
 import type { Backend } from '../../test/databases';
 
 const FHIR_JSON = 'application/fhir+json';
@@ -46,6 +46,18 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
     expect(res.status).toBe(200);
     return ((res.body as Bundle).entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource?.id);
   };
+  /** Kicks off an asynchronous $reindex, waits for this process's worker to run it, and returns its result. */
+  const reindex = async (path: string): Promise<Parameters> => {
+    const kickOff = await api().post(path).set('Content-Type', FHIR_JSON).set('Prefer', 'respond-async').send({ resourceType: 'Parameters' });
+    expect(kickOff.status).toBe(202);
+    const statusPath = (kickOff.headers['content-location'] as string).slice(TEST_PUBLIC_URL.length);
+    await server.reindex.idle();
+    const done = await api().get(statusPath);
+    expect(done.status).toBe(200);
+    const bundle = done.body as Bundle;
+    expect(bundle.type).toBe('batch-response');
+    return bundle.entry?.[0].resource as Parameters;
+  };
   const patientParams = async () => {
     const statement = (await api().get('/fhir/metadata')).body as CapabilityStatement;
     return statement.rest?.[0].resource?.find((r) => r.type === 'Patient')?.searchParam ?? [];
@@ -75,9 +87,8 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
     // Only eth-3 was written since: the older two are not indexed yet.
     expect(await ids('/fhir/Patient?ethnicity=01')).toEqual(['eth-3']);
 
-    const reindexed = await api().post('/fhir/Patient/$reindex').set('Content-Type', FHIR_JSON).send({ resourceType: 'Parameters' });
-    expect(reindexed.status).toBe(200);
-    expect((reindexed.body as Parameters).parameter?.[0]).toEqual({ name: 'resources', valueInteger: 3 });
+    const reindexed = await reindex('/fhir/Patient/$reindex');
+    expect(reindexed.parameter?.[0]).toEqual({ name: 'resources', valueInteger: 3 });
 
     expect(await ids('/fhir/Patient?ethnicity=01')).toEqual(['eth-1', 'eth-3']);
     expect(await ids(`/fhir/Patient?ethnicity=${encodeURIComponent(`${GB3304}|02`)}`)).toEqual(['eth-2']);
@@ -89,9 +100,7 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
   });
 
   it('answers $reindex at system level with the count per type', async () => {
-    const res = await api().post('/fhir/$reindex').set('Content-Type', FHIR_JSON).send({ resourceType: 'Parameters' });
-    expect(res.status).toBe(200);
-    const body = res.body as Parameters;
+    const body = await reindex('/fhir/$reindex');
     // Three Patients and the SearchParameter itself.
     expect(body.parameter?.[0]).toEqual({ name: 'resources', valueInteger: 4 });
     const perType = body.parameter?.slice(1).map((p) => [p.part?.[0].valueCode, p.part?.[1].valueInteger]);
@@ -121,7 +130,7 @@ describe.each<Backend>(['postgres', 'pglite'])('SearchParameters stored at runti
 
   it('takes updates and deletions into account, and other processes see them through the database', async () => {
     // Another process's view: its own registry, reading the same database.
-    const other = new RuntimeSearchParams({ searchTypes: SEARCH_TYPES, isBuiltIn: () => false, allTypes: () => [] }, 0);
+    const other = new RuntimeSearchParams({ searchTypes: SEARCH_TYPES, isBuiltIn: () => false, r4Definition: () => undefined, allTypes: () => [] }, 0);
     await other.refresh(server.db);
     expect(other.forType('Patient').map((p) => p.code)).toEqual(['ethnicity']);
 

@@ -57,7 +57,7 @@ describe('extractIndexRows on a Patient', () => {
     expect(token).toContainEqual({ code: 'identifier', system: 'urn:huimin:mrn', value: 'MRN-1' });
     expect(token).toContainEqual({ code: 'active', value: 'true' });
     expect(token).toContainEqual({ code: 'phone', value: '+86 10 1234 5678' });
-    expect(token).toContainEqual({ code: '_tag', system: 'http://huimin/tags', value: 'vip', display: 'Important' });
+    expect(token).toContainEqual({ code: '_tag', system: 'http://huimin/tags', value: 'vip', display: 'important' });
     expect(token.filter((r) => r.code === '_security').map((r) => r.value)).toEqual(['R']);
     expect(token.some((r) => r.code === '_id')).toBe(false);
   });
@@ -103,8 +103,8 @@ describe('extractIndexRows on other types', () => {
 
   test('CodeableConcept: a row per coding and one for the text', () => {
     expect(extractIndexRows(observation).token.filter((r) => r.code === 'code')).toEqual([
-      { code: 'code', system: 'http://loinc.org', value: '29463-7', display: 'Body weight' },
-      { code: 'code', display: 'Weight' },
+      { code: 'code', system: 'http://loinc.org', value: '29463-7', display: 'body weight' },
+      { code: 'code', display: 'weight' },
     ]);
   });
 
@@ -123,8 +123,8 @@ describe('extractIndexRows on other types', () => {
     const rows = extractIndexRows(repeated);
     // The second display stays findable by :text as a display-only row.
     expect(rows.token.filter((r) => r.code === 'code')).toEqual([
-      { code: 'code', system: 'http://loinc.org', value: '29463-7', display: 'Body weight' },
-      { code: 'code', display: 'Weight measured' },
+      { code: 'code', system: 'http://loinc.org', value: '29463-7', display: 'body weight' },
+      { code: 'code', display: 'weight measured' },
     ]);
     expect(rows.reference.filter((r) => r.code === 'performer')).toEqual([
       { code: 'performer', targetType: 'Patient', targetId: 'p2' },
