@@ -5,14 +5,15 @@
  */
 const Sequencer = require('@jest/test-sequencer').default;
 
-/** Known long suites, longest first (durations of a full run, `npx jest --json`). */
+/** Known long suites, longest first (durations of a full run, `npm test -- --json --outputFile=…`). */
 const LONG = [
   'portal/test/e2e.test.ts',
   'fhir-server/test/fixtures-examples.test.ts',
-  'terminology/test/tx-ecosystem.test.ts',
   'fhir-server/test/fixtures-synthea.test.ts',
+  'fhir-server/bulk/test/bulk-export.test.ts',
+  'fhir-server/test/linked-patients.test.ts',
   'fhir-server/bulk/test/bulk-export-synthea.test.ts',
-  'fhir-server/test/fixtures-synthea-search.test.ts',
+  'terminology/test/content.test.ts',
 ];
 
 class LongestFirst extends Sequencer {

@@ -7,7 +7,8 @@
  * in neither this export (not visible yet) nor the next `_since=transactionTime` one (its `lastUpdated` is earlier).
  * So the export
  *  1. waits until `marginMs` past the requested point (a write's clock may lag its transaction by that much),
- *  2. reads the start of the oldest transaction still open in the database (A),
+ *  2. reads the start of the oldest transaction still open in the database (A), after waiting up to 10 s for the
+ *     transactions that began before the requested point to end (so that usually transactionTime is that point),
  *  3. then takes its snapshot (B, after A), and
  *  4. uses min(requested point, oldest open transaction's start − margin) as `transactionTime`.
  * A write with `lastUpdated` ≤ transactionTime either committed before B (visible) or was open at B: then it was
@@ -41,16 +42,28 @@ export async function consistencyPoint(db: Database, requested: Date, marginMs: 
     // One session: no other transaction is open while this statement runs.
     return requested;
   }
-  const rows = await db.query<{ oldest: Date | string | null }>(
-    `SELECT min(xact_start) AS oldest FROM pg_stat_activity
-     WHERE datname = current_database() AND backend_type = 'client backend' AND xact_start IS NOT NULL
-       AND pid <> pg_backend_pid() AND application_name <> $1`,
-    [SNAPSHOT_APPLICATION],
-  );
-  const oldest = rows[0]?.oldest;
-  const bound = oldest ? new Date(oldest).getTime() - marginMs : Number.POSITIVE_INFINITY;
-  return new Date(Math.min(requested.getTime(), bound));
+  // Transactions are short here (a write is one statement or one bundle): wait, within bounds, for those that
+  // began before the requested point to end, so that `transactionTime` is the kick-off itself, as clients expect;
+  // only a transaction open longer than that (a huge bundle, a session idle in transaction) moves it back.
+  const deadline = Date.now() + OLD_TRANSACTION_WAIT_MS;
+  for (;;) {
+    const rows = await db.query<{ oldest: Date | string | null }>(
+      `SELECT min(xact_start) AS oldest FROM pg_stat_activity
+       WHERE datname = current_database() AND backend_type = 'client backend' AND xact_start IS NOT NULL
+         AND pid <> pg_backend_pid() AND application_name <> $1`,
+      [SNAPSHOT_APPLICATION],
+    );
+    const oldest = rows[0]?.oldest;
+    const bound = oldest ? new Date(oldest).getTime() - marginMs : Number.POSITIVE_INFINITY;
+    if (bound >= requested.getTime() || Date.now() >= deadline) {
+      return new Date(Math.min(requested.getTime(), bound));
+    }
+    await sleep(50);
+  }
 }
+
+/** How long a consistency point waits for transactions begun before it to end, before it moves back past them. */
+const OLD_TRANSACTION_WAIT_MS = 10_000;
 
 /** A snapshot parts can import; undefined on a single-session engine (each part reads the latest committed data). */
 export type SnapshotId = string | undefined;

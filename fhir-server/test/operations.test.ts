@@ -62,7 +62,7 @@ describe('operation registry', () => {
     // The store's bulk $export is listed; its status and file URLs (advertised: false) are not.
     expect(rest?.operation?.map((o) => o.name).sort()).toEqual(['export', 'reindex', 'reset']);
     const patient = rest?.resource?.find((r) => r.type === 'Patient');
-    expect(patient?.operation?.map((o) => o.name).sort()).toEqual(['everything', 'export', 'greet', 'reindex', 'validate']);
+    expect(patient?.operation?.map((o) => o.name).sort()).toEqual(['consent-notice', 'everything', 'export', 'greet', 'reindex', 'validate']);
     const observation = rest?.resource?.find((r) => r.type === 'Observation');
     expect(observation?.operation?.map((o) => o.name).sort()).toEqual(['reindex', 'validate']);
   });
