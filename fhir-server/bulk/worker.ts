@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Database } from '../db';
+import { ClaimLoop, withHeartbeat, type Database } from '../db';
 import { failureOf, JobLost, runExport, type ExporterSettings } from './exporter';
 import { ExportJobs } from './jobs';
 
@@ -40,10 +40,7 @@ const CLEANUP_INTERVAL_MS = 60_000;
 export class BulkExportWorker {
   readonly jobs: ExportJobs;
   private readonly workerId = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
-  private stopped = false;
+  private readonly loop: ClaimLoop;
   private lastCleanup = 0;
 
   constructor(
@@ -52,42 +49,21 @@ export class BulkExportWorker {
     private readonly logger: Logger,
   ) {
     this.jobs = new ExportJobs(db);
+    this.loop = new ClaimLoop({ enabled: settings.runJobs, pollIntervalMs: settings.pollIntervalMs, name: 'bulk export worker', logger, drain: () => this.drain() });
   }
 
   start(): void {
-    if (!this.settings.runJobs) {
-      return;
-    }
-    this.timer = setInterval(() => this.wake(), this.settings.pollIntervalMs);
-    this.timer.unref();
-    this.wake();
+    this.loop.start();
   }
 
   /** Looks for work now (after a kick-off in this process, so that a job starts without waiting for the poll). */
   wake(): void {
-    if (this.stopped || !this.settings.runJobs) {
-      return;
-    }
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.drain()
-      .catch((err: unknown) => this.logger.error({ err }, 'bulk export worker failed; it tries again at the next poll'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.wake();
-        }
-      });
+    this.loop.wake();
   }
 
   /** Runs waiting jobs until there are none; for tests, resolves when this process is idle again. */
-  async idle(): Promise<void> {
-    while (this.running) {
-      await this.running;
-    }
+  idle(): Promise<void> {
+    return this.loop.idle();
   }
 
   /** Runs jobs one after the other until none is waiting, and cleans up expired exports now and then. */
@@ -96,32 +72,31 @@ export class BulkExportWorker {
       this.lastCleanup = Date.now();
       await this.cleanup();
     }
-    while (!this.stopped) {
+    while (!this.loop.stopped) {
       const job = await this.jobs.claim(this.workerId, this.settings.staleAfterMs);
       if (!job) {
         return;
       }
       const started = performance.now();
-      // A part can take long (a selective filter over a large type): beat on a timer too, so that the job is not
-      // taken for abandoned.
-      const heartbeat = setInterval(() => {
-        void this.jobs.beat(job.id, this.workerId).catch(() => undefined);
-      }, Math.max(1000, this.settings.staleAfterMs / 4));
       try {
         let exported = 0;
-        await runExport(this.db, job, this.settings, async (n, progress) => {
-          exported = n;
-          return !this.stopped && (await this.jobs.beat(job.id, this.workerId, n, progress));
-        }, async (transactionTime) => {
-          if (!(await this.jobs.setTransactionTime(job.id, this.workerId, transactionTime))) {
-            throw new JobLost('the export was cancelled or taken over');
-          }
-        });
+        // A part can take long (a selective filter over a large type): the heartbeat keeps the job from being taken
+        // for abandoned.
+        await withHeartbeat(() => this.jobs.beat(job.id, this.workerId), this.settings.staleAfterMs, () =>
+          runExport(this.db, job, this.settings, async (n, progress) => {
+            exported = n;
+            return !this.loop.stopped && (await this.jobs.beat(job.id, this.workerId, n, progress));
+          }, async (transactionTime) => {
+            if (!(await this.jobs.setTransactionTime(job.id, this.workerId, transactionTime))) {
+              throw new JobLost('the export was cancelled or taken over');
+            }
+          }),
+        );
         await this.jobs.finish(job.id, this.workerId, this.settings.lifetimeS);
         this.logger.info({ job: job.id, exported, ms: Math.round(performance.now() - started) }, 'bulk export completed');
       } catch (err) {
         if (err instanceof JobLost) {
-          if (this.stopped) {
+          if (this.loop.stopped) {
             await this.jobs.release(job.id, this.workerId).catch(() => undefined);
           }
           this.logger.info({ job: job.id }, `bulk export stopped: ${err.message}`);
@@ -129,8 +104,6 @@ export class BulkExportWorker {
           this.logger.error({ err, job: job.id }, 'bulk export failed');
           await this.jobs.finish(job.id, this.workerId, this.settings.lifetimeS, failureOf(err));
         }
-      } finally {
-        clearInterval(heartbeat);
       }
     }
   }
@@ -148,9 +121,7 @@ export class BulkExportWorker {
    * Stops taking jobs; a job running here is given back to the queue at its next part, so that another process
    * (or this one after a restart) runs it without waiting for its heartbeat to go stale.
    */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }

@@ -3,6 +3,7 @@ export { isRetryableConflict, sqlState } from './database';
 export { migrate, LATEST_SCHEMA_VERSION, type Migration } from './migrations';
 export { CompositeWrite, SqlParams } from './statement';
 export { StatisticsKeeper } from './statistics';
+export { ClaimLoop, withHeartbeat } from './claim-loop';
 import type { Database } from './database';
 import { PgliteDatabase } from './pglite';
 import { PostgresDatabase } from './postgres';

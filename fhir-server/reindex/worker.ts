@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Database } from '../db';
+import { ClaimLoop, withHeartbeat, type Database } from '../db';
 import { ReindexJobs } from './jobs';
 import { failureOf, JobLost, runReindex } from './runner';
 import { ReindexState } from './state';
@@ -40,10 +40,7 @@ export class ReindexWorker {
   /** Which runtime SearchParameters a search uses before their types were reindexed (searches warn about them). */
   readonly state: ReindexState;
   private readonly workerId = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
-  private stopped = false;
+  private readonly loop: ClaimLoop;
   private lastCleanup = 0;
 
   constructor(
@@ -53,42 +50,21 @@ export class ReindexWorker {
   ) {
     this.jobs = new ReindexJobs(db);
     this.state = new ReindexState(db);
+    this.loop = new ClaimLoop({ enabled: settings.runJobs, pollIntervalMs: settings.pollIntervalMs, name: 'reindex worker', logger, drain: () => this.drain() });
   }
 
   start(): void {
-    if (!this.settings.runJobs) {
-      return;
-    }
-    this.timer = setInterval(() => this.wake(), this.settings.pollIntervalMs);
-    this.timer.unref();
-    this.wake();
+    this.loop.start();
   }
 
   /** Looks for work now (after a kick-off in this process, so that a job starts without waiting for the poll). */
   wake(): void {
-    if (this.stopped || !this.settings.runJobs) {
-      return;
-    }
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.drain()
-      .catch((err: unknown) => this.logger.error({ err }, 'reindex worker failed; it tries again at the next poll'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.wake();
-        }
-      });
+    this.loop.wake();
   }
 
   /** For tests: resolves when this process is idle again. */
-  async idle(): Promise<void> {
-    while (this.running) {
-      await this.running;
-    }
+  idle(): Promise<void> {
+    return this.loop.idle();
   }
 
   private async drain(): Promise<void> {
@@ -96,23 +72,22 @@ export class ReindexWorker {
       this.lastCleanup = Date.now();
       await this.jobs.removeFinished(this.settings.keepFinishedS);
     }
-    while (!this.stopped) {
+    while (!this.loop.stopped) {
       const job = await this.jobs.claim(this.workerId, this.settings.staleAfterMs, new Date());
       if (!job) {
         return;
       }
       const started = performance.now();
-      // A batch of large resources can take a while: beat on a timer too, so that the job is not taken for abandoned.
-      const heartbeat = setInterval(() => {
-        void this.jobs.beat(job.id, this.workerId).catch(() => undefined);
-      }, Math.max(1000, this.settings.staleAfterMs / 4));
       try {
-        await runReindex(this.db, this.jobs, job, this.workerId, this.settings, () => !this.stopped);
+        // A batch of large resources can take a while: the heartbeat keeps the job from being taken for abandoned.
+        await withHeartbeat(() => this.jobs.beat(job.id, this.workerId), this.settings.staleAfterMs, () =>
+          runReindex(this.db, this.jobs, job, this.workerId, this.settings, () => !this.loop.stopped),
+        );
         await this.jobs.finish(job.id, this.workerId);
         this.logger.info({ job: job.id, ms: Math.round(performance.now() - started) }, 'reindex completed');
       } catch (err) {
         if (err instanceof JobLost) {
-          if (this.stopped) {
+          if (this.loop.stopped) {
             await this.jobs.release(job.id, this.workerId).catch(() => undefined);
           }
           this.logger.info({ job: job.id }, `reindex stopped: ${err.message}`);
@@ -120,16 +95,12 @@ export class ReindexWorker {
           this.logger.error({ err, job: job.id }, 'reindex failed');
           await this.jobs.finish(job.id, this.workerId, failureOf(err));
         }
-      } finally {
-        clearInterval(heartbeat);
       }
     }
   }
 
   /** Stops taking jobs; a job running here goes back to the queue after its batch in flight. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }

@@ -59,7 +59,8 @@ export async function search<T extends Resource = Resource>(type: string, params
   const bundle = await call<Bundle>(`${type}?${query.toString()}`, options);
   const entries = bundle.entry ?? [];
   return {
-    resources: entries.filter((e) => e.search?.mode !== 'include').map((e) => e.resource as T),
+    // Not the includes, nor an OperationOutcome the server adds (search.mode outcome: a warning about the search).
+    resources: entries.filter((e) => e.search?.mode !== 'include' && e.search?.mode !== 'outcome').map((e) => e.resource as T),
     included: entries.filter((e) => e.search?.mode === 'include').map((e) => e.resource as Resource),
     total: bundle.total,
   };
