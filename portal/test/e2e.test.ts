@@ -135,7 +135,8 @@ describe('the portal in a browser', () => {
   it('a supervisor sees the indicators and the facility board, reviews a finding and sees who looked at the resident’s record', async () => {
     const page = await signIn(USERS.supervisor.username);
     await page.getByRole('tab', { name: '指标' }).waitFor();
-    await page.locator('.recharts-bar-rectangle').first().waitFor();
+    // A bar of value 0 is drawn as an empty (hidden) group: wait for one that shows.
+    await page.locator('.recharts-bar-rectangle').filter({ visible: true }).first().waitFor();
     await shot(page, 'supervisor-indicators');
     await page.getByRole('tab', { name: '机构接入' }).click();
     await page.getByRole('cell', { name: 'IA Public Health Lab' }).waitFor();

@@ -50,7 +50,8 @@ export function Indicators(): ReactNode {
   const figures = data.data?.figures ?? [];
   const indicators = [...new Map(figures.map((f) => [`${f.measure}#${f.group}`, f.label])).entries()];
   if (indicators.length === 0) return <Text>{t('sup.noIndicators')}</Text>;
-  const key = selected ?? indicators[0][0];
+  // Opens on the first indicator with something to show (a month with no activity reports zeros for everyone).
+  const key = selected ?? (indicators.find(([k]) => figures.some((f) => `${f.measure}#${f.group}` === k && f.value !== 0)) ?? indicators[0])[0];
   const chosen = figures.filter((f) => `${f.measure}#${f.group}` === key);
   const institutions = [...new Set(chosen.map((f) => f.institution))];
   const months = [...new Set(chosen.map((f) => f.month))].sort();
