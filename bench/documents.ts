@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Bundle, Organization, Patient } from '@medplum/fhirtypes';
 import { checkResidentId, DOCUMENT_TYPE_SYSTEM } from '../registry';
 import { startPlatform } from './platform';
-import { machineDescription, writeSection } from './report';
+import { machineDescription, writeBenchSection } from './report';
 
 function option(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -153,19 +153,12 @@ async function main(): Promise<void> {
       `large Binary of ${largeMib} MiB: upload ${(largeMib / upSeconds).toFixed(1)} MiB/s, download ${(largeMib / downSeconds).toFixed(1)} MiB/s (same SHA-256 back)`,
     ];
     console.log(lines.join('\n'));
-    writeSection(
+    writeBenchSection(
       'documents',
-      [
-        '## Document sharing (issue 7: MHD with WS/T 500 CDA)',
-        '',
-        `Command: \`npm run bench:documents -- --documents ${documents} --patients ${patients} --concurrency ${concurrency} --large-mib ${largeMib}\` (run ${new Date().toISOString()}).`,
-        '',
-        `Machine: ${machine}. The load averages in the first line say how busy it was: figures from a busy machine are pessimistic.`,
-        '',
-        '```',
-        ...lines,
-        '```',
-      ].join('\n'),
+      '## Document sharing (issue 7: MHD with WS/T 500 CDA)',
+      `Command: \`npm run bench:documents -- --documents ${documents} --patients ${patients} --concurrency ${concurrency} --large-mib ${largeMib}\` (run ${new Date().toISOString()}).`,
+      machine,
+      lines,
     );
   } finally {
     await platform.stop();

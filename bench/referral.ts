@@ -11,7 +11,7 @@
 import os from 'node:os';
 import type { Bundle, Communication, Organization, Patient, Task } from '@medplum/fhirtypes';
 import { startPlatform } from './platform';
-import { machineDescription, writeSection } from './report';
+import { machineDescription, writeBenchSection } from './report';
 
 function option(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -168,19 +168,12 @@ async function main(): Promise<void> {
       summary('routed and notified (Communication committed after the submission committed)', notifiedMs),
     ];
     console.log(lines.join('\n'));
-    writeSection(
+    writeBenchSection(
       'referral',
-      [
-        '## Referral workflow reaction (issue 8)',
-        '',
-        `Command: \`npm run bench:referral -- --rate ${rate} --duration ${duration}\` (run ${new Date().toISOString()}); target: routed and notified under 200 ms p99 at 50 referrals/s.`,
-        '',
-        `Machine: ${machine}. The load averages in the first line say how busy it was: figures from a busy machine are pessimistic.`,
-        '',
-        '```',
-        ...lines,
-        '```',
-      ].join('\n'),
+      '## Referral workflow reaction (issue 8)',
+      `Command: \`npm run bench:referral -- --rate ${rate} --duration ${duration}\` (run ${new Date().toISOString()}); target: routed and notified under 200 ms p99 at 50 referrals/s.`,
+      machine,
+      lines,
     );
   } finally {
     await platform.stop();

@@ -32,3 +32,24 @@ export function writeSection(name: string, body: string): void {
   const next = start >= 0 && stop > start ? doc.slice(0, start) + section + doc.slice(stop + end.length) : `${doc.trimEnd()}\n\n${section}\n`;
   writeFileSync(DOC, next);
 }
+
+/**
+ * A benchmark's section in the usual shape: its heading, the sentence giving the command it ran with, the machine,
+ * and the lines it printed as a block.
+ */
+export function writeBenchSection(name: string, heading: string, command: string, machine: string, lines: readonly string[]): void {
+  writeSection(
+    name,
+    [
+      heading,
+      '',
+      command,
+      '',
+      `Machine: ${machine}. The load averages in the first line say how busy it was: figures from a busy machine are pessimistic.`,
+      '',
+      '```',
+      ...lines,
+      '```',
+    ].join('\n'),
+  );
+}
