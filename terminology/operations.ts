@@ -37,8 +37,17 @@ const OPERATION_BASE = 'http://hl7.org/fhir/OperationDefinition';
 const MAX_TX_RESOURCES = 100;
 
 /** Reads typed values out of an operation's Parameters. */
+/** A language list as in Accept-Language (`de`, `en-AU, en;q=0.8`, `de,*`), each tag BCP 47-shaped. */
+function isLanguageList(v: string): boolean {
+  return v.length <= 200 && v.split(',').every((part) => /^\s*(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)\s*(;\s*q\s*=\s*[01](\.\d{0,3})?\s*)?$/.test(part));
+}
+
 class Inputs {
-  constructor(readonly params: Parameters) {}
+  /** `acceptLanguage`: the request's Accept-Language header, which stands for `displayLanguage` when that is absent. */
+  constructor(
+    readonly params: Parameters,
+    private readonly acceptLanguage?: string,
+  ) {}
 
   private all(name: string): ParametersParameter[] {
     return (this.params.parameter ?? []).filter((p) => p.name === name);
@@ -86,10 +95,12 @@ class Inputs {
   language(name: string): string | undefined {
     const v = this.string(name);
     if (v === undefined) {
-      return undefined;
+      // The request's Accept-Language stands for displayLanguage; a header this check would refuse is ignored, not
+      // answered 400 (browsers send their own).
+      const header = name === 'displayLanguage' ? this.acceptLanguage : undefined;
+      return header !== undefined && isLanguageList(header) ? header : undefined;
     }
-    const ok = v.length <= 200 && v.split(',').every((part) => /^\s*(\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*)\s*(;\s*q\s*=\s*[01](\.\d{0,3})?\s*)?$/.test(part));
-    if (!ok) {
+    if (!isLanguageList(v)) {
       throw badRequest(`The parameter ${name} must be a language (BCP 47) or a list of them, got '${v}'`);
     }
     return v;
@@ -284,7 +295,7 @@ function operation(
     levels: ['type', 'instance'],
     resourceTypes: [resourceType],
     affectsState: false,
-    invoke: (ctx: RouteContext, request: FhirRequest, target: OperationTarget) => handler(service, ctx, new Inputs(operationParameters(request)), target),
+    invoke: (ctx: RouteContext, request: FhirRequest, target: OperationTarget) => handler(service, ctx, new Inputs(operationParameters(request), request.headers['accept-language']), target),
   };
 }
 

@@ -151,6 +151,8 @@ async function toFhirRequest(req: IncomingMessage, options: FhirHandlerOptions):
       prefer: header(req, 'prefer'),
       'content-type': header(req, 'content-type'),
       accept,
+      // The display language of terminology operations when they name none (FHIR terminology-service: displayLanguage).
+      'accept-language': header(req, 'accept-language'),
       'x-security-context': header(req, 'x-security-context'),
     },
     content,

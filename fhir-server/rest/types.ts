@@ -18,7 +18,7 @@ export interface FhirRequest {
   query: URLSearchParams;
   body?: unknown;
   /** Header values that FHIR gives meaning to, lower-case names. */
-  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type' | 'accept' | 'x-security-context', string>>;
+  headers: Partial<Record<'if-match' | 'if-none-match' | 'if-none-exist' | 'if-modified-since' | 'prefer' | 'content-type' | 'accept' | 'accept-language' | 'x-security-context', string>>;
   /** The id a transaction bundle assigned in advance to a resource this request may create. */
   assignedId?: string;
   /**
