@@ -18,6 +18,7 @@ import { adapterMigrations, createAdapters, FACILITY_TAG_CODE, FACILITY_TAG_SYST
 import { FhirRepository, securityMigrations, type Queryable } from '../fhir-server';
 import { migrate, openDatabase, type Database } from '../fhir-server/db';
 import { adminQuery } from './platform';
+import { oruMessage } from './hl7-messages';
 
 const ADMIN_URL = process.env.BENCH_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -68,23 +69,7 @@ function counted(db: Database): { db: Database; count: () => number; recent: str
 let sequence = 0;
 function oru(facility: string, patient: number): Buffer {
   const n = ++sequence;
-  const tests = [
-    ['GLU', 'Glucose', '5.6', 'mmol/L', '3.9-6.1'],
-    ['K', 'Potassium', '4.1', 'mmol/L', '3.5-5.3'],
-    ['NA', 'Sodium', '140', 'mmol/L', '137-147'],
-    ['CREA', 'Creatinine', '78', 'umol/L', '57-111'],
-    ['ALT', 'ALT', '22', 'U/L', '9-50'],
-    ['HGB', 'Haemoglobin', '138', 'g/L', '130-175'],
-  ];
-  return Buffer.from(
-    [
-      `MSH|^~\\&|LIS|${facility}|HUIMIN|CITY|20250301100000+0800||ORU^R01^ORU_R01|C-${n}|P|2.5.1|||||CHN|UNICODE UTF-8`,
-      `PID|1||P${patient}^^^${facility}^MR||张^伟${patient}||19800101|M`,
-      `OBR|1|PL-${n}|FL-${n}|CHEM^生化^L|||20250301080000`,
-      ...tests.map(([code, name, value, unit, range], i) => `OBX|${i + 1}|NM|${code}^${name}^L||${value}|${unit}|${range}|N|||F`),
-    ].join('\r') + '\r',
-    'utf8',
-  );
+  return oruMessage(`C-${n}`, n, facility, patient);
 }
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@ import { MllpClient } from '../adapters/mllp/server';
 import { FACILITY_TAG_CODE, FACILITY_TAG_SYSTEM } from '../adapters/facilities';
 import { startPlatform } from './platform';
 import { machineDescription, writeSection } from './report';
+import { oruMessage } from './hl7-messages';
 
 const CONNECTIONS = 10;
 /** Patients per facility: results arrive for patients the hospital registered first (ADT), as in a day's work. */
@@ -41,23 +42,7 @@ function a28(facility: string, patient: number): Buffer {
 
 function oru(facility: string, patient: number): Buffer {
   const n = ++sequence;
-  const tests = [
-    ['GLU', 'Glucose', '5.6', 'mmol/L', '3.9-6.1'],
-    ['K', 'Potassium', '4.1', 'mmol/L', '3.5-5.3'],
-    ['NA', 'Sodium', '140', 'mmol/L', '137-147'],
-    ['CREA', 'Creatinine', '78', 'umol/L', '57-111'],
-    ['ALT', 'ALT', '22', 'U/L', '9-50'],
-    ['HGB', 'Haemoglobin', '138', 'g/L', '130-175'],
-  ];
-  return Buffer.from(
-    [
-      `MSH|^~\\&|LIS|${facility}|HUIMIN|CITY|20250301100000+0800||ORU^R01^ORU_R01|B-${n}|P|2.5.1|||||CHN|UNICODE UTF-8`,
-      `PID|1||P${patient}^^^${facility}^MR||张^伟${patient}||19800101|M`,
-      `OBR|1|PL-${n}|FL-${n}|CHEM^生化^L|||20250301080000`,
-      ...tests.map(([code, name, value, unit, range], i) => `OBX|${i + 1}|NM|${code}^${name}^L||${value}|${unit}|${range}|N|||F`),
-    ].join('\r') + '\r',
-    'utf8',
-  );
+  return oruMessage(`B-${n}`, n, facility, patient);
 }
 
 function percentile(sorted: number[], p: number): number {
